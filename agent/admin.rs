@@ -1,0 +1,172 @@
+//! The admin listener: `/metrics`, health, and the JSON API over flows, routes and config.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::state::{FlowState, Shared};
+use crate::stats::WindowSummary;
+
+/// Windows reported by `GET /api/flows`.
+const FLOW_WINDOWS: [(&str, Duration); 2] = [
+    ("1m", Duration::from_secs(60)),
+    ("5m", Duration::from_secs(300)),
+];
+
+/// Serves the admin endpoints of PRODUCT.md §7.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    shared: Arc<Shared>,
+}
+
+impl Admin {
+    /// Admin API over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Admin { shared }
+    }
+
+    /// Route one admin request.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let resp = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.shared.registry.render(),
+            ),
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            (&Method::GET, "/readyz") => self.readyz(),
+            (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),
+            (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
+            (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
+            (
+                _,
+                "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config",
+            ) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            ),
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        };
+        Ok(resp)
+    }
+
+    fn readyz(&self) -> Response<Full<Bytes>> {
+        if self.shared.is_ready() {
+            text(StatusCode::OK, "text/plain", "ready\n".into())
+        } else {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready\n".into(),
+            )
+        }
+    }
+
+    /// `GET /api/flows`: configured flows in config order, then `unmatched`.
+    pub fn flows(&self) -> Value {
+        let runtime = self.shared.runtime.load();
+        let now = self.shared.clock.now_ms();
+        let mut flows: Vec<Value> = runtime
+            .config
+            .flows
+            .iter()
+            .zip(runtime.flows.iter())
+            .map(|(cfg, rt)| {
+                let mut v = flow_json(&rt.state, now);
+                v["owner"] = json!(cfg.owner);
+                v["runbook"] = json!(cfg.runbook);
+                v["patterns"] = json!(
+                    cfg.patterns
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                );
+                v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
+                v
+            })
+            .collect();
+        let mut unmatched = flow_json(&runtime.unmatched.state, now);
+        unmatched["timeout_ms"] = json!(runtime.unmatched.timeout.as_millis() as u64);
+        flows.push(unmatched);
+        json!({ "flows": flows })
+    }
+
+    fn routes(&self) -> Value {
+        let runtime = self.shared.runtime.load();
+        let templates: Vec<Value> = self
+            .shared
+            .templates
+            .snapshot()
+            .into_iter()
+            .map(|t| json!({ "route": t.route, "count": t.count, "examples": t.examples }))
+            .collect();
+        json!({
+            "templating": if runtime.config.routes.templating { "auto" } else { "off" },
+            "max_templates": runtime.config.routes.max_templates,
+            "templates": templates,
+        })
+    }
+
+    fn config(&self) -> Value {
+        let runtime = self.shared.runtime.load();
+        json!({ "config": runtime.config.redacted_json(), "last_reload_error": Value::Null })
+    }
+}
+
+fn flow_json(state: &FlowState, now_ms: u64) -> Value {
+    let mut windows = serde_json::Map::new();
+    for (label, over) in FLOW_WINDOWS {
+        windows.insert(
+            label.into(),
+            window_json(&state.window.summary(now_ms, over)),
+        );
+    }
+    json!({
+        "name": &*state.name,
+        "active_requests": state.active.total(),
+        "windows": windows,
+        "alerts": [],
+    })
+}
+
+fn window_json(s: &WindowSummary) -> Value {
+    let ms = |q: f64| s.quantile(q).map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
+    json!({
+        "requests": s.requests,
+        "errors": s.errors,
+        "timeouts": s.timeouts,
+        "rps": (s.rps() * 1000.0).round() / 1000.0,
+        "error_rate": s.error_rate(),
+        "timeout_rate": s.timeout_rate(),
+        "p50_ms": ms(0.50),
+        "p95_ms": ms(0.95),
+        "p99_ms": ms(0.99),
+    })
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    text(status, "application/json", body.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json_response(status, &json!({ "error": message }))
+}

@@ -1,0 +1,214 @@
+//! Process lifecycle: bind listeners, start background tasks, handle signals, drain and exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::access_log::{AccessLog, Format};
+use crate::admin::Admin;
+use crate::config::{AccessLogFormat, Config};
+use crate::proxy::Proxy;
+use crate::server::{self, ConnLimits};
+use crate::state::{BuildError, Shared};
+use crate::stats::{Clock, SystemClock};
+
+/// Why Redline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// Address asked for.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The configuration does not make a runnable proxy.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Loads and validates the config file again on reload, re-applying flags and environment.
+pub type Reloader = Arc<dyn Fn(&std::path::Path) -> Result<Config, String> + Send + Sync>;
+
+/// Hooks that let tests and `redline demo` observe a running instance.
+#[derive(Default)]
+pub struct Hooks {
+    /// Receives the bound (proxy, admin) addresses once listening.
+    pub bound: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
+    /// Fires shutdown like SIGTERM does, when set to `true`.
+    pub shutdown: Option<watch::Receiver<bool>>,
+    /// File re-read on SIGHUP; overrides are re-applied by `reload`.
+    pub config_path: Option<PathBuf>,
+    /// Re-applied to every reloaded file (flag/env values win over the file).
+    pub reload: Option<Reloader>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run Redline until SIGTERM/SIGINT (or `hooks.shutdown`), then drain and return.
+pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
+    let access_log = match config.telemetry.access_log {
+        AccessLogFormat::Json => AccessLog::start(Format::Json, Box::new(std::io::stdout())),
+        AccessLogFormat::Text => AccessLog::start(Format::Text, Box::new(std::io::stdout())),
+        AccessLogFormat::Off => AccessLog::off(),
+    };
+    let limits = ConnLimits {
+        header_read_timeout: config.limits.header_read_timeout,
+        max_header_bytes: config.limits.max_header_bytes,
+    };
+    let grace = config.limits.shutdown_grace;
+    let (listen, admin_addr) = (config.listen, config.admin.listen);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let shared = Shared::new(config, clock, access_log.clone())?;
+    let proxy_listener = bind("proxy", listen).await?;
+    let admin_listener = bind("admin", admin_addr).await?;
+    let bound = (
+        local_addr(&proxy_listener, listen),
+        local_addr(&admin_listener, admin_addr),
+    );
+    tracing::info!(proxy = %bound.0, admin = %bound.1, version = env!("CARGO_PKG_VERSION"), "Redline is listening.");
+    if let Some(tx) = hooks.bound {
+        let _ = tx.send(bound);
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(tick_windows(shared.clone(), stop_rx.clone()));
+    tokio::spawn(watch_signals(
+        shared.clone(),
+        stop_tx,
+        hooks.shutdown,
+        hooks.config_path,
+        hooks.reload,
+    ));
+
+    let admin = Admin::new(shared.clone());
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(server::serve(
+        admin_listener,
+        limits,
+        move |req, peer| {
+            let admin = admin.clone();
+            async move { admin.handle(req, peer).await }
+        },
+        admin_stop_rx,
+        Duration::from_secs(1),
+    ));
+
+    let proxy = Proxy::new(shared.clone());
+    let handler = move |req, peer| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(req, peer).await }
+    };
+    server::serve(proxy_listener, limits, handler, stop_rx, grace).await;
+    tracing::info!("Proxy drained; flushing.");
+    let _ = admin_stop_tx.send(true);
+    let _ = admin_task.await;
+    tokio::task::spawn_blocking(move || access_log.drain(Duration::from_secs(2)))
+        .await
+        .ok();
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
+}
+
+/// Pre-clear upcoming window slots every second, so the request path rarely resets one.
+async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = server::stopped(&mut stop) => return,
+        }
+        let now = shared.clock.now_ms();
+        for flow in shared.all_flows() {
+            flow.window.advance(now);
+        }
+    }
+}
+
+/// SIGTERM/SIGINT start draining; SIGHUP reloads the config file.
+async fn watch_signals(
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    external: Option<watch::Receiver<bool>>,
+    config_path: Option<PathBuf>,
+    reload: Option<Reloader>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers.");
+        return;
+    };
+    // Without an external trigger, keep its sender alive so the branch never fires.
+    let (_keep, fallback) = watch::channel(false);
+    let mut external = external.unwrap_or(fallback);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = server::stopped(&mut external) => break,
+            _ = hup.recv() => {
+                if let (Some(path), Some(reload)) = (&config_path, &reload) {
+                    reload_now(&shared, path, reload.as_ref());
+                } else {
+                    tracing::warn!("SIGHUP ignored: Redline was started without a config file.");
+                }
+            }
+        }
+    }
+    tracing::info!("Shutting down: draining in-flight requests.");
+    shared.ready.store(false, Ordering::SeqCst);
+    let _ = stop.send(true);
+}
+
+/// Re-read the config file and swap it in; on any error keep the running config.
+pub fn reload_now(
+    shared: &Shared,
+    path: &std::path::Path,
+    load: &(dyn Fn(&std::path::Path) -> Result<Config, String> + Send + Sync),
+) {
+    let result =
+        load(path).and_then(|config| shared.build_runtime(config).map_err(|e| e.to_string()));
+    match result {
+        Ok(runtime) => {
+            shared.runtime.store(Arc::new(runtime));
+            shared.registry.config_reloads.inc(&["success"]);
+            tracing::info!(
+                audit = true,
+                trigger = "signal",
+                result = "success",
+                "Configuration reloaded."
+            );
+        }
+        Err(error) => {
+            shared.registry.config_reloads.inc(&["failure"]);
+            tracing::error!(audit = true, trigger = "signal", result = "failure", %error, "Configuration rejected; keeping the running one.");
+        }
+    }
+}

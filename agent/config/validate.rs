@@ -1,0 +1,116 @@
+//! Checks that span several nodes (uniqueness, per-type receiver rules), located in the source.
+
+use std::collections::HashMap;
+
+use super::locate::{Step, locate};
+use super::{Config, ConfigError};
+
+/// A failed check: where in the document, and why.
+struct Failure<'a> {
+    path: Vec<Step<'a>>,
+    message: String,
+}
+
+/// Run every cross-node check; `text` is the source the config was parsed from.
+pub(super) fn check(config: &Config, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let failure = unique_flow_names(config)
+        .or_else(|| unique_alerts(config))
+        .or_else(|| unique_receiver_names(config))
+        .or_else(|| receiver_rules(config));
+    match failure {
+        None => Ok(()),
+        Some(f) => {
+            let (line, column) = locate(text, &f.path).unwrap_or((1, 1));
+            Err(ConfigError::at(origin, line, column, f.message))
+        }
+    }
+}
+
+/// Index of the first item whose key was already seen, with the first index.
+fn first_duplicate<K: std::hash::Hash + Eq>(
+    keys: impl Iterator<Item = K>,
+) -> Option<(usize, usize)> {
+    let mut seen: HashMap<K, usize> = HashMap::new();
+    for (i, key) in keys.enumerate() {
+        if let Some(first) = seen.insert(key, i) {
+            return Some((first, i));
+        }
+    }
+    None
+}
+
+fn unique_flow_names(config: &Config) -> Option<Failure<'static>> {
+    let (first, dup) = first_duplicate(config.flows.iter().map(|f| &f.name))?;
+    Some(Failure {
+        path: vec![Step::Key("flows"), Step::Index(dup), Step::Key("name")],
+        message: format!(
+            "flows[{dup}].name: duplicate flow name {:?} (also flows[{first}]); flow names must be unique",
+            config.flows[dup].name
+        ),
+    })
+}
+
+/// Two rules of one flow with the same name and severity would share one alert identity.
+fn unique_alerts(config: &Config) -> Option<Failure<'static>> {
+    config.flows.iter().enumerate().find_map(|(i, flow)| {
+        let keys = flow.alerts.iter().map(|a| (&a.name, a.severity));
+        let (first, dup) = first_duplicate(keys)?;
+        let rule = &flow.alerts[dup];
+        Some(Failure {
+            path: vec![
+                Step::Key("flows"),
+                Step::Index(i),
+                Step::Key("alerts"),
+                Step::Index(dup),
+            ],
+            message: format!(
+                "flows[{i}].alerts[{dup}]: alert {} with severity {} is already defined by alerts[{first}] \
+                 of flow {:?}; give this rule a distinct `name` or `severity`",
+                rule.name,
+                rule.severity.as_str(),
+                flow.name
+            ),
+        })
+    })
+}
+
+fn receiver_path(i: usize) -> Vec<Step<'static>> {
+    vec![
+        Step::Key("alerting"),
+        Step::Key("receivers"),
+        Step::Index(i),
+    ]
+}
+
+fn unique_receiver_names(config: &Config) -> Option<Failure<'static>> {
+    let receivers = &config.alerting.receivers;
+    let (first, dup) = first_duplicate(receivers.iter().map(|r| &r.name))?;
+    let mut path = receiver_path(dup);
+    path.push(Step::Key("name"));
+    Some(Failure {
+        path,
+        message: format!(
+            "alerting.receivers[{dup}].name: duplicate receiver name {:?} (also receivers[{first}]); \
+             receiver names must be unique",
+            receivers[dup].name
+        ),
+    })
+}
+
+fn receiver_rules(config: &Config) -> Option<Failure<'static>> {
+    config
+        .alerting
+        .receivers
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| {
+            let (key, message) = r.check().err()?;
+            let mut path = receiver_path(i);
+            path.extend(key.map(Step::Key));
+            let at = key.map(|k| format!(".{k}")).unwrap_or_default();
+            Some(Failure {
+                path,
+                message: format!("alerting.receivers[{i}]{at}: {message}"),
+            })
+        })
+}

@@ -1,0 +1,456 @@
+//! Route templates for unmatched traffic (`/users/123` → `/users/{id}`), kept in a capped concurrent table.
+//!
+//! A path segment becomes `{id}` when it is (ASCII only):
+//! - all digits: `123`;
+//! - a UUID, `8-4-4-4-12` hex digits in any case;
+//! - at least 16 hex digits: `9f8e7d6c5b4a3f2e`;
+//! - token-like: at least 20 characters of `[A-Za-z0-9_-]` including a digit
+//!   (base64url ids, long slugs with numbers);
+//! - at least 32 characters of `[A-Za-z0-9+=_-]` (base64, with or without digits).
+//!
+//! Anything else stays literal, so words and short mixed tokens such as `orders`, `v2`,
+//! `api`, `user-profile`, `2fa` or `a1b2` are kept, as are empty segments. A segment
+//! containing `{` or `}` becomes `{other}`, so a request can never forge a placeholder.
+//! The query and fragment are dropped, and an empty path is `/`.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+/// The route of the overflow entry, used when the table is full or templating is off.
+pub const OTHER_ROUTE: &str = "/{other}";
+
+/// Templates longer than this go to [`OTHER_ROUTE`], bounding the memory a client can pin.
+pub const MAX_TEMPLATE_LEN: usize = 512;
+
+/// Example paths kept per template.
+pub const MAX_EXAMPLES: usize = 3;
+
+/// Example paths are cut to this many bytes (on a character boundary).
+pub const MAX_EXAMPLE_LEN: usize = 256;
+
+/// Write the route template of a raw request path into `out`, replacing its contents.
+///
+/// `"/users/123/orders/9f8e7d6c5b4a3f2e?x=1"` → `"/users/{id}/orders/{id}"`; see the
+/// module docs for the exact rules. A path without a leading `/` is treated as if it had one.
+pub fn template_path(path: &str, out: &mut String) {
+    out.clear();
+    let path = strip_query(path);
+    let body = path.strip_prefix('/').unwrap_or(path);
+    for segment in body.split('/') {
+        out.push('/');
+        out.push_str(classify(segment));
+    }
+}
+
+/// The segment itself, or the placeholder replacing it.
+fn classify(segment: &str) -> &str {
+    if segment.contains(['{', '}']) {
+        "{other}"
+    } else if is_id(segment.as_bytes()) {
+        "{id}"
+    } else {
+        segment
+    }
+}
+
+fn is_id(s: &[u8]) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    let (mut all_digit, mut all_hex, mut all_b64url, mut all_b64) = (true, true, true, true);
+    let mut any_digit = false;
+    for &b in s {
+        let digit = b.is_ascii_digit();
+        any_digit |= digit;
+        all_digit &= digit;
+        all_hex &= b.is_ascii_hexdigit();
+        let b64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        all_b64url &= b64url;
+        all_b64 &= b64url || b == b'+' || b == b'=';
+    }
+    let n = s.len();
+    all_digit
+        || is_uuid(s)
+        || (all_hex && n >= 16)
+        || (all_b64url && any_digit && n >= 20)
+        || (all_b64 && n >= 32)
+}
+
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+fn strip_query(path: &str) -> &str {
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    &path[..end]
+}
+
+/// One template: its request count and a few distinct example paths.
+#[derive(Debug)]
+pub struct TemplateEntry {
+    /// The template, e.g. `/users/{id}`; the `http.route` label of unmatched requests.
+    pub route: Arc<str>,
+    count: AtomicU64,
+    /// Filled in order and never changed once set, so readers need no lock and
+    /// a full entry costs only a few atomic loads and string compares per request.
+    examples: [OnceLock<Box<str>>; MAX_EXAMPLES],
+}
+
+impl TemplateEntry {
+    fn new(route: Arc<str>) -> Self {
+        TemplateEntry {
+            route,
+            count: AtomicU64::new(0),
+            examples: Default::default(),
+        }
+    }
+
+    /// Requests observed for this template.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Up to [`MAX_EXAMPLES`] distinct example paths, in order of first sight.
+    pub fn examples(&self) -> Vec<String> {
+        self.examples
+            .iter()
+            .map_while(|slot| slot.get().map(|e| e.to_string()))
+            .collect()
+    }
+
+    fn add_example(&self, path: &str) {
+        let path = truncate(path, MAX_EXAMPLE_LEN);
+        for slot in &self.examples {
+            // Slots before this one were checked and differ from `path`; set slots are
+            // immutable, so a path can only land in one slot and examples stay distinct.
+            if &**slot.get_or_init(|| path.into()) == path {
+                return;
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A point-in-time copy of one template, for `GET /api/routes`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TemplateSnapshot {
+    /// The template, e.g. `/users/{id}`.
+    pub route: String,
+    /// Requests observed.
+    pub count: u64,
+    /// Up to [`MAX_EXAMPLES`] distinct example paths (no query).
+    pub examples: Vec<String>,
+}
+
+/// The capped table of route templates seen for unmatched traffic, shared by all request tasks.
+///
+/// Holds at most `max_templates` distinct templates, exactly, even under concurrent
+/// inserts; further templates count towards the [`OTHER_ROUTE`] entry, which is not part
+/// of the cap. Looking up an existing template does not allocate.
+#[derive(Debug)]
+pub struct RouteTemplates {
+    map: DashMap<Arc<str>, Arc<TemplateEntry>>,
+    /// Distinct templates in `map`; only grows, under the shard lock of the inserted key.
+    distinct: AtomicUsize,
+    max_templates: usize,
+    templating: bool,
+    other: Arc<TemplateEntry>,
+}
+
+thread_local! {
+    /// Reused per thread so that templating a path for lookup does not allocate.
+    static TEMPLATE_BUF: RefCell<String> = RefCell::new(String::with_capacity(128));
+}
+
+impl RouteTemplates {
+    /// A table of at most `max_templates` templates; with `templating` off every
+    /// request goes to [`OTHER_ROUTE`].
+    pub fn new(max_templates: usize, templating: bool) -> Self {
+        RouteTemplates {
+            map: DashMap::new(),
+            distinct: AtomicUsize::new(0),
+            max_templates,
+            templating,
+            other: Arc::new(TemplateEntry::new(OTHER_ROUTE.into())),
+        }
+    }
+
+    /// Count one request for `path` (query ignored) and return its template entry, or the
+    /// [`OTHER_ROUTE`] entry when the table is full, templating is off, the template is
+    /// longer than [`MAX_TEMPLATE_LEN`] or is `/{other}` itself.
+    pub fn observe(&self, path: &str) -> Arc<TemplateEntry> {
+        let path = strip_query(path);
+        let entry = if self.templating {
+            TEMPLATE_BUF.with_borrow_mut(|buf| {
+                template_path(path, buf);
+                self.entry_for(buf)
+            })
+        } else {
+            Arc::clone(&self.other)
+        };
+        entry.count.fetch_add(1, Ordering::Relaxed);
+        entry.add_example(path);
+        entry
+    }
+
+    fn entry_for(&self, template: &str) -> Arc<TemplateEntry> {
+        if template.len() > MAX_TEMPLATE_LEN || template == OTHER_ROUTE {
+            return Arc::clone(&self.other);
+        }
+        if let Some(e) = self.map.get(template) {
+            return Arc::clone(e.value());
+        }
+        if self.distinct.load(Ordering::Relaxed) >= self.max_templates {
+            return Arc::clone(&self.other);
+        }
+        match self.map.entry(Arc::from(template)) {
+            Entry::Occupied(e) => Arc::clone(e.get()),
+            Entry::Vacant(v) => {
+                // Reserving a slot while holding the shard lock makes the cap exact: every
+                // insert has a successful increment, and increments never pass the cap.
+                let reserved = self
+                    .distinct
+                    .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                        (n < self.max_templates).then_some(n + 1)
+                    })
+                    .is_ok();
+                if reserved {
+                    let entry = Arc::new(TemplateEntry::new(Arc::clone(v.key())));
+                    v.insert(Arc::clone(&entry));
+                    entry
+                } else {
+                    Arc::clone(&self.other)
+                }
+            }
+        }
+    }
+
+    /// All templates with their counts and examples, plus `/{other}` if it was used,
+    /// sorted by count (descending) then route.
+    pub fn snapshot(&self) -> Vec<TemplateSnapshot> {
+        let mut out: Vec<TemplateSnapshot> =
+            self.map.iter().map(|e| snapshot_of(e.value())).collect();
+        if self.other.count() > 0 {
+            out.push(snapshot_of(&self.other));
+        }
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.route.cmp(&b.route)));
+        out
+    }
+
+    /// Distinct templates stored, not counting `/{other}`; never above `max_templates`.
+    pub fn len(&self) -> usize {
+        self.distinct.load(Ordering::Acquire)
+    }
+
+    /// True when no template is stored yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn snapshot_of(e: &TemplateEntry) -> TemplateSnapshot {
+    TemplateSnapshot {
+        route: e.route.to_string(),
+        count: e.count(),
+        examples: e.examples(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tpl(path: &str) -> String {
+        let mut out = String::from("garbage");
+        template_path(path, &mut out);
+        out
+    }
+
+    #[test]
+    fn ids_become_placeholders() {
+        let cases = [
+            (
+                "/users/123/orders/9f8e7d6c5b4a3f2e",
+                "/users/{id}/orders/{id}",
+            ),
+            ("/u/550e8400-e29b-41d4-a716-446655440000", "/u/{id}"),
+            ("/u/550E8400-E29B-41D4-A716-446655440000/x", "/u/{id}/x"),
+            ("/blob/0123456789abcdefABCDEF", "/blob/{id}"),
+            ("/t/dGhpc2lzYXRva2VuMTIz_-x", "/t/{id}"),
+            ("/t/abcdefghijklmnopqrstuvwxyzABCDEF", "/t/{id}"),
+            ("/t/aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=", "/t/{id}"),
+            ("/0", "/{id}"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(tpl(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn words_are_kept() {
+        let cases = [
+            "/api/v2/orders",
+            "/user-profile/settings",
+            "/auth/2fa",
+            "/a1b2/c",
+            "/deadbeef",
+            "/9f8e7d6c5b4a3f2",
+            "/how-to-cook-pasta-quickly",
+            "/abcdefghijklmnopqrstuvwxyz",
+            "/u/550e8400-e29b",
+            "/files/report.pdf",
+            "/a%20b",
+        ];
+        for path in cases {
+            assert_eq!(tpl(path), path);
+        }
+    }
+
+    #[test]
+    fn query_root_slashes_and_braces() {
+        assert_eq!(tpl(""), "/");
+        assert_eq!(tpl("/"), "/");
+        assert_eq!(tpl("?a=1"), "/");
+        assert_eq!(tpl("/users/42?token=secret"), "/users/{id}");
+        assert_eq!(tpl("/a/#x"), "/a/");
+        assert_eq!(tpl("/a//1/"), "/a//{id}/");
+        assert_eq!(tpl("/x/{id}"), "/x/{other}");
+        assert_eq!(tpl("/{other}"), "/{other}");
+        assert_eq!(tpl("users/7"), "/users/{id}");
+    }
+
+    #[test]
+    fn counts_and_distinct_examples() {
+        let t = RouteTemplates::new(10, true);
+        for p in ["/u/1", "/u/1?x=2", "/u/2", "/u/1", "/u/3", "/u/4", "/v"] {
+            t.observe(p);
+        }
+        let e = t.observe("/u/5");
+        assert_eq!(&*e.route, "/u/{id}");
+        assert_eq!(e.count(), 7);
+        assert_eq!(e.examples(), vec!["/u/1", "/u/2", "/u/3"]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.snapshot(),
+            vec![
+                TemplateSnapshot {
+                    route: "/u/{id}".into(),
+                    count: 7,
+                    examples: vec!["/u/1".into(), "/u/2".into(), "/u/3".into()],
+                },
+                TemplateSnapshot {
+                    route: "/v".into(),
+                    count: 1,
+                    examples: vec!["/v".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn cap_sends_new_templates_to_other() {
+        let t = RouteTemplates::new(3, true);
+        for p in ["/a", "/b", "/c"] {
+            assert_eq!(&*t.observe(p).route, p);
+        }
+        assert_eq!(&*t.observe("/d").route, OTHER_ROUTE);
+        assert_eq!(&*t.observe("/a").route, "/a");
+        assert_eq!(t.len(), 3);
+        let snap = t.snapshot();
+        assert_eq!(snap.len(), 4);
+        assert_eq!(snap[0].route, "/a");
+        assert_eq!(snap[0].count, 2);
+        assert!(snap.iter().any(|s| s.route == OTHER_ROUTE && s.count == 1));
+    }
+
+    #[test]
+    fn templating_off_and_zero_cap_use_other() {
+        for t in [RouteTemplates::new(10, false), RouteTemplates::new(0, true)] {
+            let e = t.observe("/users/1");
+            assert_eq!(&*e.route, OTHER_ROUTE);
+            assert!(t.is_empty());
+            assert_eq!(t.snapshot().len(), 1);
+        }
+    }
+
+    #[test]
+    fn oversized_and_forged_templates_use_other() {
+        let t = RouteTemplates::new(10, true);
+        let long = format!("/{}", "~".repeat(MAX_TEMPLATE_LEN));
+        assert_eq!(&*t.observe(&long).route, OTHER_ROUTE);
+        assert_eq!(&*t.observe("/{other}").route, OTHER_ROUTE);
+        let e = t.observe("/{other}");
+        assert_eq!(e.count(), 3);
+        assert!(e.examples().iter().all(|x| x.len() <= MAX_EXAMPLE_LEN));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn truncates_examples_on_char_boundary() {
+        let s = "é".repeat(MAX_EXAMPLE_LEN);
+        let cut = truncate(&s, MAX_EXAMPLE_LEN - 1);
+        assert!(cut.len() < MAX_EXAMPLE_LEN && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn concurrent_observe_keeps_cap_and_counts_exact() {
+        const THREADS: usize = 4;
+        const PER_THREAD: usize = 2_000;
+        const CAP: usize = 50;
+        for _round in 0..5 {
+            let t = RouteTemplates::new(CAP, true);
+            std::thread::scope(|s| {
+                for th in 0..THREADS {
+                    let t = &t;
+                    s.spawn(move || {
+                        for i in 0..PER_THREAD {
+                            // 200 distinct words, interleaved differently per thread.
+                            let word = (i * (th + 1) * 7) % 200;
+                            t.observe(&format!("/w/word{word}x/{i}"));
+                        }
+                    });
+                }
+            });
+            assert_eq!(t.len(), CAP);
+            let snap = t.snapshot();
+            assert_eq!(snap.len(), CAP + 1);
+            let total: u64 = snap.iter().map(|s| s.count).sum();
+            assert_eq!(total, (THREADS * PER_THREAD) as u64);
+            for s in &snap {
+                let mut ex = s.examples.clone();
+                ex.sort();
+                ex.dedup();
+                assert_eq!(ex.len(), s.examples.len());
+                assert!(s.examples.len() <= MAX_EXAMPLES);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RouteTemplates>();
+        assert_send_sync::<TemplateEntry>();
+    }
+}

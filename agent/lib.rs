@@ -1,0 +1,18 @@
+//! Redline: an observability sidecar that proxies HTTP and measures every critical flow.
+//!
+//! A request enters in [`proxy`], is matched to a flow by [`flows`], is
+//! measured in [`proxy::ctx`] into [`metrics`] and [`stats`], and is logged by
+//! [`access_log`]. [`admin`] serves what was measured; [`app`] runs it all.
+
+pub mod access_log;
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod flows;
+pub mod metrics;
+pub mod proxy;
+pub mod redact;
+pub mod server;
+pub mod state;
+pub mod stats;

@@ -1,0 +1,82 @@
+//! The `redline` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use redline::app::{self, Hooks};
+use redline::cli::{Cli, Command, RunArgs};
+use redline::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.describe());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging();
+    let config = match args.settings() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let reload_args = args.clone();
+    let hooks = Hooks {
+        config_path: args.config.clone(),
+        reload: Some(Arc::new(move |path: &std::path::Path| {
+            reload_args.reload(path).map_err(|e| e.to_string())
+        })),
+        ..Hooks::default()
+    };
+    match runtime.block_on(app::run(config, hooks)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Diagnostics go to stderr through `tracing` (`REDLINE_LOG`, `REDLINE_LOG_FORMAT`);
+/// stdout carries only the access log.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REDLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("REDLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,614 @@
+//! Redline's own metric registry: lock-free instruments on the request path, Prometheus text on `/metrics`.
+//!
+//! Why not the `metrics` facade: its handles are looked up by string key, its
+//! histogram buckets are fixed when the global recorder is installed, and the
+//! OTLP exporter needs to read the very same series. Here every series handle
+//! is resolved once per flow/route and recorded with plain atomics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+
+/// Default bucket boundaries, in seconds: the OpenTelemetry advice for `http.server.request.duration`.
+pub const DEFAULT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Methods known to the HTTP semantic conventions; anything else is `_OTHER`.
+pub const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+/// Index of a method in [`METHODS`], so per-method series need no string lookup.
+pub fn method_index(method: &http::Method) -> usize {
+    match *method {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::CONNECT => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::TRACE => 7,
+        http::Method::PATCH => 8,
+        _ => 9,
+    }
+}
+
+/// Bounded `error_type` values (PRODUCT.md §4). A 5xx from the upstream is `Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// Success, or a 4xx: no error.
+    None,
+    /// No response headers within the flow's timeout.
+    Timeout,
+    /// Upstream refused or unreachable.
+    UpstreamUnavailable,
+    /// Upstream reset the connection or sent a broken response.
+    UpstreamError,
+    /// The client went away before the response was complete.
+    ClientClosed,
+    /// The upstream answered with a 5xx status; the label is the status as text.
+    Status,
+}
+
+impl ErrorType {
+    /// The label value, given the response status (only used for `Status`).
+    pub fn label(self, status: u16) -> std::borrow::Cow<'static, str> {
+        match self {
+            ErrorType::None => "".into(),
+            ErrorType::Timeout => "timeout".into(),
+            ErrorType::UpstreamUnavailable => "upstream_unavailable".into(),
+            ErrorType::UpstreamError => "upstream_error".into(),
+            ErrorType::ClientClosed => "client_closed".into(),
+            ErrorType::Status => status.to_string().into(),
+        }
+    }
+
+    /// Whether this outcome counts toward the error rate (5xx and Redline's own failures).
+    pub fn is_error(self) -> bool {
+        !matches!(self, ErrorType::None | ErrorType::ClientClosed)
+    }
+
+    fn code(self) -> u32 {
+        self as u32
+    }
+
+    fn from_code(code: u32) -> ErrorType {
+        match code {
+            1 => ErrorType::Timeout,
+            2 => ErrorType::UpstreamUnavailable,
+            3 => ErrorType::UpstreamError,
+            4 => ErrorType::ClientClosed,
+            5 => ErrorType::Status,
+            _ => ErrorType::None,
+        }
+    }
+}
+
+/// A cumulative histogram with fixed boundaries, recorded with atomics.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: Arc<[f64]>,
+    // One more bucket than bounds: the +Inf overflow.
+    buckets: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// A histogram over `bounds` (sorted, in seconds).
+    pub fn new(bounds: Arc<[f64]>) -> Self {
+        let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Histogram {
+            bounds,
+            buckets,
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Record one observation in seconds.
+    pub fn observe(&self, seconds: f64) {
+        let idx = self.bounds.partition_point(|b| *b < seconds);
+        self.buckets[idx].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add((seconds * 1e9) as u64, Relaxed);
+    }
+
+    /// Boundaries in seconds.
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// Per-bucket (non-cumulative) counts, the last one being +Inf.
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+
+    /// Sum of observations in seconds.
+    pub fn sum(&self) -> f64 {
+        self.sum_nanos.load(Relaxed) as f64 / 1e9
+    }
+}
+
+/// Series of `http_server_request_duration_seconds` for one (flow, route).
+///
+/// The request path holds an `Arc` to this, so only the small integer key of
+/// (method, status, error type) is hashed per request.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    /// `flow` label.
+    pub flow: Arc<str>,
+    /// `http_route` label.
+    pub route: Arc<str>,
+    bounds: Arc<[f64]>,
+    series: DashMap<u32, Arc<Histogram>>,
+}
+
+impl RouteMetrics {
+    fn new(flow: Arc<str>, route: Arc<str>, bounds: Arc<[f64]>) -> Self {
+        RouteMetrics {
+            flow,
+            route,
+            bounds,
+            series: DashMap::new(),
+        }
+    }
+
+    /// Record one finished request.
+    pub fn record(&self, method: usize, status: u16, error: ErrorType, seconds: f64) {
+        let key = (method as u32) | (u32::from(status.min(999)) << 4) | (error.code() << 14);
+        if let Some(h) = self.series.get(&key) {
+            h.observe(seconds);
+            return;
+        }
+        let h = self
+            .series
+            .entry(key)
+            .or_insert_with(|| Arc::new(Histogram::new(self.bounds.clone())))
+            .clone();
+        h.observe(seconds);
+    }
+
+    /// Every series: (method, status, error type, histogram).
+    pub fn series(&self) -> Vec<(&'static str, u16, ErrorType, Arc<Histogram>)> {
+        let mut out: Vec<_> = self
+            .series
+            .iter()
+            .map(|e| {
+                let k = *e.key();
+                let method = METHODS[(k & 0xf) as usize % METHODS.len()];
+                let status = ((k >> 4) & 0x3ff) as u16;
+                (
+                    method,
+                    status,
+                    ErrorType::from_code(k >> 14),
+                    e.value().clone(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0, a.1, a.2 as u8).cmp(&(b.0, b.1, b.2 as u8)));
+        out
+    }
+}
+
+/// `http_server_active_requests` for one flow, one gauge per method.
+#[derive(Debug)]
+pub struct ActiveRequests {
+    /// `flow` label.
+    pub flow: Arc<str>,
+    gauges: [AtomicI64; METHODS.len()],
+}
+
+impl ActiveRequests {
+    /// Gauges for `flow`, all zero.
+    pub fn new(flow: Arc<str>) -> Self {
+        ActiveRequests {
+            flow,
+            gauges: Default::default(),
+        }
+    }
+
+    /// A request started; the returned guard ends it when dropped.
+    pub fn start(self: &Arc<Self>, method: usize) -> ActiveGuard {
+        self.gauges[method].fetch_add(1, Relaxed);
+        ActiveGuard {
+            active: self.clone(),
+            method,
+        }
+    }
+
+    /// Current value per method.
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, i64)> + '_ {
+        METHODS
+            .iter()
+            .zip(self.gauges.iter())
+            .map(|(m, g)| (*m, g.load(Relaxed)))
+    }
+
+    /// Sum over all methods.
+    pub fn total(&self) -> i64 {
+        self.gauges.iter().map(|g| g.load(Relaxed)).sum()
+    }
+}
+
+/// Decrements an active-requests gauge on drop, whatever way the request ends.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    active: Arc<ActiveRequests>,
+    method: usize,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.active.gauges[self.method].fetch_sub(1, Relaxed);
+    }
+}
+
+/// A family of counters or gauges with string labels, for low-rate events off the request path.
+#[derive(Debug)]
+pub struct LabeledFamily {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Vec<String>, f64>>,
+}
+
+impl LabeledFamily {
+    fn new(
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
+        LabeledFamily {
+            name,
+            help,
+            kind,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Vec<String>, f64>) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-update of a counter; keep counting.
+        let mut guard = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Add `by` to the series with these label values (in the family's label order).
+    pub fn add(&self, labels: &[&str], by: f64) {
+        let key = labels.iter().map(|s| s.to_string()).collect();
+        self.with(|m| *m.entry(key).or_insert(0.0) += by);
+    }
+
+    /// Increment a counter by one.
+    pub fn inc(&self, labels: &[&str]) {
+        self.add(labels, 1.0);
+    }
+
+    /// Set a gauge.
+    pub fn set(&self, labels: &[&str], value: f64) {
+        let key = labels.iter().map(|s| s.to_string()).collect();
+        self.with(|m| m.insert(key, value));
+    }
+
+    /// Remove one series (a gauge whose subject no longer exists).
+    pub fn remove(&self, labels: &[&str]) {
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        self.with(|m| m.remove(&key));
+    }
+
+    /// Current value of one series, 0 when absent.
+    pub fn get(&self, labels: &[&str]) -> f64 {
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        self.with(|m| m.get(&key).copied().unwrap_or(0.0))
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {}",
+            self.name, self.help, self.name, self.kind
+        );
+        self.with(|m| {
+            for (values, v) in m.iter() {
+                out.push_str(self.name);
+                write_labels(
+                    out,
+                    self.labels
+                        .iter()
+                        .copied()
+                        .zip(values.iter().map(String::as_str)),
+                );
+                let _ = writeln!(out, " {}", fmt_f64(*v));
+            }
+        });
+    }
+}
+
+/// Every metric Redline exposes (PRODUCT.md §4).
+#[derive(Debug)]
+pub struct Registry {
+    bounds: Arc<[f64]>,
+    routes: DashMap<(Arc<str>, Arc<str>), Arc<RouteMetrics>>,
+    active: DashMap<Arc<str>, Arc<ActiveRequests>>,
+    /// `redline_alert_state{flow, alertname, severity}`.
+    pub alert_state: LabeledFamily,
+    /// `redline_notifications_total{receiver, result}`.
+    pub notifications: LabeledFamily,
+    /// `redline_config_reloads_total{result}`.
+    pub config_reloads: LabeledFamily,
+    /// `redline_telemetry_dropped_total{signal}`.
+    pub telemetry_dropped: LabeledFamily,
+    /// `redline_access_log_dropped_total`: lines dropped because stdout could not keep up.
+    pub access_log_dropped: AtomicU64,
+}
+
+impl Registry {
+    /// A registry whose latency histograms use `bounds` (seconds; sorted and deduplicated here).
+    pub fn new(bounds: &[f64]) -> Self {
+        let mut b: Vec<f64> = bounds
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        b.sort_by(f64::total_cmp);
+        b.dedup();
+        let telemetry_dropped = LabeledFamily::new(
+            "redline_telemetry_dropped_total",
+            "counter",
+            "Telemetry items dropped because an export queue was full or the collector failed.",
+            &["signal"],
+        );
+        for signal in ["traces", "metrics"] {
+            telemetry_dropped.add(&[signal], 0.0);
+        }
+        let config_reloads = LabeledFamily::new(
+            "redline_config_reloads_total",
+            "counter",
+            "Configuration reloads by result.",
+            &["result"],
+        );
+        for result in ["success", "failure"] {
+            config_reloads.add(&[result], 0.0);
+        }
+        Registry {
+            bounds: b.into(),
+            routes: DashMap::new(),
+            active: DashMap::new(),
+            alert_state: LabeledFamily::new(
+                "redline_alert_state",
+                "gauge",
+                "Alert state: 0 inactive, 1 pending, 2 firing.",
+                &["flow", "alertname", "severity"],
+            ),
+            notifications: LabeledFamily::new(
+                "redline_notifications_total",
+                "counter",
+                "Alert notifications by receiver and result.",
+                &["receiver", "result"],
+            ),
+            config_reloads,
+            telemetry_dropped,
+            access_log_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Histogram boundaries in seconds.
+    pub fn bounds(&self) -> &Arc<[f64]> {
+        &self.bounds
+    }
+
+    /// The series handle for (flow, route), created once and kept across reloads.
+    pub fn route(&self, flow: &Arc<str>, route: &Arc<str>) -> Arc<RouteMetrics> {
+        self.routes
+            .entry((flow.clone(), route.clone()))
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics::new(
+                    flow.clone(),
+                    route.clone(),
+                    self.bounds.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// The active-requests gauges for a flow, created once and kept across reloads.
+    pub fn active(&self, flow: &Arc<str>) -> Arc<ActiveRequests> {
+        self.active
+            .entry(flow.clone())
+            .or_insert_with(|| Arc::new(ActiveRequests::new(flow.clone())))
+            .clone()
+    }
+
+    /// Every route series handle, sorted by flow then route.
+    pub fn routes(&self) -> Vec<Arc<RouteMetrics>> {
+        let mut v: Vec<_> = self.routes.iter().map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| (&a.flow, &a.route).cmp(&(&b.flow, &b.route)));
+        v
+    }
+
+    /// Every active-requests gauge set, sorted by flow.
+    pub fn active_all(&self) -> Vec<Arc<ActiveRequests>> {
+        let mut v: Vec<_> = self.active.iter().map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| a.flow.cmp(&b.flow));
+        v
+    }
+
+    /// The whole registry in the Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        self.render_duration(&mut out);
+        self.render_active(&mut out);
+        self.alert_state.render(&mut out);
+        self.notifications.render(&mut out);
+        self.config_reloads.render(&mut out);
+        self.telemetry_dropped.render(&mut out);
+        out.push_str("# HELP redline_access_log_dropped_total Access log lines dropped because the writer could not keep up.\n# TYPE redline_access_log_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "redline_access_log_dropped_total {}",
+            self.access_log_dropped.load(Relaxed)
+        );
+        out.push_str(
+            "# HELP redline_build_info Build information.\n# TYPE redline_build_info gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "redline_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+
+    fn render_duration(&self, out: &mut String) {
+        const NAME: &str = "http_server_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {NAME} Duration of HTTP server requests.\n# TYPE {NAME} histogram"
+        );
+        for route in self.routes() {
+            for (method, status, error, h) in route.series() {
+                let err = error.label(status);
+                let status = status.to_string();
+                let labels = [
+                    ("flow", &*route.flow),
+                    ("http_request_method", method),
+                    ("http_route", &*route.route),
+                    ("http_response_status_code", status.as_str()),
+                    ("error_type", &*err),
+                ];
+                render_histogram(out, NAME, &labels, &h);
+            }
+        }
+    }
+
+    fn render_active(&self, out: &mut String) {
+        const NAME: &str = "http_server_active_requests";
+        let _ = writeln!(
+            out,
+            "# HELP {NAME} Number of active HTTP server requests.\n# TYPE {NAME} gauge"
+        );
+        for active in self.active_all() {
+            for (method, v) in active.values() {
+                // Methods never seen stay out, to keep the scrape small.
+                if v == 0 && method != "GET" {
+                    continue;
+                }
+                out.push_str(NAME);
+                write_labels(
+                    out,
+                    [("flow", &*active.flow), ("http_request_method", method)],
+                );
+                let _ = writeln!(out, " {v}");
+            }
+        }
+    }
+}
+
+fn render_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+    let counts = h.bucket_counts();
+    let mut cumulative = 0;
+    let le_values = h
+        .bounds()
+        .iter()
+        .map(|b| fmt_f64(*b))
+        .chain(std::iter::once("+Inf".to_string()));
+    for (count, le) in counts.iter().zip(le_values) {
+        cumulative += count;
+        let _ = write!(out, "{name}_bucket");
+        write_labels(
+            out,
+            labels
+                .iter()
+                .copied()
+                .chain(std::iter::once(("le", le.as_str()))),
+        );
+        let _ = writeln!(out, " {cumulative}");
+    }
+    let _ = write!(out, "{name}_sum");
+    write_labels(out, labels.iter().copied());
+    let _ = writeln!(out, " {}", fmt_f64(h.sum()));
+    let _ = write!(out, "{name}_count");
+    write_labels(out, labels.iter().copied());
+    let _ = writeln!(out, " {cumulative}");
+}
+
+fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    out.push('{');
+    for (i, (k, v)) in labels.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_le_and_cumulative() {
+        let reg = Registry::new(&[0.1, 0.5, 0.1]);
+        let r = reg.route(&"checkout".into(), &"/api/checkout".into());
+        r.record(2, 200, ErrorType::None, 0.1);
+        r.record(2, 200, ErrorType::None, 0.3);
+        r.record(2, 503, ErrorType::Status, 2.0);
+        let text = reg.render();
+        let base = r#"flow="checkout",http_request_method="POST",http_route="/api/checkout",http_response_status_code="200",error_type="""#;
+        assert!(
+            text.contains(&format!(
+                "http_server_request_duration_seconds_bucket{{{base},le=\"0.1\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{base},le=\"0.5\"}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_count{{{base}}} 2\n"
+        )));
+        assert!(text.contains(r#"http_response_status_code="503",error_type="503",le="+Inf"} 1"#));
+        assert!(text.contains("redline_build_info{version=\""));
+    }
+
+    #[test]
+    fn active_guard_decrements_on_drop() {
+        let reg = Registry::new(&DEFAULT_BUCKETS);
+        let a = reg.active(&"f".into());
+        let g = a.start(0);
+        assert_eq!(a.total(), 1);
+        drop(g);
+        assert_eq!(a.total(), 0);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        write_labels(&mut out, [("a", "x\"y\\z\n")]);
+        assert_eq!(out, r#"{a="x\"y\\z\n"}"#);
+    }
+}

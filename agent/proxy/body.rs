@@ -1,0 +1,151 @@
+//! Streaming bodies: the response body that finishes the request context, and a byte-counting request body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::ctx::RequestCtx;
+use crate::metrics::ErrorType;
+
+enum Inner {
+    Upstream(Incoming),
+    Local(Option<Bytes>),
+}
+
+/// The body sent to the client. Frames pass through as they come (nothing is
+/// buffered); the request is finished when the last frame is sent, when the
+/// upstream breaks mid-body, or (on drop) when the client goes away first.
+pub struct ProxyBody {
+    inner: Inner,
+    ctx: Option<Box<RequestCtx>>,
+}
+
+impl ProxyBody {
+    /// Stream the upstream's body.
+    pub fn upstream(body: Incoming, ctx: RequestCtx) -> Self {
+        ProxyBody {
+            inner: Inner::Upstream(body),
+            ctx: Some(Box::new(ctx)),
+        }
+    }
+
+    /// A body Redline made itself (error JSON, 405).
+    pub fn local(bytes: Bytes, ctx: Option<RequestCtx>) -> Self {
+        ProxyBody {
+            inner: Inner::Local(Some(bytes)),
+            ctx: ctx.map(Box::new),
+        }
+    }
+
+    fn finish(&mut self, error: Option<ErrorType>) {
+        if let Some(mut ctx) = self.ctx.take() {
+            ctx.finish(error);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.finish(None);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(ctx)) = (frame.data_ref(), this.ctx.as_mut()) {
+                    ctx.add_bytes_out(data.len());
+                }
+                if this.is_end_stream() {
+                    this.finish(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(Some(ErrorType::UpstreamError));
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Local(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Local(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // Dropped before the last frame: hyper gave up on the client connection.
+        if !self.is_end_stream() {
+            self.finish(Some(ErrorType::ClientClosed));
+        } else {
+            self.finish(None);
+        }
+    }
+}
+
+/// The client's request body on its way upstream, counting bytes as they pass.
+pub struct CountingBody {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingBody {
+    /// Wrap `inner`, adding every data byte to `count`.
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
+        CountingBody { inner, count }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

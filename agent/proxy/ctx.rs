@@ -1,0 +1,178 @@
+//! The per-request context: started when a request arrives, finished exactly once, where it is measured.
+//!
+//! Every way a request can end (response body complete, upstream failure,
+//! client gone) goes through [`RequestCtx::finish`], so metrics, windows and
+//! the access log cannot disagree.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::HeaderValue;
+
+use crate::access_log::Entry;
+use crate::metrics::{ActiveGuard, ErrorType, RouteMetrics, method_index};
+use crate::state::{FlowRuntime, Runtime, Shared};
+use crate::stats::Sample;
+
+/// Status recorded when the client left before any response was sent (nginx's convention).
+pub const CLIENT_CLOSED_STATUS: u16 = 499;
+
+/// One request's measurements, from arrival to the last response byte.
+pub struct RequestCtx {
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    flow: Option<usize>,
+    route_metrics: Arc<RouteMetrics>,
+    method: http::Method,
+    method_idx: usize,
+    uri: http::Uri,
+    client: SocketAddr,
+    /// `x-request-id` sent upstream and echoed to the client.
+    pub request_id: HeaderValue,
+    started: Instant,
+    started_wall: SystemTime,
+    upstream: Option<Duration>,
+    status: Option<u16>,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: u64,
+    finished: bool,
+    _active: ActiveGuard,
+}
+
+impl RequestCtx {
+    /// Match the request to a flow and route and start its clocks.
+    pub fn start(
+        shared: &Arc<Shared>,
+        runtime: Arc<Runtime>,
+        parts: &http::request::Parts,
+        client: SocketAddr,
+    ) -> Self {
+        let started = Instant::now();
+        let method_idx = method_index(&parts.method);
+        let path = parts.uri.path();
+        let (flow, route_metrics) = match runtime.router.find(&parts.method, path) {
+            Some(m) => (Some(m.flow), runtime.routes[m.route].clone()),
+            None => {
+                let entry = shared.templates.observe(path);
+                let name = &runtime.unmatched.state.name;
+                (None, shared.registry.route(name, &entry.route))
+            }
+        };
+        let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
+        let active = flow_rt.state.active.start(method_idx);
+        RequestCtx {
+            shared: shared.clone(),
+            flow,
+            route_metrics,
+            method: parts.method.clone(),
+            method_idx,
+            uri: parts.uri.clone(),
+            client,
+            request_id: super::headers::request_id(&parts.headers),
+            started,
+            started_wall: SystemTime::now(),
+            upstream: None,
+            status: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_out: 0,
+            finished: false,
+            _active: active,
+            runtime,
+        }
+    }
+
+    /// The flow this request belongs to (the `unmatched` pseudo-flow when none).
+    pub fn flow(&self) -> &FlowRuntime {
+        self.flow
+            .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i])
+    }
+
+    /// The runtime snapshot this request started under.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Flow name for error bodies and logs.
+    pub fn flow_name(&self) -> &str {
+        &self.flow().state.name
+    }
+
+    /// Counter the request body wrapper adds to.
+    pub fn bytes_in_counter(&self) -> Arc<AtomicU64> {
+        self.bytes_in.clone()
+    }
+
+    /// The upstream's response headers arrived with this status.
+    pub fn upstream_responded(&mut self, status: u16) {
+        self.upstream = Some(self.started.elapsed());
+        self.status = Some(status);
+    }
+
+    /// Redline answers by itself with this status.
+    pub fn local_response(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+
+    /// Response body bytes passed to the client.
+    pub fn add_bytes_out(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
+    /// End the request: record metrics, window sample and access log line. Idempotent.
+    pub fn finish(&mut self, error: Option<ErrorType>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let duration = self.started.elapsed();
+        let status = self.status.unwrap_or(CLIENT_CLOSED_STATUS);
+        let error = error.unwrap_or(if status >= 500 {
+            ErrorType::Status
+        } else {
+            ErrorType::None
+        });
+        self.route_metrics
+            .record(self.method_idx, status, error, duration.as_secs_f64());
+        let sample = Sample {
+            latency: duration,
+            error: error.is_error(),
+            timeout: error == ErrorType::Timeout,
+        };
+        self.flow()
+            .state
+            .window
+            .record(self.shared.clock.now_ms(), sample);
+        if self.shared.access_log.enabled() {
+            self.log(status, duration, error);
+        }
+    }
+
+    fn log(&self, status: u16, duration: Duration, error: ErrorType) {
+        let entry = Entry {
+            ts: self.started_wall,
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            route: self.route_metrics.route.clone(),
+            flow: self.flow().state.name.clone(),
+            status,
+            duration,
+            upstream: self.upstream,
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out,
+            client: self.client,
+            request_id: self.request_id.clone(),
+            error,
+            redactor: self.runtime.redactor.clone(),
+        };
+        self.shared.access_log.emit(entry, &self.shared.registry);
+    }
+}
+
+impl Drop for RequestCtx {
+    /// A context dropped unfinished means hyper dropped the request: the client went away.
+    fn drop(&mut self) {
+        self.finish(Some(ErrorType::ClientClosed));
+    }
+}

@@ -1,0 +1,239 @@
+//! The reverse proxy: where a request enters, is matched to a flow, forwarded upstream and answered.
+//!
+//! Phases, in order: [`Proxy::handle`] starts a [`RequestCtx`] (flow match,
+//! clocks, gauges), `upstream_request` rewrites the request, `forward` calls
+//! the pooled upstream client under the flow's timeout, and the response body
+//! ([`ProxyBody`]) finishes the context when the last byte is sent. Upstream
+//! failures become JSON responses plus a metric, never an `Err`.
+
+pub mod body;
+pub mod ctx;
+pub mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use body::CountingBody;
+pub use body::ProxyBody;
+pub use ctx::RequestCtx;
+
+use crate::metrics::ErrorType;
+use crate::state::Shared;
+
+/// The pooled HTTP/1.1 client to the upstream.
+type UpstreamClient = Client<HttpConnector, CountingBody>;
+
+/// Forwards requests to the configured upstream and measures them.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    client: UpstreamClient,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy over `shared` state with a keep-alive pool to the upstream.
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        Arc::new(Proxy { shared, client })
+    }
+
+    /// Serve one request from a client at `client`. Never fails: errors become responses.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let runtime = self.shared.runtime.load_full();
+        let (parts, body) = req.into_parts();
+        let ctx = RequestCtx::start(&self.shared, runtime, &parts, client);
+        if parts.method == Method::CONNECT {
+            let msg = "CONNECT is not supported: Redline forwards only to its configured upstream";
+            return Ok(local_error(ctx, StatusCode::METHOD_NOT_ALLOWED, None, msg));
+        }
+        let mut req = Request::from_parts(parts, body);
+        let upgrade =
+            headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let upstream_req = self.upstream_request(req, &ctx, client, upgrade);
+        let timeout = ctx.flow().timeout;
+        match tokio::time::timeout(timeout, self.client.request(upstream_req)).await {
+            Err(_) => {
+                let msg = format!(
+                    "upstream sent no response headers within {}",
+                    humantime::format_duration(timeout)
+                );
+                Ok(local_error(
+                    ctx,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    Some(ErrorType::Timeout),
+                    &msg,
+                ))
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::debug!(error = %e, "Upstream unavailable.");
+                let msg = "upstream refused the connection or is unreachable";
+                Ok(local_error(
+                    ctx,
+                    StatusCode::BAD_GATEWAY,
+                    Some(ErrorType::UpstreamUnavailable),
+                    msg,
+                ))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "Upstream error.");
+                let msg = "upstream closed the connection or sent a broken response";
+                Ok(local_error(
+                    ctx,
+                    StatusCode::BAD_GATEWAY,
+                    Some(ErrorType::UpstreamError),
+                    msg,
+                ))
+            }
+            Ok(Ok(resp)) => Ok(self.respond(resp, ctx, client_upgrade)),
+        }
+    }
+
+    /// Rewrite the client's request for the upstream: fixed authority, HTTP/1.1, clean headers.
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        ctx: &RequestCtx,
+        client: SocketAddr,
+        upgrade: Option<HeaderValue>,
+    ) -> Request<CountingBody> {
+        let (mut parts, body) = req.into_parts();
+        let runtime = ctx.runtime();
+        // Only the path and query survive: absolute-form targets cannot pick another host.
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = http::Uri::builder()
+            .scheme(runtime.upstream_scheme.clone())
+            .authority(runtime.upstream_authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        // h2 and absolute-form requests carry the host in the URI, not the Host header.
+        let host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::set_forwarded(&mut parts.headers, client.ip(), host.as_ref());
+        let host = host.unwrap_or_else(|| {
+            HeaderValue::from_str(runtime.upstream_authority.as_str())
+                .unwrap_or(HeaderValue::from_static("localhost"))
+        });
+        parts.headers.insert(header::HOST, host);
+        parts
+            .headers
+            .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        if let Some(protocol) = upgrade {
+            headers::set_upgrade(&mut parts.headers, protocol);
+        }
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        Request::from_parts(parts, CountingBody::new(body, ctx.bytes_in_counter()))
+    }
+
+    /// Pass the upstream's response on, streaming its body; tunnel a 101.
+    fn respond(
+        &self,
+        mut resp: Response<Incoming>,
+        mut ctx: RequestCtx,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<ProxyBody> {
+        ctx.upstream_responded(resp.status().as_u16());
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(client_side)) = (switching, client_upgrade) {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_side, upstream_side));
+        }
+        let (mut parts, body) = resp.into_parts();
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let (true, Some(p)) = (switching, protocol) {
+            headers::set_upgrade(&mut parts.headers, p);
+        }
+        parts
+            .headers
+            .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        Response::from_parts(parts, ProxyBody::upstream(body, ctx))
+    }
+}
+
+/// Copy bytes both ways between the upgraded client and upstream connections.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, "Upgrade failed.");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%error, "Upgraded connection ended with an error.");
+    }
+}
+
+/// A short JSON error produced by Redline itself, with the flow and request id.
+fn local_error(
+    mut ctx: RequestCtx,
+    status: StatusCode,
+    error: Option<ErrorType>,
+    message: &str,
+) -> Response<ProxyBody> {
+    ctx.local_response(status.as_u16());
+    let kind = error.map_or_else(
+        || {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        },
+        |e| e.label(status.as_u16()).into_owned(),
+    );
+    let body = serde_json::json!({
+        "error": kind,
+        "message": message,
+        "flow": ctx.flow_name(),
+        "request_id": ctx.request_id.to_str().unwrap_or(""),
+    })
+    .to_string();
+    let request_id = ctx.request_id.clone();
+    let mut ctx = ctx;
+    // The failure is the outcome: record it now, with the error type the caller gave.
+    ctx.finish(error);
+    let mut resp = Response::new(ProxyBody::local(Bytes::from(body), Some(ctx)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(headers::X_REQUEST_ID.clone(), request_id);
+    resp
+}

@@ -1,0 +1,98 @@
+//! Listeners: accept connections, serve HTTP/1.1 and h2c on each, and drain them on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Limits applied to every client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// A client must send its complete header block within this time.
+    pub header_read_timeout: Duration,
+    /// Largest accepted request header block; larger ones get 431.
+    pub max_header_bytes: usize,
+}
+
+/// Shutdown signal shared by listeners: flips to `true` once.
+pub type ShutdownRx = watch::Receiver<bool>;
+
+/// Accept connections on `listener` until `shutdown` fires, then stop accepting and
+/// wait up to `grace` for open connections to finish their in-flight requests.
+pub async fn serve<F, Fut, B>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    handler: F,
+    mut shutdown: ShutdownRx,
+    grace: Duration,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = builder(limits);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "Accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req| handler(req, peer));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, %peer, "Connection ended with an error.");
+            }
+        });
+    }
+    // Closing the listener first makes new connections fail fast instead of queueing.
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = %humantime::format_duration(grace), "Grace period over; closing remaining connections.");
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(rx: &mut ShutdownRx) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}

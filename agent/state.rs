@@ -1,0 +1,233 @@
+//! What a running Redline shares between tasks: the swappable runtime snapshot and the state that outlives reloads.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+
+use crate::access_log::AccessLog;
+use crate::config::Config;
+use crate::flows::router::Router;
+use crate::flows::templates::RouteTemplates;
+use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
+use crate::redact::Redactor;
+use crate::stats::{Clock, FlowWindow};
+
+/// Flow name used for requests no configured flow matches.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Windows every flow keeps at least, so `/api/flows` can always show 1 m and 5 m.
+const MIN_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Per-flow state that survives reloads: statistics and gauges, keyed by flow name.
+#[derive(Debug)]
+pub struct FlowState {
+    /// Flow name (the `flow` label).
+    pub name: Arc<str>,
+    /// Sliding-window statistics used by `/api/flows` and alerting.
+    pub window: FlowWindow,
+    /// `http_server_active_requests` gauges.
+    pub active: Arc<ActiveRequests>,
+}
+
+/// One flow as the current configuration defines it.
+#[derive(Debug)]
+pub struct FlowRuntime {
+    /// Long-lived state, shared with earlier and later runtimes.
+    pub state: Arc<FlowState>,
+    /// Time allowed for the upstream's response headers.
+    pub timeout: Duration,
+}
+
+/// An immutable snapshot built from one configuration; swapped atomically on reload.
+///
+/// Requests load it once and keep it, so in-flight requests finish under the
+/// configuration they started with.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The configuration this snapshot was built from.
+    pub config: Arc<Config>,
+    /// Request → flow matcher.
+    pub router: Router,
+    /// Flows in config order (index = router flow index).
+    pub flows: Vec<FlowRuntime>,
+    /// Series handles per router route index.
+    pub routes: Vec<Arc<RouteMetrics>>,
+    /// The `unmatched` pseudo-flow.
+    pub unmatched: FlowRuntime,
+    /// Upstream scheme for request URIs.
+    pub upstream_scheme: http::uri::Scheme,
+    /// Upstream authority for request URIs.
+    pub upstream_authority: http::uri::Authority,
+    /// Redaction rules for logs and exports.
+    pub redactor: Arc<Redactor>,
+}
+
+/// Errors that prevent a configuration from becoming a runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No upstream configured.
+    #[error(
+        "no upstream configured: set `upstream:` in the config file, --upstream or REDLINE_UPSTREAM"
+    )]
+    NoUpstream,
+    /// The upstream URL does not make a request URI.
+    #[error("upstream {0:?} is not a usable http://host:port URL")]
+    BadUpstream(String),
+}
+
+/// State shared by the proxy, the admin API and background tasks.
+pub struct Shared {
+    /// The current runtime; `load()` per request, `store()` on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// Metric series.
+    pub registry: Arc<Registry>,
+    /// Flow state by name, kept across reloads.
+    flows: DashMap<Arc<str>, Arc<FlowState>>,
+    /// Route templates of unmatched traffic.
+    pub templates: RouteTemplates,
+    /// Time source for windows.
+    pub clock: Arc<dyn Clock>,
+    /// False while draining or before the first valid config.
+    pub ready: AtomicBool,
+    /// Access log writer.
+    pub access_log: AccessLog,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Build the shared state and the first runtime from `config`.
+    pub fn new(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        access_log: AccessLog,
+    ) -> Result<Arc<Shared>, BuildError> {
+        let mut bounds = config.telemetry.metrics.buckets.clone();
+        bounds.extend(config.latency_thresholds().iter().map(|d| d.as_secs_f64()));
+        let registry = Arc::new(Registry::new(&bounds));
+        let templates = RouteTemplates::new(config.routes.max_templates, config.routes.templating);
+        let placeholder = Shared {
+            runtime: ArcSwap::from_pointee(empty_runtime()),
+            registry,
+            flows: DashMap::new(),
+            templates,
+            clock,
+            ready: AtomicBool::new(false),
+            access_log,
+            started: Instant::now(),
+        };
+        let shared = Arc::new(placeholder);
+        let runtime = shared.build_runtime(config)?;
+        shared.runtime.store(Arc::new(runtime));
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(shared)
+    }
+
+    /// Turn a validated configuration into a runtime, reusing flow state by name.
+    pub fn build_runtime(&self, config: Config) -> Result<Runtime, BuildError> {
+        let upstream = config.upstream.as_ref().ok_or(BuildError::NoUpstream)?;
+        let bad = || BuildError::BadUpstream(upstream.uri.to_string());
+        let upstream_scheme = upstream.uri.scheme().cloned().ok_or_else(bad)?;
+        let upstream_authority = upstream.uri.authority().cloned().ok_or_else(bad)?;
+        let patterns: Vec<_> = config.flows.iter().map(|f| f.patterns.clone()).collect();
+        let router = Router::new(&patterns);
+        let flows: Vec<FlowRuntime> = config
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let longest = f.alerts.iter().map(|a| a.over).max().unwrap_or_default();
+                FlowRuntime {
+                    state: self.flow_state(&f.name, longest),
+                    timeout: config.flow_timeout(i),
+                }
+            })
+            .collect();
+        let routes = router
+            .routes()
+            .iter()
+            .map(|r| {
+                self.registry
+                    .route(&flows[r.flow].state.name, &Arc::from(r.route.as_str()))
+            })
+            .collect();
+        let unmatched = FlowRuntime {
+            state: self.flow_state(UNMATCHED, MIN_WINDOW),
+            timeout: config.timeout,
+        };
+        let redactor = Arc::new(Redactor::new(
+            &config.redact.query_params,
+            &config.redact.headers,
+        ));
+        Ok(Runtime {
+            config: Arc::new(config),
+            router,
+            flows,
+            routes,
+            unmatched,
+            upstream_scheme,
+            upstream_authority,
+            redactor,
+        })
+    }
+
+    fn flow_state(&self, name: &str, longest: Duration) -> Arc<FlowState> {
+        let longest = longest.max(MIN_WINDOW);
+        let now = self.clock.now_ms();
+        if let Some(existing) = self.flows.get(name) {
+            if existing.window.span() >= longest {
+                return existing.clone();
+            }
+        }
+        // New flow, or its alerts now need a longer window than it has: start a fresh one.
+        let name: Arc<str> = Arc::from(name);
+        let state = Arc::new(FlowState {
+            name: name.clone(),
+            window: FlowWindow::new(longest, now),
+            active: self.registry.active(&name),
+        });
+        self.flows.insert(name, state.clone());
+        state
+    }
+
+    /// Every flow state ever created, for background tickers.
+    pub fn all_flows(&self) -> Vec<Arc<FlowState>> {
+        self.flows.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn empty_runtime() -> Runtime {
+    Runtime {
+        config: Arc::new(Config::default()),
+        router: Router::new(&[]),
+        flows: Vec::new(),
+        routes: Vec::new(),
+        unmatched: FlowRuntime {
+            state: Arc::new(FlowState {
+                name: Arc::from(UNMATCHED),
+                window: FlowWindow::new(MIN_WINDOW, 0),
+                active: Arc::new(ActiveRequests::new(Arc::from(UNMATCHED))),
+            }),
+            timeout: Duration::from_secs(30),
+        },
+        upstream_scheme: http::uri::Scheme::HTTP,
+        upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),
+        redactor: Arc::new(Redactor::default()),
+    }
+}

@@ -1,0 +1,18 @@
+//! Per-flow statistics: lock-free sliding windows of exact per-slot counts and latency histograms.
+//!
+//! - [`FlowWindow`]: 5 s slots with requests, errors, timeouts and a log-scale latency histogram
+//!   (quantiles within 2 %), for `/api/flows`, rule evaluation and the dashboard series.
+//! - [`CoarseCounter`]: 1 m slots of total/bad counts for long SLO windows (up to 3 d and more).
+//! - [`Clock`]: the time source; windows take `now_ms` explicitly so that tests are exact.
+//!
+//! Recording is lock-free and allocation-free; everything is allocated when a window is built.
+
+pub mod clock;
+pub mod coarse;
+pub mod histogram;
+mod ring;
+pub mod window;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use coarse::{COARSE_SLOT, CoarseCounter};
+pub use window::{FlowWindow, MIN_SPAN, SLOT, Sample, SlotSummary, WindowSummary};

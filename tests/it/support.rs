@@ -1,0 +1,349 @@
+//! Test harness: the real `redline` binary, a real upstream app, and a small HTTP client.
+#![allow(dead_code)] // Shared by every test module; not each uses every helper.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// Poll `f` until it returns `Some`, or panic after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `redline` process with its captured output.
+pub struct Redline {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub config_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Redline {
+    /// Start `redline run` with this YAML (ports forced to 127.0.0.1:0).
+    pub fn start(yaml: &str) -> Redline {
+        Self::start_with(yaml, &[], &[])
+    }
+
+    /// Start with extra arguments and environment variables.
+    pub fn start_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Redline {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("redline.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redline"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(args)
+            .env("REDLINE_LOG_FORMAT", "json")
+            .env("REDLINE_LOG", "info")
+            .env_remove("REDLINE_UPSTREAM")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn redline");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        let until = Instant::now() + Duration::from_secs(20);
+        let (proxy, admin) = loop {
+            if let Some(addrs) = stderr.lock().unwrap().iter().find_map(|l| listening(l)) {
+                break addrs;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "redline exited early with {status}: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < until,
+                "redline did not start: {:?}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Redline {
+            child,
+            proxy,
+            admin,
+            stdout,
+            stderr,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(&self.admin_url("/metrics")).await.2
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = get(&self.admin_url(path)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("admin json")
+    }
+
+    /// Wait for the access log line of request `id`.
+    pub async fn access_line(&self, request_id: &str) -> serde_json::Value {
+        eventually(Duration::from_secs(5), "access log line", || async {
+            self.stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["request_id"] == request_id)
+        })
+        .await
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Resident set size in KiB from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Redline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let proxy = v.get("proxy")?.as_str()?.parse().ok()?;
+    let admin = v.get("admin")?.as_str()?.parse().ok()?;
+    Some((proxy, admin))
+}
+
+/// Response body type of the test upstream.
+pub type UpBody = BoxBody<Bytes, Infallible>;
+
+pub fn full(s: impl Into<Bytes>) -> UpBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Serve `handler` on an ephemeral loopback port (HTTP/1.1 and h2c, with upgrades).
+pub async fn serve<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<UpBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The standard test app: echo, slow, status, big download, SSE.
+pub async fn app() -> SocketAddr {
+    serve(|req: Request<Incoming>| async move { app_route(req).await }).await
+}
+
+async fn app_route(req: Request<Incoming>) -> Response<UpBody> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let param = |name: &str| -> Option<u64> {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+    };
+    if let Some(ms) = param("sleep_ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code: u16 = code.parse().unwrap_or(500);
+        let mut r = Response::new(full(format!("status {code}")));
+        *r.status_mut() = StatusCode::from_u16(code).unwrap();
+        return r;
+    }
+    match path.as_str() {
+        "/big" => big(param("mb").unwrap_or(1)),
+        "/sse" => sse(),
+        _ => echo(req).await,
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Response<UpBody> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("?")),
+            )
+        })
+        .collect();
+    let v = serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "x-upstream-hop".parse().unwrap());
+    r.headers_mut()
+        .insert("x-upstream-hop", "secret".parse().unwrap());
+    r
+}
+
+fn big(mb: u64) -> Response<UpBody> {
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let n = mb * 16;
+    let stream = futures_util::stream::iter(
+        (0..n).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+    );
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(
+        "content-length",
+        (n * 64 * 1024).to_string().parse().unwrap(),
+    );
+    r
+}
+
+fn sse() -> Response<UpBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n"))))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n"))))
+            .await;
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    r
+}
+
+/// A pooled HTTP/1.1 test client.
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET a URL; returns status, headers and body text.
+pub async fn get(url: &str) -> (u16, http::HeaderMap, String) {
+    send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Send a request and read the whole response.
+pub async fn send(req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
+    let resp = client().request(req).await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Value of the sample line starting with `series` (exact label match) in a scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+/// Minimal config for an upstream.
+pub fn config_for(upstream: SocketAddr, extra: &str) -> String {
+    format!("upstream: http://{upstream}\n{extra}")
+}
