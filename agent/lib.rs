@@ -7,12 +7,15 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod flows;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod redact;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod trace;

@@ -21,6 +21,52 @@ pub const UNMATCHED: &str = "unmatched";
 /// Windows every flow keeps at least, so `/api/flows` can always show 1 m and 5 m.
 const MIN_WINDOW: Duration = Duration::from_secs(5 * 60);
 
+/// How many offending trace ids a flow remembers for alert annotations.
+const EXEMPLARS: usize = 16;
+
+/// Trace ids of a flow's recent bad (failed or slow) requests, newest last.
+///
+/// One small mutex per slot, taken with `try_lock`: a contended slot skips the
+/// sample instead of making the request path wait.
+#[derive(Debug)]
+pub struct Exemplars {
+    slots: Box<[std::sync::Mutex<Option<(u64, String)>>]>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Exemplars {
+    fn default() -> Self {
+        Exemplars { slots: (0..EXEMPLARS).map(|_| Default::default()).collect(), next: Default::default() }
+    }
+}
+
+impl Exemplars {
+    /// Remember a bad request's trace id at `at_ms`.
+    pub fn push(&self, at_ms: u64, trace_id: String) {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
+        if let Ok(mut slot) = self.slots[i].try_lock() {
+            *slot = Some((at_ms, trace_id));
+        }
+    }
+
+    /// Up to `n` distinct trace ids recorded at or after `since_ms`, newest first.
+    pub fn recent(&self, since_ms: u64, n: usize) -> Vec<String> {
+        let mut all: Vec<(u64, String)> =
+            self.slots.iter().filter_map(|s| s.lock().ok().and_then(|g| g.clone())).filter(|(at, _)| *at >= since_ms).collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut out: Vec<String> = Vec::with_capacity(n);
+        for (_, id) in all {
+            if out.len() == n {
+                break;
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
 /// Per-flow state that survives reloads: statistics and gauges, keyed by flow name.
 #[derive(Debug)]
 pub struct FlowState {
@@ -30,6 +76,8 @@ pub struct FlowState {
     pub window: FlowWindow,
     /// `http_server_active_requests` gauges.
     pub active: Arc<ActiveRequests>,
+    /// Trace ids of recent failed or slow requests.
+    pub exemplars: Exemplars,
 }
 
 /// One flow as the current configuration defines it.
@@ -39,6 +87,8 @@ pub struct FlowRuntime {
     pub state: Arc<FlowState>,
     /// Time allowed for the upstream's response headers.
     pub timeout: Duration,
+    /// Requests slower than this are "slow" (exemplars, trace keeping): the flow's lowest latency threshold.
+    pub slow_threshold: Option<Duration>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -148,9 +198,16 @@ impl Shared {
             .enumerate()
             .map(|(i, f)| {
                 let longest = f.alerts.iter().map(|a| a.over).max().unwrap_or_default();
+                let slow_threshold = f
+                    .alerts
+                    .iter()
+                    .filter_map(|a| a.when.latency_threshold())
+                    .chain(f.slo.as_ref().and_then(|s| s.latency))
+                    .min();
                 FlowRuntime {
                     state: self.flow_state(&f.name, longest),
                     timeout: config.flow_timeout(i),
+                    slow_threshold,
                 }
             })
             .collect();
@@ -165,6 +222,7 @@ impl Shared {
         let unmatched = FlowRuntime {
             state: self.flow_state(UNMATCHED, MIN_WINDOW),
             timeout: config.timeout,
+            slow_threshold: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -196,6 +254,7 @@ impl Shared {
             name: name.clone(),
             window: FlowWindow::new(longest, now),
             active: self.registry.active(&name),
+            exemplars: Exemplars::default(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -204,6 +263,22 @@ impl Shared {
     /// Every flow state ever created, for background tickers.
     pub fn all_flows(&self) -> Vec<Arc<FlowState>> {
         self.flows.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// The admin token: `REDLINE_ADMIN_TOKEN`, else the first line of `admin.token_file`.
+    ///
+    /// Read per admin mutation (rare), so a rotated secret file takes effect at once.
+    pub fn admin_token(&self) -> Option<String> {
+        if let Ok(t) = std::env::var("REDLINE_ADMIN_TOKEN") {
+            if !t.trim().is_empty() {
+                return Some(t.trim().to_string());
+            }
+        }
+        let runtime = self.runtime.load();
+        let path = runtime.config.admin.token_file.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let token = text.lines().next()?.trim();
+        (!token.is_empty()).then(|| token.to_string())
     }
 
     /// Whether `/readyz` says ready.
@@ -223,8 +298,10 @@ fn empty_runtime() -> Runtime {
                 name: Arc::from(UNMATCHED),
                 window: FlowWindow::new(MIN_WINDOW, 0),
                 active: Arc::new(ActiveRequests::new(Arc::from(UNMATCHED))),
+                exemplars: Exemplars::default(),
             }),
             timeout: Duration::from_secs(30),
+            slow_threshold: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

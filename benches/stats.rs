@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the per-flow statistics: recording a request, summarising a full 5 m window, a quantile.
+//! Criterion benchmarks of the per-flow statistics: record, a full 5 m summary, a quantile.
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -48,37 +48,63 @@ pub fn template_path(path: &str, out: &mut String) {
 
 /// The segment itself, or the placeholder replacing it.
 fn classify(segment: &str) -> &str {
-    if segment.contains(['{', '}']) {
+    let s = segment.as_bytes();
+    // One table-driven pass: `all` keeps the classes every byte has, `any` those some byte has.
+    let (mut all, mut any) = (u8::MAX, 0u8);
+    for &b in s {
+        let c = CLASS[b as usize];
+        all &= c;
+        any |= c;
+    }
+    let n = s.len();
+    if any & BRACE != 0 {
         "{other}"
-    } else if is_id(segment.as_bytes()) {
+    } else if n > 0
+        && (all & DIGIT != 0
+            || (all & HEX != 0 && n >= 16)
+            || (all & B64URL != 0 && any & DIGIT != 0 && n >= 20)
+            || (all & B64 != 0 && n >= 32)
+            || is_uuid(s))
+    {
         "{id}"
     } else {
         segment
     }
 }
 
-fn is_id(s: &[u8]) -> bool {
-    if s.is_empty() {
-        return false;
+const DIGIT: u8 = 1;
+const HEX: u8 = 2;
+const B64URL: u8 = 4;
+const B64: u8 = 8;
+const BRACE: u8 = 16;
+
+/// Character classes per byte, for [`classify`].
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b.is_ascii_digit() {
+            c |= DIGIT;
+        }
+        if b.is_ascii_hexdigit() {
+            c |= HEX;
+        }
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            c |= B64URL | B64;
+        }
+        if b == b'+' || b == b'=' {
+            c |= B64;
+        }
+        if b == b'{' || b == b'}' {
+            c |= BRACE;
+        }
+        t[i] = c;
+        i += 1;
     }
-    let (mut all_digit, mut all_hex, mut all_b64url, mut all_b64) = (true, true, true, true);
-    let mut any_digit = false;
-    for &b in s {
-        let digit = b.is_ascii_digit();
-        any_digit |= digit;
-        all_digit &= digit;
-        all_hex &= b.is_ascii_hexdigit();
-        let b64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-        all_b64url &= b64url;
-        all_b64 &= b64url || b == b'+' || b == b'=';
-    }
-    let n = s.len();
-    all_digit
-        || is_uuid(s)
-        || (all_hex && n >= 16)
-        || (all_b64url && any_digit && n >= 20)
-        || (all_b64 && n >= 32)
-}
+    t
+};
 
 fn is_uuid(s: &[u8]) -> bool {
     s.len() == 36

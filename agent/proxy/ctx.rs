@@ -15,6 +15,7 @@ use crate::access_log::Entry;
 use crate::metrics::{ActiveGuard, ErrorType, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
+use crate::trace::TraceContext;
 
 /// Status recorded when the client left before any response was sent (nginx's convention).
 pub const CLIENT_CLOSED_STATUS: u16 = 499;
@@ -31,6 +32,8 @@ pub struct RequestCtx {
     client: SocketAddr,
     /// `x-request-id` sent upstream and echoed to the client.
     pub request_id: HeaderValue,
+    /// The trace this request belongs to.
+    pub trace: TraceContext,
     started: Instant,
     started_wall: SystemTime,
     upstream: Option<Duration>,
@@ -71,6 +74,7 @@ impl RequestCtx {
             uri: parts.uri.clone(),
             client,
             request_id: super::headers::request_id(&parts.headers),
+            trace: TraceContext::from_headers(&parts.headers),
             started,
             started_wall: SystemTime::now(),
             upstream: None,

@@ -1,4 +1,4 @@
-//! Log-scale latency buckets (growth factor 1.04, 50 µs .. 30 min): bucket lookup, quantiles, counts above a threshold.
+//! Log-scale latency buckets (×1.04, 50 µs .. 30 min): lookup, quantiles, counts above a threshold.
 //!
 //! Bucket `i` holds latencies in `(BOUNDS_NS[i], BOUNDS_NS[i + 1]]` (upper bound inclusive, like a
 //! Prometheus `le` bucket), except that bucket 0 also takes everything at or below 50 µs and the

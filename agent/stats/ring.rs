@@ -1,4 +1,4 @@
-//! The epoch protocol shared by the slot rings: claiming a stale slot for a new epoch, and reading a slot consistently.
+//! The slot rings' epoch protocol: claiming a stale slot for a new epoch, reading a slot safely.
 //!
 //! Each slot carries the number of the time slot it currently counts (`now_ms / slot_ms`). A slot
 //! whose epoch is older than the writer's is stale: the first thread to swap its epoch to

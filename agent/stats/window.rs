@@ -1,4 +1,4 @@
-//! Per-flow sliding windows: a lock-free ring of 5 s slots with exact request, error and timeout counts and a latency histogram each.
+//! Per-flow sliding windows: a lock-free ring of 5 s slots of exact counts and latency histograms.
 //!
 //! # Window semantics
 //!
@@ -91,7 +91,7 @@ impl FlowWindow {
         }
     }
 
-    /// Counts one request at `now_ms`. Lock-free and allocation-free: one epoch load and two or
+    /// Counts one request at `now_ms`. Lock-free and allocation-free: one epoch load and one to
     /// three relaxed atomic increments, unless the slot is stale and must be reset first.
     #[inline]
     pub fn record(&self, now_ms: u64, sample: Sample) {
@@ -153,7 +153,7 @@ impl FlowWindow {
     }
 
     /// The last `n` slots (the current, partial one included), oldest first: the dashboard's 5 s
-    /// series. `n` is capped at `span / 5 s + 1`; slots before 1970 + `n` × 5 s are left out.
+    /// series. `n` is capped at `span / 5 s + 1` (fewer only within `n` slots of the UNIX epoch).
     pub fn slot_series(&self, now_ms: u64, n: usize) -> Vec<SlotSummary> {
         let current = now_ms / SLOT_MS;
         let n = (n as u64).min(self.span_slots + 1);
