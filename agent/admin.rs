@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use crate::auth::{self, Access};
 use crate::state::{FlowState, Shared};
 use crate::stats::WindowSummary;
 
@@ -36,9 +37,39 @@ impl Admin {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let resp = match (req.method(), req.uri().path()) {
+        if let Err(denied) = self.authorize(&req) {
+            return Ok(denied);
+        }
+        Ok(self.dispatch(req, peer).await)
+    }
+
+    /// Mutations (anything but GET/HEAD) need the admin token (PRODUCT.md §7).
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Ok(());
+        }
+        let token = self.shared.admin_token();
+        let listen = self.shared.runtime.load().config.admin.listen;
+        match auth::check_mutation(token.as_deref(), listen, req.headers()) {
+            Access::Granted => Ok(()),
+            Access::Missing => Err(error(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs `Authorization: Bearer <admin token>`",
+            )),
+            Access::Denied => Err(error(StatusCode::FORBIDDEN, "wrong admin token")),
+            Access::NoTokenConfigured => Err(error(
+                StatusCode::FORBIDDEN,
+                "no admin token configured and the admin listener is not loopback: \
+                 set REDLINE_ADMIN_TOKEN or admin.token_file",
+            )),
+        }
+    }
+
+    /// One match arm per endpoint; each concern's logic lives in its own module.
+    async fn dispatch(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -57,8 +88,7 @@ impl Admin {
                 "method not allowed on this endpoint",
             ),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
-        };
-        Ok(resp)
+        }
     }
 
     fn readyz(&self) -> Response<Full<Bytes>> {
@@ -163,10 +193,43 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     text(status, "application/json", body.to_string())
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+/// A JSON error `{"error": message}`.
+pub fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({ "error": message }))
+}
+
+/// Largest admin request body accepted; admin payloads are tiny.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Read a JSON request body of at most `MAX_BODY` bytes into `T`.
+///
+/// Bad input is the caller's mistake, so every failure is a 4xx with a message
+/// saying what was wrong (unknown fields are rejected by `T`'s serde attributes).
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {MAX_BODY} bytes"),
+            ));
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
 }

@@ -95,6 +95,13 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         hooks.reload,
     ));
 
+    // Alert events flow evaluator → notifier on a bounded queue, off the request path.
+    let (alert_tx, alert_rx) = tokio::sync::mpsc::channel::<crate::notify::AlertEvent>(1024);
+    // ALERT ENGINE (issue 4): spawned here, sending into `alert_tx`.
+    drop(alert_tx);
+    // NOTIFIER (issue 4): spawned here, consuming `alert_rx`.
+    drop(alert_rx);
+
     let admin = Admin::new(shared.clone());
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(server::serve(

@@ -20,14 +20,26 @@ pub enum Access {
 /// With a token configured, the request needs `Authorization: Bearer <token>`,
 /// compared in constant time. Without one, mutations are allowed only while
 /// the admin listener is bound to loopback.
-pub fn check_mutation(token: Option<&str>, admin_listen: SocketAddr, headers: &http::HeaderMap) -> Access {
+pub fn check_mutation(
+    token: Option<&str>,
+    admin_listen: SocketAddr,
+    headers: &http::HeaderMap,
+) -> Access {
     let Some(expected) = token else {
-        return if admin_listen.ip().is_loopback() { Access::Granted } else { Access::NoTokenConfigured };
+        return if admin_listen.ip().is_loopback() {
+            Access::Granted
+        } else {
+            Access::NoTokenConfigured
+        };
     };
     let Some(sent) = bearer(headers) else {
         return Access::Missing;
     };
-    if constant_time_eq(sent.as_bytes(), expected.as_bytes()) { Access::Granted } else { Access::Denied }
+    if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+        Access::Granted
+    } else {
+        Access::Denied
+    }
 }
 
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {
@@ -63,10 +75,22 @@ mod tests {
     fn token_rules() {
         let lo: SocketAddr = "127.0.0.1:9901".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:9901".parse().unwrap();
-        assert_eq!(check_mutation(Some("t0k"), lo, &headers(None)), Access::Missing);
-        assert_eq!(check_mutation(Some("t0k"), lo, &headers(Some("Bearer nope"))), Access::Denied);
-        assert_eq!(check_mutation(Some("t0k"), lo, &headers(Some("Bearer t0k"))), Access::Granted);
+        assert_eq!(
+            check_mutation(Some("t0k"), lo, &headers(None)),
+            Access::Missing
+        );
+        assert_eq!(
+            check_mutation(Some("t0k"), lo, &headers(Some("Bearer nope"))),
+            Access::Denied
+        );
+        assert_eq!(
+            check_mutation(Some("t0k"), lo, &headers(Some("Bearer t0k"))),
+            Access::Granted
+        );
         assert_eq!(check_mutation(None, lo, &headers(None)), Access::Granted);
-        assert_eq!(check_mutation(None, any, &headers(None)), Access::NoTokenConfigured);
+        assert_eq!(
+            check_mutation(None, any, &headers(None)),
+            Access::NoTokenConfigured
+        );
     }
 }

@@ -36,7 +36,10 @@ pub struct Exemplars {
 
 impl Default for Exemplars {
     fn default() -> Self {
-        Exemplars { slots: (0..EXEMPLARS).map(|_| Default::default()).collect(), next: Default::default() }
+        Exemplars {
+            slots: (0..EXEMPLARS).map(|_| Default::default()).collect(),
+            next: Default::default(),
+        }
     }
 }
 
@@ -51,8 +54,12 @@ impl Exemplars {
 
     /// Up to `n` distinct trace ids recorded at or after `since_ms`, newest first.
     pub fn recent(&self, since_ms: u64, n: usize) -> Vec<String> {
-        let mut all: Vec<(u64, String)> =
-            self.slots.iter().filter_map(|s| s.lock().ok().and_then(|g| g.clone())).filter(|(at, _)| *at >= since_ms).collect();
+        let mut all: Vec<(u64, String)> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.lock().ok().and_then(|g| g.clone()))
+            .filter(|(at, _)| *at >= since_ms)
+            .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0));
         let mut out: Vec<String> = Vec::with_capacity(n);
         for (_, id) in all {

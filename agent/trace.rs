@@ -29,7 +29,11 @@ impl TraceContext {
         if id == [0; 16] {
             id[15] = 1;
         }
-        TraceContext { trace_id: id, parent_span_id: None, sampled: None }
+        TraceContext {
+            trace_id: id,
+            parent_span_id: None,
+            sampled: None,
+        }
     }
 
     /// The trace id as 32 lowercase hex characters.
@@ -44,7 +48,10 @@ pub fn parse_traceparent(s: &str) -> Option<TraceContext> {
     let mut parts = s.trim().split('-');
     let version = parts.next()?;
     let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
-    if version.len() != 2 || version.eq_ignore_ascii_case("ff") || (version == "00" && parts.next().is_some()) {
+    if version.len() != 2
+        || version.eq_ignore_ascii_case("ff")
+        || (version == "00" && parts.next().is_some())
+    {
         return None;
     }
     let trace_id: [u8; 16] = unhex(trace)?;
@@ -53,7 +60,11 @@ pub fn parse_traceparent(s: &str) -> Option<TraceContext> {
     if trace_id == [0; 16] || parent == [0; 8] {
         return None;
     }
-    Some(TraceContext { trace_id, parent_span_id: Some(parent), sampled: Some(flags[0] & 1 == 1) })
+    Some(TraceContext {
+        trace_id,
+        parent_span_id: Some(parent),
+        sampled: Some(flags[0] & 1 == 1),
+    })
 }
 
 /// Lowercase hex of `bytes`.
@@ -69,7 +80,11 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     // Lowercase only, as the spec requires.
-    if s.len() != N * 2 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if s.len() != N * 2
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return None;
     }
     let mut out = [0u8; N];
@@ -85,7 +100,8 @@ mod tests {
 
     #[test]
     fn valid_traceparent_is_continued() {
-        let t = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let t =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.sampled, Some(true));
     }
@@ -103,7 +119,10 @@ mod tests {
         ] {
             assert!(parse_traceparent(s).is_none(), "{s}");
         }
-        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future").is_some());
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future")
+                .is_some()
+        );
     }
 
     #[test]
