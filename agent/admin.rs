@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::auth::{self, Access};
+use crate::dashboard;
 use crate::state::{FlowState, Shared};
 use crate::stats::WindowSummary;
 
@@ -39,31 +40,29 @@ impl Admin {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        if let Err(denied) = self.authorize(&req) {
-            return Ok(denied);
+        let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let resp = match self.refusal(&req) {
+            None => self.dispatch(req, peer).await,
+            Some(denied) => denied,
+        };
+        if mutation {
+            crate::audit::admin_action(peer, &method, &path, resp.status().as_u16());
         }
-        Ok(self.dispatch(req, peer).await)
+        Ok(resp)
     }
 
-    /// Mutations (anything but GET/HEAD) need the admin token (PRODUCT.md §7).
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
-        if matches!(*req.method(), Method::GET | Method::HEAD) {
-            return Ok(());
-        }
-        let token = self.shared.admin_token();
-        let listen = self.shared.runtime.load().config.admin.listen;
-        match auth::check_mutation(token.as_deref(), listen, req.headers()) {
-            Access::Granted => Ok(()),
-            Access::Missing => Err(error(
-                StatusCode::UNAUTHORIZED,
-                "this endpoint needs `Authorization: Bearer <admin token>`",
-            )),
-            Access::Denied => Err(error(StatusCode::FORBIDDEN, "wrong admin token")),
-            Access::NoTokenConfigured => Err(error(
-                StatusCode::FORBIDDEN,
-                "no admin token configured and the admin listener is not loopback: \
-                 set REDLINE_ADMIN_TOKEN or admin.token_file",
-            )),
+    /// The refusal for a request that may not proceed: mutations (anything but GET/HEAD)
+    /// need the admin token (PRODUCT.md §7); with `admin.protect_reads`, so do reads
+    /// other than `/metrics`, `/healthz`, `/readyz`.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        let runtime = self.shared.runtime.load();
+        let admin = &runtime.config.admin;
+        let listener = self.shared.reload.admin_listener().unwrap_or(admin.listen);
+        let path = req.uri().path();
+        match auth::check_request(admin, listener, req.method(), path, req.headers()) {
+            Access::Granted => None,
+            refused => Some(auth::refusal(refused)),
         }
     }
 
@@ -80,9 +79,24 @@ impl Admin {
             (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),
             (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
             (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
+            (&Method::POST, "/api/reload") => {
+                crate::reload::handle_api(self.shared.clone(), req).await
+            }
+            (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
+            (&Method::GET, path) if dashboard::is_series_path(path) => {
+                dashboard::series(&self.shared, path)
+            }
+            (_, path) if crate::alerting::api::owns(path) => {
+                crate::alerting::api::handle(&self.shared, req).await
+            }
+            (_, "/") => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            ),
             (
                 _,
-                "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config",
+                "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config"
+                | "/api/reload",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this endpoint",
@@ -123,6 +137,7 @@ impl Admin {
                         .collect::<Vec<_>>()
                 );
                 v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
+                v["alerts"] = crate::alerting::api::flow_alerts(&self.shared, &cfg.name);
                 v
             })
             .collect();
@@ -150,7 +165,10 @@ impl Admin {
 
     fn config(&self) -> Value {
         let runtime = self.shared.runtime.load();
-        json!({ "config": runtime.config.redacted_json(), "last_reload_error": Value::Null })
+        // `last_reload`, `last_reload_error` (file:line:column, redacted), `needs_restart`.
+        let mut out = self.shared.reload.status_json();
+        out["config"] = runtime.config.redacted_json();
+        out
     }
 }
 

@@ -74,6 +74,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let (listen, admin_addr) = (config.listen, config.admin.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let shared = Shared::new(config, clock, access_log.clone())?;
+    // Before any request can arrive: the request path reads the trace handle it installs.
+    let telemetry = crate::telemetry::start(&shared, &|name| std::env::var(name).ok());
     let proxy_listener = bind("proxy", listen).await?;
     let admin_listener = bind("admin", admin_addr).await?;
     let bound = (
@@ -87,20 +89,25 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(tick_windows(shared.clone(), stop_rx.clone()));
-    tokio::spawn(watch_signals(
-        shared.clone(),
-        stop_tx,
-        hooks.shutdown,
+    crate::auth::warn_at_startup(&shared.runtime.load().config.admin, bound.1);
+    let listeners = crate::reload::Listeners {
+        proxy: bound.0,
+        admin: bound.1,
+    };
+    crate::reload::start(
+        &shared,
         hooks.config_path,
         hooks.reload,
-    ));
+        listeners,
+        crate::reload::Options::default(),
+        stop_rx.clone(),
+    );
+    tokio::spawn(watch_signals(shared.clone(), stop_tx, hooks.shutdown));
 
     // Alert events flow evaluator → notifier on a bounded queue, off the request path.
     let (alert_tx, alert_rx) = tokio::sync::mpsc::channel::<crate::notify::AlertEvent>(1024);
-    // ALERT ENGINE (issue 4): spawned here, sending into `alert_tx`.
-    drop(alert_tx);
-    // NOTIFIER (issue 4): spawned here, consuming `alert_rx`.
-    drop(alert_rx);
+    let alert_engine = crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx.clone());
+    let notifier = crate::notify::spawn(&shared, alert_rx);
 
     let admin = Admin::new(shared.clone());
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -122,6 +129,12 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     };
     server::serve(proxy_listener, limits, handler, stop_rx, grace).await;
     tracing::info!("Proxy drained; flushing.");
+    telemetry.flush(Duration::from_secs(5)).await;
+    let _ = alert_engine.await;
+    // After the engine: its last events are queued, so the outbox flush includes them.
+    if let Some(notifier) = notifier {
+        notifier.shutdown(Duration::from_secs(5)).await;
+    }
     let _ = admin_stop_tx.send(true);
     let _ = admin_task.await;
     tokio::task::spawn_blocking(move || access_log.drain(Duration::from_secs(2)))
@@ -160,8 +173,6 @@ async fn watch_signals(
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     external: Option<watch::Receiver<bool>>,
-    config_path: Option<PathBuf>,
-    reload: Option<Reloader>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -180,42 +191,10 @@ async fn watch_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = server::stopped(&mut external) => break,
-            _ = hup.recv() => {
-                if let (Some(path), Some(reload)) = (&config_path, &reload) {
-                    reload_now(&shared, path, reload.as_ref());
-                } else {
-                    tracing::warn!("SIGHUP ignored: Redline was started without a config file.");
-                }
-            }
+            _ = hup.recv() => crate::reload::request(&shared, crate::audit::Trigger::Signal),
         }
     }
     tracing::info!("Shutting down: draining in-flight requests.");
     shared.ready.store(false, Ordering::SeqCst);
     let _ = stop.send(true);
-}
-
-/// Re-read the config file and swap it in; on any error keep the running config.
-pub fn reload_now(
-    shared: &Shared,
-    path: &std::path::Path,
-    load: &(dyn Fn(&std::path::Path) -> Result<Config, String> + Send + Sync),
-) {
-    let result =
-        load(path).and_then(|config| shared.build_runtime(config).map_err(|e| e.to_string()));
-    match result {
-        Ok(runtime) => {
-            shared.runtime.store(Arc::new(runtime));
-            shared.registry.config_reloads.inc(&["success"]);
-            tracing::info!(
-                audit = true,
-                trigger = "signal",
-                result = "success",
-                "Configuration reloaded."
-            );
-        }
-        Err(error) => {
-            shared.registry.config_reloads.inc(&["failure"]);
-            tracing::error!(audit = true, trigger = "signal", result = "failure", %error, "Configuration rejected; keeping the running one.");
-        }
-    }
 }

@@ -1,6 +1,18 @@
-//! Admin authentication: who may change things through the admin API.
+//! Admin authentication: who may change (and, with `protect_reads`, read) things through the admin API.
 
 use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::Full;
+
+use crate::config::AdminConfig;
+
+/// Admin paths that stay open whatever `protect_reads` says: scrapers and probes carry no token.
+pub const ALWAYS_OPEN: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+/// Environment variable holding the admin token; wins over `admin.token_file`.
+pub const TOKEN_ENV: &str = "REDLINE_ADMIN_TOKEN";
 
 /// Outcome of checking an admin request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,13 +25,70 @@ pub enum Access {
     Denied,
     /// No token configured and the admin listener is not loopback: 403.
     NoTokenConfigured,
+    /// `admin.token_file` is set but holds no readable token: 403 (fail closed).
+    TokenUnavailable,
 }
 
-/// Decide whether a mutation (POST/DELETE) may proceed.
+/// Where the admin token comes from, read per checked request so a rotated secret
+/// file applies at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// No token configured anywhere.
+    None,
+    /// The token to expect.
+    Some(String),
+    /// A token file is configured but cannot be read or is empty.
+    Unavailable(String),
+}
+
+/// The admin token: `REDLINE_ADMIN_TOKEN`, else the first line of `admin.token_file`.
+pub fn admin_token(admin: &AdminConfig) -> Token {
+    if let Ok(t) = std::env::var(TOKEN_ENV) {
+        if !t.trim().is_empty() {
+            return Token::Some(t.trim().to_string());
+        }
+    }
+    let Some(path) = &admin.token_file else {
+        return Token::None;
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => match text.lines().next().map(str::trim) {
+            Some(t) if !t.is_empty() => Token::Some(t.to_string()),
+            _ => Token::Unavailable(format!("{} is empty", path.display())),
+        },
+        Err(e) => Token::Unavailable(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Decide whether an admin request may proceed.
+///
+/// GET/HEAD are open unless `protect_reads` is set; `/metrics`, `/healthz` and
+/// `/readyz` are always open. Everything else needs `Authorization: Bearer
+/// <token>` when a token is configured, and otherwise is allowed only while the
+/// admin listener (`admin_listener`, the address actually bound) is loopback.
+pub fn check_request(
+    admin: &AdminConfig,
+    admin_listener: SocketAddr,
+    method: &http::Method,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Access {
+    let read = matches!(*method, http::Method::GET | http::Method::HEAD);
+    if read && (!admin.protect_reads || ALWAYS_OPEN.contains(&path)) {
+        return Access::Granted;
+    }
+    match admin_token(admin) {
+        Token::Some(t) => check_mutation(Some(&t), admin_listener, headers),
+        Token::None => check_mutation(None, admin_listener, headers),
+        Token::Unavailable(_) => Access::TokenUnavailable,
+    }
+}
+
+/// Decide whether a request needing the token may proceed.
 ///
 /// With a token configured, the request needs `Authorization: Bearer <token>`,
-/// compared in constant time. Without one, mutations are allowed only while
-/// the admin listener is bound to loopback.
+/// compared in constant time. Without one, it is allowed only while the
+/// admin listener is bound to loopback.
 pub fn check_mutation(
     token: Option<&str>,
     admin_listen: SocketAddr,
@@ -42,19 +111,67 @@ pub fn check_mutation(
     }
 }
 
+/// The JSON error response for a refused request; 401s carry `WWW-Authenticate` (RFC 6750).
+pub fn refusal(access: Access) -> http::Response<Full<Bytes>> {
+    let (status, message) = match access {
+        Access::Granted | Access::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <admin token>`",
+        ),
+        Access::Denied => (StatusCode::FORBIDDEN, "wrong admin token"),
+        Access::NoTokenConfigured => (
+            StatusCode::FORBIDDEN,
+            "no admin token configured and the admin listener is not loopback: \
+             set REDLINE_ADMIN_TOKEN or admin.token_file",
+        ),
+        Access::TokenUnavailable => (
+            StatusCode::FORBIDDEN,
+            "admin.token_file is configured but holds no readable token; \
+             requests needing the token are refused until it does",
+        ),
+    };
+    let mut resp = crate::admin::error(status, message);
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"redline-admin\""),
+        );
+    }
+    resp
+}
+
+/// Say at start-up when the admin API is open to the network or its token is unusable.
+pub fn warn_at_startup(admin: &AdminConfig, admin_listener: SocketAddr) {
+    match admin_token(admin) {
+        Token::Some(_) => {}
+        Token::Unavailable(reason) => tracing::error!(
+            %reason,
+            "admin.token_file holds no readable token: admin requests needing it are refused."
+        ),
+        Token::None if !admin_listener.ip().is_loopback() => tracing::warn!(
+            admin = %admin_listener,
+            "WARNING: the admin listener is not loopback and no admin token is configured: \
+             POST/DELETE are refused. Set REDLINE_ADMIN_TOKEN or admin.token_file."
+        ),
+        Token::None => {}
+    }
+}
+
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compare without an early exit, so timing does not reveal how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
+///
+/// The loop runs over the expected token's length whatever was sent, so the time
+/// depends on neither the guess's content nor its length.
+pub fn constant_time_eq(sent: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(sent.len() != expected.len());
+    for (i, &want) in expected.iter().enumerate() {
+        let got = sent.get(i).copied().unwrap_or(!want);
+        diff |= std::hint::black_box(got ^ want);
     }
     diff == 0
 }
@@ -87,10 +204,92 @@ mod tests {
             check_mutation(Some("t0k"), lo, &headers(Some("Bearer t0k"))),
             Access::Granted
         );
+        assert_eq!(
+            check_mutation(Some("t0k"), lo, &headers(Some("bearer  t0k "))),
+            Access::Granted
+        );
+        assert_eq!(
+            check_mutation(Some("t0k"), lo, &headers(Some("Basic t0k"))),
+            Access::Missing
+        );
         assert_eq!(check_mutation(None, lo, &headers(None)), Access::Granted);
         assert_eq!(
             check_mutation(None, any, &headers(None)),
             Access::NoTokenConfigured
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        assert!(constant_time_eq(b"", b""));
+        // A shorter guess padded with what `!want` gives must still fail.
+        assert!(!constant_time_eq(&[0xff], &[0x00, 0x00]));
+    }
+
+    #[test]
+    fn reads_are_open_unless_protected_and_probes_always() {
+        let lo: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9901".parse().unwrap();
+        let mut admin = AdminConfig::default();
+        let get = http::Method::GET;
+        let none = headers(None);
+        assert_eq!(
+            check_request(&admin, any, &get, "/api/flows", &none),
+            Access::Granted
+        );
+        admin.protect_reads = true;
+        assert_eq!(
+            check_request(&admin, any, &get, "/api/flows", &none),
+            Access::NoTokenConfigured
+        );
+        assert_eq!(check_request(&admin, lo, &get, "/", &none), Access::Granted);
+        for open in ALWAYS_OPEN {
+            assert_eq!(
+                check_request(&admin, any, &get, open, &none),
+                Access::Granted
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_token_file_fails_closed() {
+        let lo: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let admin = AdminConfig {
+            token_file: Some(dir.path().join("missing")),
+            ..AdminConfig::default()
+        };
+        if std::env::var(TOKEN_ENV).is_ok() {
+            return; // The environment token wins; nothing to check here.
+        }
+        assert!(matches!(admin_token(&admin), Token::Unavailable(_)));
+        let post = http::Method::POST;
+        assert_eq!(
+            check_request(&admin, lo, &post, "/api/reload", &headers(None)),
+            Access::TokenUnavailable
+        );
+        std::fs::write(dir.path().join("missing"), "s3cret\nignored\n").unwrap();
+        assert_eq!(admin_token(&admin), Token::Some("s3cret".into()));
+        assert_eq!(
+            check_request(
+                &admin,
+                lo,
+                &post,
+                "/api/reload",
+                &headers(Some("Bearer s3cret"))
+            ),
+            Access::Granted
+        );
+        assert_eq!(refusal(Access::Missing).status(), 401);
+        assert!(
+            refusal(Access::Missing)
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
         );
     }
 }

@@ -9,6 +9,8 @@ use crate::config::{Config, ConfigError, Upstream};
 
 const EXAMPLES: &str = "\
 Examples:
+  # See it work first: a flaky demo app, traffic, a live dashboard and alerts:
+  redline demo
   # In front of a dev server on port 3000, no config file needed:
   redline run --upstream http://127.0.0.1:3000
   # With critical flows and alerts from a file:
@@ -41,6 +43,15 @@ pub enum Command {
         /// Config file to check.
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
+    },
+    /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
+    ///
+    /// Listens on 127.0.0.1:8080 (proxy) and 127.0.0.1:9901 (dashboard), or on free
+    /// ports if those are taken, and prints the URLs.
+    Demo {
+        /// Stop after this long (e.g. `60s`, `5m`); default: run until Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
     },
 }
 

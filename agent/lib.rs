@@ -6,16 +6,24 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod alerting;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod flows;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;
 pub mod redact;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod telemetry;
 pub mod trace;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run(args) => run(args),
+        Command::Demo { duration } => demo(duration),
     }
 }
 
@@ -29,8 +30,30 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `redline demo`: quiet logs by default, so the console shows URLs and alert notifications.
+fn demo(duration: Option<std::time::Duration>) -> ExitCode {
+    init_logging("warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(redline::demo::run(duration)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    init_logging();
+    init_logging("info");
     let config = match args.settings() {
         Ok(config) => config,
         Err(error) => {
@@ -67,9 +90,9 @@ fn run(args: RunArgs) -> ExitCode {
 
 /// Diagnostics go to stderr through `tracing` (`REDLINE_LOG`, `REDLINE_LOG_FORMAT`);
 /// stdout carries only the access log.
-fn init_logging() {
+fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REDLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

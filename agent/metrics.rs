@@ -404,8 +404,13 @@ impl Registry {
 
     /// The series handle for (flow, route), created once and kept across reloads.
     pub fn route(&self, flow: &Arc<str>, route: &Arc<str>) -> Arc<RouteMetrics> {
+        let key = (flow.clone(), route.clone());
+        // Unmatched traffic resolves its template per request: a shared read lock is enough then.
+        if let Some(existing) = self.routes.get(&key) {
+            return existing.clone();
+        }
         self.routes
-            .entry((flow.clone(), route.clone()))
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(RouteMetrics::new(
                     flow.clone(),

@@ -11,6 +11,12 @@ pub struct TraceContext {
     pub parent_span_id: Option<[u8; 8]>,
     /// The caller's sampled flag (`01`), when it sent one.
     pub sampled: Option<bool>,
+    /// Redline's SERVER span for this request.
+    pub span_id: [u8; 8],
+    /// Redline's CLIENT span for the upstream call: the parent the upstream is told about.
+    pub client_span_id: [u8; 8],
+    /// The head sampling decision, sent upstream as the `sampled` flag.
+    pub recorded: bool,
 }
 
 impl TraceContext {
@@ -29,11 +35,29 @@ impl TraceContext {
         if id == [0; 16] {
             id[15] = 1;
         }
+        Self::continued(id, None, None)
+    }
+
+    /// Redline's spans inside trace `trace_id`, under the caller's span when there is one.
+    pub fn continued(trace_id: [u8; 16], parent: Option<[u8; 8]>, sampled: Option<bool>) -> Self {
         TraceContext {
-            trace_id: id,
-            parent_span_id: None,
-            sampled: None,
+            trace_id,
+            parent_span_id: parent,
+            sampled,
+            span_id: new_span_id(),
+            client_span_id: new_span_id(),
+            recorded: sampled.unwrap_or(true),
         }
+    }
+
+    /// The `traceparent` the upstream receives: this trace, parented by the CLIENT span.
+    pub fn traceparent(&self) -> String {
+        let flags = if self.recorded { "01" } else { "00" };
+        format!(
+            "00-{}-{}-{flags}",
+            hex(&self.trace_id),
+            hex(&self.client_span_id)
+        )
     }
 
     /// The trace id as 32 lowercase hex characters.
@@ -60,11 +84,16 @@ pub fn parse_traceparent(s: &str) -> Option<TraceContext> {
     if trace_id == [0; 16] || parent == [0; 8] {
         return None;
     }
-    Some(TraceContext {
+    Some(TraceContext::continued(
         trace_id,
-        parent_span_id: Some(parent),
-        sampled: Some(flags[0] & 1 == 1),
-    })
+        Some(parent),
+        Some(flags[0] & 1 == 1),
+    ))
+}
+
+/// A random, non-zero span id.
+pub fn new_span_id() -> [u8; 8] {
+    fastrand::u64(1..).to_be_bytes()
 }
 
 /// Lowercase hex of `bytes`.
@@ -130,5 +159,19 @@ mod tests {
         let (a, b) = (TraceContext::new_root(), TraceContext::new_root());
         assert_ne!(a.trace_id, b.trace_id);
         assert_ne!(a.trace_id, [0; 16]);
+        assert_ne!(a.span_id, [0; 8]);
+        assert_ne!(a.span_id, a.client_span_id);
+    }
+
+    #[test]
+    fn traceparent_sent_upstream_names_the_client_span() {
+        let mut t =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let sent = t.traceparent();
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(sent.contains(&hex(&t.client_span_id)));
+        assert!(sent.ends_with("-01"));
+        t.recorded = false;
+        assert!(t.traceparent().ends_with("-00"));
     }
 }

@@ -6,11 +6,19 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
+# The notifier tests start a real Alertmanager (and fail, not skip, without it).
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+# The dashboard test drives headless Chromium (apt-get update && apt-get install -y chromium chromium-driver).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# The OTLP end-to-end test exports to a real collector, rotel (it fails, not skips, without it).
+python3 -m pip install --quiet rotel==0.0.1a15
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -128,6 +128,10 @@ pub struct AlertingConfig {
     pub repeat_interval: Duration,
     /// Where notifications go; every alert goes to every receiver.
     pub receivers: Vec<ReceiverConfig>,
+    /// Redline extension: base URL people reach the admin listener at, for the links in
+    /// alerts (`dashboard_url`, `generatorURL`); default `http://<admin address>`.
+    #[serde(deserialize_with = "external_url")]
+    pub external_url: Option<String>,
 }
 
 /// `redact:`. Names are lowercased and matched case-insensitively. Setting a list replaces
@@ -235,6 +239,7 @@ impl Default for AlertingConfig {
             eval_interval: Duration::from_secs(5),
             repeat_interval: Duration::from_secs(4 * 3600),
             receivers: Vec::new(),
+            external_url: None,
         }
     }
 }
@@ -267,6 +272,23 @@ fn templating<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         )),
     })
     .one(d)
+}
+
+fn external_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Parse::new("a URL such as https://redline.example.com", |s| {
+        let text = s.trim().trim_end_matches('/');
+        let uri: http::Uri = text.parse().map_err(|_| {
+            format!("invalid external_url {s:?}; expected e.g. https://redline.example.com")
+        })?;
+        let web = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !web || uri.authority().is_none() {
+            return Err(format!(
+                "invalid external_url {s:?}; expected an http:// or https:// URL with a host"
+            ));
+        }
+        Ok(text.to_string())
+    })
+    .optional(d)
 }
 
 fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

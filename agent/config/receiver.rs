@@ -19,6 +19,8 @@ pub enum ReceiverKind {
     Alertmanager,
     /// PagerDuty Events API v2.
     Pagerduty,
+    /// One human line per notification on stdout (`redline demo`).
+    Console,
 }
 
 impl ReceiverKind {
@@ -29,6 +31,7 @@ impl ReceiverKind {
             ReceiverKind::Slack => "slack",
             ReceiverKind::Alertmanager => "alertmanager",
             ReceiverKind::Pagerduty => "pagerduty",
+            ReceiverKind::Console => "console",
         }
     }
 
@@ -39,6 +42,7 @@ impl ReceiverKind {
             ReceiverKind::Slack => &["url", "url_env"],
             ReceiverKind::Alertmanager => &["url", "urls"],
             ReceiverKind::Pagerduty => &["url", "routing_key_env", "routing_key_file"],
+            ReceiverKind::Console => &[],
         }
     }
 }
@@ -127,6 +131,8 @@ impl ReceiverConfig {
                 ("routing_key_env", self.routing_key_env.is_some()),
                 ("routing_key_file", self.routing_key_file.is_some()),
             ),
+            // Prints to stdout: needs no target, and `check_allowed_keys` rejects any.
+            ReceiverKind::Console => Ok(()),
         }
     }
 
@@ -164,13 +170,16 @@ impl ReceiverConfig {
             .present_keys()
             .into_iter()
             .find(|(key, present)| *present && !allowed.contains(key));
+        let takes = match allowed {
+            [] => "no keys besides `name` and `type`".to_string(),
+            keys => format!("`{}`", keys.join("`, `")),
+        };
         match stray {
             Some((key, _)) => Err((
                 Some(key),
                 format!(
-                    "`{key}` does not apply to {} receivers; they take `{}`",
-                    self.kind,
-                    allowed.join("`, `")
+                    "`{key}` does not apply to {} receivers; they take {takes}",
+                    self.kind
                 ),
             )),
             None => Ok(()),
@@ -197,4 +206,34 @@ fn receiver_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         ))
     })
     .one(d)
+}
+
+#[cfg(test)]
+mod console_tests {
+    use crate::config::{Config, ReceiverKind};
+
+    #[test]
+    fn console_receivers_need_no_url_and_take_no_other_keys() {
+        let yaml = "alerting:\n  receivers:\n    - { name: demo, type: console }\n";
+        let config = Config::parse(yaml, "t.yaml").expect("console receiver is valid");
+        assert_eq!(config.alerting.receivers[0].kind, ReceiverKind::Console);
+        assert_eq!(config.alerting.receivers[0].kind.as_str(), "console");
+
+        let stray = "alerting:\n  receivers:\n    - { name: demo, type: console, url: http://h }\n";
+        let e = Config::parse(stray, "t.yaml").expect_err("url does not apply");
+        assert_eq!((e.line, e.column), (3, 41), "{e}");
+        assert!(
+            e.message
+                .contains("`url` does not apply to console receivers"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("no keys besides `name` and `type`"),
+            "{e}"
+        );
+
+        let unknown = "alerting:\n  receivers:\n    - { name: demo, type: console, colour: red }\n";
+        let e = Config::parse(unknown, "t.yaml").expect_err("unknown key");
+        assert!(e.message.contains("colour"), "{e}");
+    }
 }

@@ -102,6 +102,7 @@ impl Config {
                 "eval_interval": dur(self.alerting.eval_interval),
                 "repeat_interval": dur(self.alerting.repeat_interval),
                 "receivers": self.alerting.receivers.iter().map(receiver_json).collect::<Vec<_>>(),
+                "external_url": self.alerting.external_url,
             },
             "telemetry": self.telemetry_json(),
             "redact": {

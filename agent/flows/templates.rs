@@ -12,6 +12,10 @@
 //! `api`, `user-profile`, `2fa` or `a1b2` are kept, as are empty segments. A segment
 //! containing `{` or `}` becomes `{other}`, so a request can never forge a placeholder.
 //! The query and fragment are dropped, and an empty path is `/`.
+//!
+//! Example paths keep literal and numeric segments, but opaque ids and `;` path
+//! parameters become `REDACTED`: reset links, signed URLs and `;jsessionid=` carry
+//! credentials there, and the admin API must not hand them out.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +23,8 @@ use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+
+use crate::redact::REDACTED;
 
 /// The route of the overflow entry, used when the table is full or templating is off.
 pub const OTHER_ROUTE: &str = "/{other}";
@@ -156,7 +162,12 @@ impl TemplateEntry {
     }
 
     fn add_example(&self, path: &str) {
-        let path = truncate(path, MAX_EXAMPLE_LEN);
+        // Once full nothing can change, so most requests skip the masking below.
+        if self.examples[MAX_EXAMPLES - 1].get().is_some() {
+            return;
+        }
+        let safe = example_of(path);
+        let path = truncate(&safe, MAX_EXAMPLE_LEN);
         for slot in &self.examples {
             // Slots before this one were checked and differ from `path`; set slots are
             // immutable, so a path can only land in one slot and examples stay distinct.
@@ -165,6 +176,34 @@ impl TemplateEntry {
             }
         }
     }
+}
+
+/// `path` with segments that may be credentials replaced by `REDACTED`.
+fn example_of(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.split('/').any(|s| s.contains(';') || is_opaque(s)) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let (head, params) = match segment.split_once(';') {
+            Some((head, _)) => (head, true),
+            None => (segment, false),
+        };
+        out.push_str(if is_opaque(head) { REDACTED } else { head });
+        if params {
+            out.push(';');
+            out.push_str(REDACTED);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// An id that is not a plain number: a UUID, long hex or a base64-ish token.
+fn is_opaque(segment: &str) -> bool {
+    classify(segment) == "{id}" && !segment.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -430,6 +469,24 @@ mod tests {
         assert_eq!(e.count(), 3);
         assert!(e.examples().iter().all(|x| x.len() <= MAX_EXAMPLE_LEN));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn examples_hide_opaque_ids_and_path_parameters() {
+        let t = RouteTemplates::new(10, true);
+        t.observe("/reset/9f8e7d6c5b4a3f2e1d0c?token=abc");
+        t.observe("/cart;jsessionid=S3CRET/items/42");
+        t.observe("/u/550e8400-e29b-41d4-a716-446655440000/x");
+        let all: Vec<String> = t.snapshot().into_iter().flat_map(|s| s.examples).collect();
+        assert!(all.contains(&"/reset/REDACTED".to_string()), "{all:?}");
+        assert!(
+            all.contains(&"/cart;REDACTED/items/42".to_string()),
+            "{all:?}"
+        );
+        assert!(all.contains(&"/u/REDACTED/x".to_string()), "{all:?}");
+        for secret in ["9f8e7d6c", "S3CRET", "abc", "550e8400"] {
+            assert!(all.iter().all(|e| !e.contains(secret)), "{secret}: {all:?}");
+        }
     }
 
     #[test]

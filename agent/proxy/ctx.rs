@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     /// The trace this request belongs to.
     pub trace: TraceContext,
+    /// Span state for OTLP export: `tracestate`, CLIENT span start, captured headers.
+    pub span: crate::telemetry::RequestSpan,
     started: Instant,
     started_wall: SystemTime,
     upstream: Option<Duration>,
@@ -65,6 +67,7 @@ impl RequestCtx {
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         let active = flow_rt.state.active.start(method_idx);
+        let (trace, span) = crate::telemetry::begin(shared.telemetry.get(), parts);
         RequestCtx {
             shared: shared.clone(),
             flow,
@@ -74,7 +77,8 @@ impl RequestCtx {
             uri: parts.uri.clone(),
             client,
             request_id: super::headers::request_id(&parts.headers),
-            trace: TraceContext::from_headers(&parts.headers),
+            trace,
+            span,
             started,
             started_wall: SystemTime::now(),
             upstream: None,
@@ -144,13 +148,49 @@ impl RequestCtx {
             error: error.is_error(),
             timeout: error == ErrorType::Timeout,
         };
-        self.flow()
-            .state
-            .window
-            .record(self.shared.clock.now_ms(), sample);
+        let now_ms = self.shared.clock.now_ms();
+        let state = &self.flow().state;
+        state.window.record(now_ms, sample);
+        // Only SLO flows have a counter: one branch for the rest.
+        if let Some(slo) = state.slo.get() {
+            slo.record(now_ms, &sample);
+        }
         if self.shared.access_log.enabled() {
             self.log(status, duration, error);
         }
+        self.record_trace(error, duration);
+    }
+
+    /// Remember the trace of a failed or slow request for alerts, and hand the spans to the
+    /// exporter's queue (non-blocking) if they are kept.
+    fn record_trace(&mut self, error: ErrorType, duration: Duration) {
+        let flow = self
+            .flow
+            .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i]);
+        if error.is_error() || flow.slow_threshold.is_some_and(|t| duration > t) {
+            let now_ms = self.shared.clock.now_ms();
+            flow.state.exemplars.push(now_ms, self.trace.trace_id_hex());
+        }
+        let Some(telemetry) = self.shared.telemetry.get() else {
+            return;
+        };
+        let outcome = crate::telemetry::Outcome {
+            trace: &self.trace,
+            method: &self.method,
+            uri: &self.uri,
+            client: self.client,
+            flow: &flow.state.name,
+            route: &self.route_metrics.route,
+            status: self.status,
+            upstream_responded: self.upstream.is_some(),
+            error,
+            started: self.started,
+            started_wall: self.started_wall,
+            duration,
+            request_id: &self.request_id,
+            runtime: &self.runtime,
+        };
+        telemetry.end(&mut self.span, &outcome, flow.slow_threshold);
     }
 
     fn log(&self, status: u16, duration: Duration, error: ErrorType) {

@@ -68,7 +68,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let runtime = self.shared.runtime.load_full();
         let (parts, body) = req.into_parts();
-        let ctx = RequestCtx::start(&self.shared, runtime, &parts, client);
+        let mut ctx = RequestCtx::start(&self.shared, runtime, &parts, client);
         if parts.method == Method::CONNECT {
             let msg = "CONNECT is not supported: Redline forwards only to its configured upstream";
             return Ok(local_error(ctx, StatusCode::METHOD_NOT_ALLOWED, None, msg));
@@ -79,6 +79,7 @@ impl Proxy {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let upstream_req = self.upstream_request(req, &ctx, client, upgrade);
         let timeout = ctx.flow().timeout;
+        ctx.span.upstream_sent();
         match tokio::time::timeout(timeout, self.client.request(upstream_req)).await {
             Err(_) => {
                 let msg = format!(
@@ -149,6 +150,13 @@ impl Proxy {
         parts
             .headers
             .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        // The upstream's parent is Redline's CLIENT span (traceparent, b3, … per OTEL_PROPAGATORS).
+        crate::telemetry::inject(
+            self.shared.telemetry.get(),
+            &mut parts.headers,
+            &ctx.trace,
+            &ctx.span,
+        );
         if let Some(protocol) = upgrade {
             headers::set_upgrade(&mut parts.headers, protocol);
         }

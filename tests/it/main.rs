@@ -1,7 +1,14 @@
 //! Redline's integration tests: one binary, real sockets, the real `redline` executable.
 
 mod admin;
+mod alerting_engine;
+mod dashboard;
+mod demo;
 mod lifecycle;
+mod notify;
+mod otlp;
 mod proxy;
+mod reload;
+mod security;
 mod streaming;
 mod support;

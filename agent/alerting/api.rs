@@ -1,0 +1,99 @@
+//! Admin endpoints of the alert engine: `GET /api/alerts` and `GET/POST/DELETE /api/silences`.
+//!
+//! `admin.rs` has already checked the token for POST/DELETE when these run.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::Engine;
+use super::silences::NewSilence;
+use crate::admin::{error, json_response, read_json};
+use crate::state::Shared;
+
+const SILENCE_PREFIX: &str = "/api/silences/";
+
+/// Whether `path` is served here.
+pub fn owns(path: &str) -> bool {
+    matches!(path, "/api/alerts" | "/api/silences") || path.starts_with(SILENCE_PREFIX)
+}
+
+/// Serve one request for a path [`owns`] accepts.
+pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(engine) = shared.alerts.get().cloned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the alert engine is not running",
+        );
+    };
+    let now = shared.clock.now_ms();
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/api/alerts") => json_response(StatusCode::OK, &engine.alerts_json(now)),
+        (&Method::GET, "/api/silences") => {
+            json_response(StatusCode::OK, &engine.silences_json(now))
+        }
+        (&Method::POST, "/api/silences") => create(&engine, req, now).await,
+        (&Method::DELETE, p) if p.starts_with(SILENCE_PREFIX) => {
+            delete(&engine, p.strip_prefix(SILENCE_PREFIX).unwrap_or(""), now).await
+        }
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this endpoint",
+        ),
+    }
+}
+
+/// The alerts of one flow for `GET /api/flows`; empty before the engine runs.
+pub fn flow_alerts(shared: &Shared, flow: &str) -> Value {
+    shared.alerts.get().map_or(Value::Array(Vec::new()), |e| {
+        e.flow_alerts_json(flow, shared.clock.now_ms())
+    })
+}
+
+async fn create(engine: &Arc<Engine>, req: Request<Incoming>, now: u64) -> Response<Full<Bytes>> {
+    let new: NewSilence = match read_json(req).await {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    let silence = match engine.add_silence(new, now) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    tracing::info!(
+        audit = true,
+        event = "silence_created",
+        id = %silence.id,
+        flow = silence.flow.as_deref().unwrap_or("*"),
+        alertname = silence.alertname.as_deref().unwrap_or("*"),
+        ends_at = %super::rfc3339(silence.ends_ms),
+        comment = %silence.comment,
+        "Silence created."
+    );
+    engine.persist().await;
+    engine.wake();
+    json_response(StatusCode::CREATED, &silence.to_json())
+}
+
+async fn delete(engine: &Arc<Engine>, id: &str, now: u64) -> Response<Full<Bytes>> {
+    if !engine.remove_silence(id, now) {
+        return error(StatusCode::NOT_FOUND, "no active silence with this id");
+    }
+    tracing::info!(
+        audit = true,
+        event = "silence_deleted",
+        id,
+        "Silence deleted."
+    );
+    engine.persist().await;
+    // Alerts it muted and still firing are notified at once.
+    engine.wake();
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}

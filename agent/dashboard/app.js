@@ -1,0 +1,625 @@
+// Redline dashboard: polls the admin JSON API every 2 s and renders alerts, flows, 15-minute charts and unmatched routes.
+'use strict';
+
+// Collected before anything else runs, so tests (and curious users) can read window.__redlineErrors.
+const pageErrors = [];
+window.__redlineErrors = pageErrors;
+window.addEventListener('error', (e) => {
+  const target = e.target && e.target !== window ? (e.target.src || e.target.href || e.target.tagName) : '';
+  pageErrors.push(String(e.message || 'failed to load ' + target));
+}, true);
+window.addEventListener('unhandledrejection', (e) => {
+  pageErrors.push('unhandled rejection: ' + String(e.reason && e.reason.message ? e.reason.message : e.reason));
+});
+document.addEventListener('securitypolicyviolation', (e) => {
+  pageErrors.push('blocked by CSP: ' + e.blockedURI + ' (' + e.violatedDirective + ')');
+});
+const consoleError = console.error.bind(console);
+console.error = (...args) => {
+  pageErrors.push(args.map(String).join(' '));
+  consoleError(...args);
+};
+
+const POLL_MS = 2000;
+// /api/config changes only on reload; every 15 rounds (30 s) is fresh enough.
+const CONFIG_EVERY = 15;
+const ROUTES_SHOWN = 20;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+const state = {
+  token: readToken(),
+  alertsApi: 'unknown',
+  config: null,
+  round: 0,
+  scrolledTo: '',
+};
+
+const $ = (id) => document.getElementById(id);
+
+/** Thrown when Redline cannot be reached, as opposed to a bug in this page. */
+class Offline extends Error {}
+
+function readToken() {
+  try {
+    return sessionStorage.getItem('redline.token') || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+function saveToken(token) {
+  state.token = token;
+  try {
+    sessionStorage.setItem('redline.token', token);
+  } catch (_) {
+    // Storage disabled: the token lives only as long as the page.
+  }
+}
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+function setAttrs(el, attrs) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'text') el.textContent = String(v);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k === 'className' ? 'class' : k, v === true ? '' : String(v));
+  }
+}
+
+function append(el, children) {
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+async function api(path, options) {
+  const headers = Object.assign({}, (options && options.headers) || {});
+  if (state.token) headers.Authorization = 'Bearer ' + state.token;
+  let resp;
+  try {
+    resp = await fetch(path, Object.assign({ cache: 'no-store' }, options || {}, { headers }));
+  } catch (_) {
+    throw new Offline(path);
+  }
+  const text = await resp.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch (_) {
+    body = null;
+  }
+  return { status: resp.status, ok: resp.ok, body };
+}
+
+// ---- formatting: every number carries its unit ----
+
+function fmtRps(x) {
+  if (x === null || x === undefined) return '–';
+  if (x === 0) return '0 req/s';
+  const digits = x >= 100 ? 0 : x >= 10 ? 1 : x >= 0.1 ? 2 : 3;
+  return x.toFixed(digits) + ' req/s';
+}
+
+function fmtPct(rate) {
+  if (rate === null || rate === undefined) return '–';
+  const pct = rate * 100;
+  if (pct === 0) return '0 %';
+  const digits = pct < 1 ? 2 : 1;
+  return pct.toFixed(digits) + ' %';
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '–';
+  if (ms < 1) return ms.toFixed(2) + ' ms';
+  if (ms < 10) return ms.toFixed(1) + ' ms';
+  // 999.7 ms would round to "1000 ms": show it as seconds instead.
+  if (ms < 999.5) return Math.round(ms) + ' ms';
+  if (ms < 60000) return (ms / 1000).toFixed(2) + ' s';
+  return (ms / 60000).toFixed(1) + ' min';
+}
+
+function fmtAgo(since) {
+  const t = parseTime(since);
+  if (t === null) return '–';
+  const secs = Math.max(0, Math.round((Date.now() - t) / 1000));
+  if (secs < 60) return secs + ' s';
+  if (secs < 3600) return Math.round(secs / 60) + ' min';
+  return (secs / 3600).toFixed(1) + ' h';
+}
+
+function parseTime(v) {
+  if (v === null || v === undefined || v === '') return null;
+  if (typeof v === 'number') return v < 1e12 ? v * 1000 : v;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : t;
+}
+
+function dash(text, why) {
+  return text === '–' ? h('span', { title: why, 'aria-label': why, text }) : text;
+}
+
+// ---- alert states ----
+
+const RANK = { firing: 3, pending: 2, ok: 1, none: 0 };
+const BADGES = {
+  firing: ['▲', 'FIRING'],
+  pending: ['◆', 'PENDING'],
+  ok: ['✓', 'OK'],
+  none: ['–', 'NO RULES'],
+};
+
+function badge(st) {
+  const [icon, word] = BADGES[st] || BADGES.none;
+  return h('span', { className: 'badge ' + st, 'data-state': st },
+    h('span', { 'aria-hidden': 'true', text: icon + ' ' }), word);
+}
+
+function normalizeAlerts(resp) {
+  if (!resp || !resp.ok || !resp.body) return [];
+  const raw = Array.isArray(resp.body) ? resp.body : (resp.body.alerts || []);
+  return raw.map((a) => {
+    const labels = a.labels || {};
+    const ann = a.annotations || {};
+    const st = String(a.state || a.status || '').toLowerCase();
+    return {
+      alertname: labels.alertname || a.alertname || a.name || '?',
+      flow: labels.flow || a.flow || '',
+      severity: labels.severity || a.severity || '',
+      state: st,
+      summary: ann.summary || a.summary || '',
+      runbook: ann.runbook_url || '',
+      traces: ann.trace_ids || '',
+      // Firing alerts count from when they fired, pending ones from when the breach began.
+      since: (st === 'firing' && (a.starts_at || a.startsAt)) || a.active_since || a.activeAt || null,
+      silenced: Boolean(a.silenced),
+    };
+  }).filter((a) => a.state === 'firing' || a.state === 'pending');
+}
+
+function configFlow(name) {
+  const flows = (state.config && state.config.flows) || [];
+  return flows.find((f) => f.name === name) || null;
+}
+
+function flowState(flow, alerts) {
+  let best = 'none';
+  const cfg = configFlow(flow.name);
+  if ((cfg && ((cfg.alerts || []).length > 0 || cfg.slo)) || (flow.alerts || []).length > 0) best = 'ok';
+  const states = alerts.filter((a) => a.flow === flow.name).map((a) => a.state)
+    .concat((flow.alerts || []).map((a) => String((a && (a.state || a.status)) || '').toLowerCase()));
+  for (const st of states) if ((RANK[st] || 0) > RANK[best]) best = st;
+  return best;
+}
+
+/** Alert thresholds of a flow, in chart units: {rps, error_rate (%), p95_ms}. */
+function thresholds(name) {
+  const out = {};
+  const cfg = configFlow(name);
+  for (const rule of (cfg && cfg.alerts) || []) {
+    const m = /^\s*(p95|error_rate|rps)\s*([<>])\s*([0-9.]+)\s*(ms|s|m|%)?\s*$/.exec(String(rule.when || ''));
+    if (!m) continue;
+    const n = Number(m[3]);
+    const unit = m[4] || '';
+    const key = m[1] === 'p95' ? 'p95_ms' : m[1];
+    const value = key === 'p95_ms' ? n * ({ ms: 1, s: 1000, m: 60000 }[unit] || 1000) : n;
+    if (!(key in out) || value < out[key].value) out[key] = { value, op: m[2] };
+  }
+  return out;
+}
+
+// ---- rendering ----
+
+function proxyUrl() {
+  const listen = state.config && state.config.listen;
+  if (!listen) return null;
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = listen.slice(i + 1);
+  if (port === '0') return null;
+  const shown = host === '0.0.0.0' || host === '::' ? location.hostname : host;
+  return 'http://' + (shown.includes(':') ? '[' + shown + ']' : shown) + ':' + port;
+}
+
+function renderNotice(flows) {
+  const notice = $('notice');
+  const idle = flows.every((f) => !f.windows || !f.windows['5m'] || f.windows['5m'].requests === 0);
+  const configured = flows.filter((f) => f.name !== 'unmatched').length;
+  const parts = [];
+  if (idle) {
+    const url = proxyUrl();
+    parts.push(h('p', {},
+      h('strong', { text: 'No traffic yet: ' }),
+      url ? ['send requests to ', h('a', { href: url, text: url }), ' (Redline\'s proxy), e.g. ',
+        h('code', { text: 'curl ' + url + '/' }), '.']
+        : 'send requests to Redline\'s proxy listener (the address it printed at start).',
+      ' This page updates by itself.'));
+  }
+  if (configured === 0) {
+    parts.push(h('p', {}, h('strong', { text: 'No flows configured: ' }),
+      'add ', h('code', { text: 'flows:' }), ' to the config file to follow critical routes; ',
+      'the unmatched routes below show what your traffic looks like.'));
+  }
+  notice.replaceChildren(...parts);
+  notice.hidden = parts.length === 0;
+}
+
+function renderAlerts(alerts, absent) {
+  const box = $('alerts');
+  if (alerts.length === 0) {
+    box.replaceChildren(h('p', { className: 'empty', 'data-empty': 'alerts' },
+      absent ? 'No alerts (this Redline build has no alert API).' : 'No alerts: every flow is within its thresholds.'));
+    return;
+  }
+  alerts.sort((a, b) => (RANK[b.state] - RANK[a.state]) || a.flow.localeCompare(b.flow));
+  const rows = alerts.map((a) => h('tr', { 'data-alertname': a.alertname, 'data-flow': a.flow, 'data-state': a.state },
+    h('td', {}, badge(a.state), a.silenced ? h('span', { className: 'badge silenced', text: 'silenced' }) : null),
+    h('td', {}, h('strong', { text: a.alertname })),
+    h('td', {}, h('a', { href: '#flow=' + encodeURIComponent(a.flow), text: a.flow })),
+    h('td', { text: a.severity || '–' }),
+    h('td', { className: 'summary', text: a.summary || '–' }),
+    h('td', { className: 'num', title: String(a.since || ''), text: fmtAgo(a.since) }),
+    h('td', {}, alertLinks(a)),
+    h('td', {}, h('button', {
+      type: 'button', className: 'silence', text: 'Silence…',
+      'aria-label': 'Silence ' + a.alertname + ' on ' + a.flow,
+      onclick: () => openSilence(a),
+    }))));
+  box.replaceChildren(table(['State', 'Alert', 'Flow', 'Severity', 'Summary', 'For', 'Links', ''], rows, [5]));
+}
+
+function alertLinks(a) {
+  const links = [];
+  if (/^https?:\/\//.test(a.runbook)) {
+    links.push(h('a', { href: a.runbook, target: '_blank', rel: 'noopener noreferrer', text: 'Runbook' }));
+  }
+  if (a.traces) {
+    const ids = String(a.traces).split(',').filter(Boolean);
+    links.push(h('span', { className: 'nowrap', title: ids.join('\n') },
+      'traces: ', h('code', { text: ids.map((t) => t.slice(0, 8)).join(' ') })));
+  }
+  return links.length ? links.flatMap((l, i) => (i ? [' · ', l] : [l])) : '–';
+}
+
+function table(headers, rows, numeric) {
+  return h('table', {},
+    h('thead', {}, h('tr', {}, headers.map((t, i) => h('th', {
+      scope: 'col', className: numeric.includes(i) ? 'num' : null, text: t,
+    })))),
+    h('tbody', {}, rows));
+}
+
+function renderFlows(flows, alerts) {
+  const box = $('flows');
+  const rows = flows.map((f) => {
+    const w = (f.windows && f.windows['1m']) || {};
+    const st = f.name === 'unmatched' ? 'none' : flowState(f, alerts);
+    const noReq = 'no requests in the last minute';
+    return h('tr', { 'data-flow': f.name, 'data-state': st, className: isTarget(f.name) ? 'highlight' : null },
+      h('th', { scope: 'row' }, h('a', { href: '#flow=' + encodeURIComponent(f.name), text: f.name })),
+      h('td', { text: f.owner || (f.name === 'unmatched' ? 'routes no flow matches' : '–') }),
+      h('td', {}, f.name === 'unmatched' ? '–' : badge(st)),
+      h('td', { className: 'num', 'data-col': 'rps' }, fmtRps(w.rps)),
+      h('td', { className: 'num', 'data-col': 'error_rate' }, dash(fmtPct(w.error_rate), noReq)),
+      h('td', { className: 'num', 'data-col': 'timeout_rate' }, dash(fmtPct(w.timeout_rate), noReq)),
+      h('td', { className: 'num' }, dash(fmtMs(w.p50_ms), noReq)),
+      h('td', { className: 'num' }, dash(fmtMs(w.p95_ms), noReq)),
+      h('td', { className: 'num' }, dash(fmtMs(w.p99_ms), noReq)),
+      h('td', { className: 'num', text: String(f.active_requests || 0) }));
+  });
+  box.replaceChildren(table(
+    ['Flow', 'Owner', 'Alerts', 'Rate', 'Errors', 'Timeouts', 'p50', 'p95', 'p99', 'In flight'],
+    rows, [3, 4, 5, 6, 7, 8, 9]));
+}
+
+function renderCharts(flows, series, alerts) {
+  const cards = flows.map((f, i) => {
+    const doc = series[i] && series[i].ok && series[i].body ? series[i].body : { points: [] };
+    const points = doc.points || [];
+    const w = (f.windows && f.windows['1m']) || {};
+    const limits = thresholds(f.name);
+    const total = points.reduce((n, p) => n + (p.requests || 0), 0);
+    return h('article', {
+      className: 'card' + (isTarget(f.name) ? ' highlight' : ''), id: 'flow-' + f.name, 'data-flow': f.name,
+    },
+    h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts))),
+    h('p', { className: 'owner' }, f.owner ? 'Owner: ' + f.owner : (f.name === 'unmatched' ? 'Requests no flow matches' : 'No owner set'),
+      total === 0 ? ' · no requests in the last 15 min' : ''),
+    h('div', { className: 'charts' },
+      figure('Requests/s', fmtRps(w.rps), chart('rps', points, limits.rps, fmtRps)),
+      figure('Errors', fmtPct(w.error_rate), chart('error_rate', points, limits.error_rate, (v) => fmtPct(v / 100))),
+      figure('p95 latency', fmtMs(w.p95_ms), chart('p95_ms', points, limits.p95_ms, fmtMs))));
+  });
+  $('charts').replaceChildren(...cards);
+}
+
+function figure(title, latest, svg) {
+  return h('figure', {},
+    h('figcaption', {}, h('span', { text: title }), h('span', { className: 'latest', title: 'last minute', text: latest })),
+    svg);
+}
+
+const VB = { w: 320, h: 112, top: 16, bottom: 94, left: 2, right: 318 };
+
+function pointValue(kind, p) {
+  if (kind === 'rps') return typeof p.rps === 'number' ? p.rps : 0;
+  if (!p.requests) return null;
+  if (kind === 'error_rate') return (p.error_rate || 0) * 100;
+  return typeof p.p95_ms === 'number' ? p.p95_ms : null;
+}
+
+function niceCeil(v) {
+  if (!(v > 0)) return 1;
+  const exp = Math.pow(10, Math.floor(Math.log10(v)));
+  const f = v / exp;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * exp;
+}
+
+/** A hand-written SVG line chart: gaps (no requests) break the line instead of drawing zeros. */
+function chart(kind, points, limit, fmt) {
+  const values = points.map((p) => pointValue(kind, p));
+  const present = values.filter((v) => v !== null);
+  const peak = present.length ? Math.max(...present) : 0;
+  const top = niceCeil(Math.max(peak, limit ? limit.value * 1.15 : 0) || (kind === 'error_rate' ? 1 : 0));
+  const n = values.length;
+  const x = (i) => VB.left + (n <= 1 ? 0 : (i * (VB.right - VB.left)) / (n - 1));
+  const y = (v) => VB.bottom - (Math.min(v, top) / top) * (VB.bottom - VB.top);
+  const segments = [];
+  let current = null;
+  values.forEach((v, i) => {
+    if (v === null) { current = null; return; }
+    if (!current) { current = []; segments.push(current); }
+    current.push([x(i), y(v)]);
+  });
+  const xy = ([a, b]) => a.toFixed(1) + ' ' + b.toFixed(1);
+  const line = segments.map((seg) => 'M' + seg.map(xy).join('L')).join('');
+  const area = segments.filter((seg) => seg.length > 1).map((seg) =>
+    'M' + seg[0][0].toFixed(1) + ' ' + VB.bottom + 'L' + seg.map(xy).join('L') + 'L' + seg[seg.length - 1][0].toFixed(1) + ' ' + VB.bottom + 'Z').join('');
+  const latest = present.length ? fmt(present[present.length - 1]) : 'no data';
+  const label = { rps: 'Requests per second', error_rate: 'Error percentage', p95_ms: '95th percentile latency' }[kind] +
+    ' over the last 15 minutes: peak ' + (present.length ? fmt(peak) : 'none') + ', latest ' + latest +
+    (limit ? ', alert threshold ' + fmt(limit.value) : '');
+  const grid = [VB.top, (VB.top + VB.bottom) / 2, VB.bottom].map((gy) =>
+    s('line', { className: 'grid', x1: VB.left, x2: VB.right, y1: gy, y2: gy }));
+  const ticks = [['−15 min', VB.left, 'start'], ['−10', VB.left + (VB.right - VB.left) / 3, 'middle'],
+    ['−5', VB.left + (2 * (VB.right - VB.left)) / 3, 'middle'], ['now', VB.right, 'end']]
+    .map(([t, tx, anchor]) => s('text', { className: 'axis', x: tx, y: VB.h - 4, 'text-anchor': anchor, text: t }));
+  const threshold = limit ? [
+    s('line', { className: 'threshold', x1: VB.left, x2: VB.right, y1: y(limit.value), y2: y(limit.value) }),
+    s('text', { className: 'threshold-label', x: VB.right, y: y(limit.value) - 3, 'text-anchor': 'end', text: 'alert ' + limit.op + ' ' + fmt(limit.value) }),
+  ] : [];
+  return s('svg', {
+    className: 'chart', viewBox: '0 0 ' + VB.w + ' ' + VB.h, role: 'img', 'aria-label': label,
+    'data-series': kind, 'data-points': present.length,
+  },
+  s('title', { text: label }),
+  grid,
+  s('text', { className: 'axis', x: VB.left, y: VB.top - 4, text: fmt(top) }),
+  ticks,
+  area ? s('path', { className: 'area', d: area }) : null,
+  line ? s('path', { className: 'line', d: line }) : null,
+  threshold);
+}
+
+function renderRoutes(resp) {
+  const box = $('routes');
+  if (!resp.ok || !resp.body) {
+    box.replaceChildren(h('p', { className: 'empty', text: 'Route templates are not available (GET /api/routes answered ' + resp.status + ').' }));
+    return;
+  }
+  const templates = (resp.body.templates || []).slice()
+    .sort((a, b) => (b.count - a.count) || String(a.route).localeCompare(String(b.route)))
+    .slice(0, ROUTES_SHOWN);
+  if (templates.length === 0) {
+    box.replaceChildren(h('p', { className: 'empty', 'data-empty': 'routes' },
+      'No unmatched traffic yet: requests that match no flow show up here as route templates such as ',
+      h('code', { text: '/users/{id}' }), '.'));
+    return;
+  }
+  const rows = templates.map((t) => h('tr', { 'data-route': t.route },
+    h('td', {}, h('code', { text: t.route })),
+    h('td', { className: 'num', text: t.count + ' req' }),
+    h('td', { className: 'examples' }, (t.examples || []).map((e) => h('code', { text: e })))));
+  box.replaceChildren(table(['Route template', 'Requests', 'Example paths'], rows, [1]));
+}
+
+// ---- the #flow=NAME deep link (alert notifications link here) ----
+
+function targetFlow() {
+  const m = /^#flow=(.+)$/.exec(location.hash);
+  if (!m) return '';
+  try {
+    return decodeURIComponent(m[1]);
+  } catch (_) {
+    return '';
+  }
+}
+
+function isTarget(name) {
+  return targetFlow() === name;
+}
+
+function scrollToTarget() {
+  const name = targetFlow();
+  if (!name || state.scrolledTo === name) return;
+  const card = document.getElementById('flow-' + name);
+  if (card) {
+    card.scrollIntoView({ block: 'start' });
+    state.scrolledTo = name;
+  }
+}
+
+window.addEventListener('hashchange', () => {
+  state.scrolledTo = '';
+  refreshSoon();
+});
+
+// ---- silences ----
+
+let silenceTarget = null;
+
+function openSilence(alert) {
+  silenceTarget = alert;
+  $('silence-what').textContent = alert.alertname + ' on flow ' + alert.flow;
+  $('silence-token').value = state.token;
+  setResult('', '');
+  $('silence-submit').disabled = false;
+  $('silence-dialog').showModal();
+}
+
+function setResult(text, kind) {
+  const el = $('silence-result');
+  el.textContent = text;
+  el.className = 'result' + (kind ? ' ' + kind : '');
+}
+
+async function submitSilence(event) {
+  event.preventDefault();
+  if (!silenceTarget) return;
+  const token = $('silence-token').value.trim();
+  if (token) saveToken(token);
+  const body = {
+    flow: silenceTarget.flow,
+    alertname: silenceTarget.alertname,
+    duration: $('silence-duration').value,
+    comment: $('silence-comment').value.trim() || 'silenced from the dashboard',
+  };
+  $('silence-submit').disabled = true;
+  try {
+    const r = await api('/api/silences', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (r.status === 200 || r.status === 201) {
+      const until = r.body && (r.body.ends_at || (r.body.silence && r.body.silence.ends_at));
+      setResult('Silenced' + (until ? ' until ' + new Date(parseTime(until)).toLocaleString() : '') + '.', 'good');
+      setTimeout(() => $('silence-dialog').close(), 1200);
+      refreshSoon();
+      return;
+    }
+    const why = (r.body && (r.body.error || r.body.message)) || 'HTTP ' + r.status;
+    const hint = r.status === 401 ? ' Enter the admin token.' : r.status === 404 ? ' This Redline build has no silence API.' : '';
+    setResult('Not silenced: ' + why + '.' + hint, 'bad');
+  } catch (err) {
+    if (!(err instanceof Offline)) throw err;
+    setResult('Not silenced: Redline cannot be reached.', 'bad');
+  }
+  $('silence-submit').disabled = false;
+}
+
+$('silence-form').addEventListener('submit', (e) => {
+  submitSilence(e).catch((err) => console.error('silence failed', err));
+});
+$('silence-cancel').addEventListener('click', () => $('silence-dialog').close());
+
+// ---- polling ----
+
+function setStatus(kind, text) {
+  const el = $('status');
+  el.className = 'status ' + kind;
+  el.textContent = text;
+}
+
+async function fetchAlerts() {
+  // The 404 of a build without the alert API is logged by the browser once, not every 2 s.
+  if (state.alertsApi === 'absent') return { absent: true, ok: false };
+  const r = await api('/api/alerts');
+  if (r.status === 404) {
+    state.alertsApi = 'absent';
+    return { absent: true, ok: false };
+  }
+  state.alertsApi = 'present';
+  return r;
+}
+
+function renderAuthNeeded(resp) {
+  const input = h('input', { type: 'password', id: 'read-token', autocomplete: 'off', 'aria-label': 'Admin token' });
+  const form = h('form', {
+    className: 'token-form',
+    onsubmit: (e) => {
+      e.preventDefault();
+      saveToken(input.value.trim());
+      refreshSoon();
+    },
+  }, h('p', {}, h('strong', { text: 'This admin API needs a token' }),
+    ' (' + ((resp.body && resp.body.error) || 'HTTP ' + resp.status) + '). ',
+    'Enter REDLINE_ADMIN_TOKEN to view the dashboard: '), input, ' ', h('button', { type: 'submit', text: 'Use token' }));
+  $('notice').replaceChildren(form);
+  $('notice').hidden = false;
+}
+
+async function poll() {
+  const needConfig = state.config === null || state.round % CONFIG_EVERY === 0;
+  const [flows, routes, alertsResp, config] = await Promise.all([
+    api('/api/flows'), api('/api/routes'), fetchAlerts(), needConfig ? api('/api/config') : null,
+  ]);
+  if (flows.status === 401 || flows.status === 403) {
+    renderAuthNeeded(flows);
+    setStatus('down', 'Waiting for the admin token');
+    return;
+  }
+  if (!flows.ok || !flows.body) throw new Offline('/api/flows answered ' + flows.status);
+  if (config && config.ok && config.body) {
+    state.config = config.body.config || null;
+    $('service').textContent = (state.config && state.config.service) || '';
+  }
+  const list = flows.body.flows || [];
+  const series = await Promise.all(list.map((f) => api('/api/flows/' + encodeURIComponent(f.name) + '/series')));
+  const alerts = normalizeAlerts(alertsResp);
+  renderNotice(list);
+  renderAlerts(alerts, Boolean(alertsResp.absent));
+  renderFlows(list, alerts);
+  renderCharts(list, series, alerts);
+  renderRoutes(routes);
+  scrollToTarget();
+  setStatus('live', 'Live · updated ' + new Date().toLocaleTimeString());
+}
+
+let timer = null;
+let running = false;
+let again = false;
+
+/** Poll now rather than in 2 s (after a silence, or a new #flow= link), without a second loop. */
+function refreshSoon() {
+  if (running) {
+    again = true;
+    return;
+  }
+  clearTimeout(timer);
+  timer = setTimeout(loop, 50);
+}
+
+async function loop() {
+  running = true;
+  try {
+    await poll();
+  } catch (err) {
+    if (err instanceof Offline) {
+      setStatus('down', 'Connection lost: retrying every 2 s. Is Redline still running?');
+    } else {
+      console.error('dashboard render failed:', err);
+      setStatus('down', 'Dashboard error: ' + (err && err.message));
+    }
+  }
+  state.round += 1;
+  document.body.dataset.rounds = String(state.round);
+  running = false;
+  timer = setTimeout(loop, again ? 50 : POLL_MS);
+  again = false;
+}
+
+loop();

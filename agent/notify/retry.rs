@@ -1,0 +1,134 @@
+//! Which delivery failures are worth retrying, how long to wait, and when to give up.
+
+use std::time::{Duration, SystemTime};
+
+/// What one delivery attempt means for the notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The receiver took it (2xx).
+    Delivered,
+    /// Try again later: network error, timeout, 408, 429 or 5xx. `after` is the
+    /// receiver's `Retry-After`, when it sent one.
+    Retry {
+        /// Delay the receiver asked for.
+        after: Option<Duration>,
+    },
+    /// Retrying cannot help: other 4xx, 3xx (redirects are not followed), bad configuration.
+    Fail,
+}
+
+/// Classify an HTTP response status; `retry_after` is the raw `Retry-After` header.
+pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Verdict {
+    match status {
+        200..=299 => Verdict::Delivered,
+        408 | 429 | 500..=599 => Verdict::Retry {
+            after: retry_after.and_then(|v| parse_retry_after(v, now)),
+        },
+        _ => Verdict::Fail,
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date; a date in the past means "now".
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Full-jitter exponential backoff: uniform in `[0, min(cap, base × 2^attempt)]`.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = ceiling(attempt, base, cap);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+/// The upper bound `backoff` draws from for this attempt.
+pub fn ceiling(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(cap).min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_SECS: u64 = 1_700_000_000;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+    }
+
+    #[test]
+    fn transient_statuses_are_retried_and_client_errors_are_not() {
+        for status in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(
+                classify(status, None, now()),
+                Verdict::Retry { after: None },
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 410, 413, 422, 301, 302] {
+            assert_eq!(classify(status, None, now()), Verdict::Fail, "{status}");
+        }
+        for status in [200, 201, 202, 204] {
+            assert_eq!(
+                classify(status, None, now()),
+                Verdict::Delivered,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_only_where_retrying() {
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(classify(429, Some("7"), now()), Verdict::Retry { after });
+        assert_eq!(classify(503, Some(" 7 "), now()), Verdict::Retry { after });
+        assert_eq!(classify(400, Some("7"), now()), Verdict::Fail);
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        assert_eq!(
+            parse_retry_after("120", now()),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("0", now()), Some(Duration::ZERO));
+        let in_90s = httpdate::fmt_http_date(now() + Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after(&in_90s, now()),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now() - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now()), Some(Duration::ZERO));
+        // 1700000000 is Tue, 14 Nov 2023 22:13:20 GMT.
+        let fixed = "Tue, 14 Nov 2023 22:13:50 GMT";
+        assert_eq!(
+            parse_retry_after(fixed, now()),
+            Some(Duration::from_secs(30))
+        );
+        for junk in ["", "soon", "-5", "1.5", "Tue, 99 Nov 2023"] {
+            assert_eq!(parse_retry_after(junk, now()), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_stays_within_full_jitter_bounds() {
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(60));
+        let expected = [1, 2, 4, 8, 16, 32, 60, 60, 60];
+        for (attempt, secs) in expected.iter().enumerate() {
+            let attempt = attempt as u32;
+            assert_eq!(ceiling(attempt, base, cap), Duration::from_secs(*secs));
+            for _ in 0..200 {
+                assert!(backoff(attempt, base, cap) <= Duration::from_secs(*secs));
+            }
+        }
+        assert_eq!(ceiling(1000, base, cap), cap);
+        // Jitter is real: many draws at the cap are not all equal.
+        let draws: std::collections::HashSet<_> = (0..50).map(|_| backoff(10, base, cap)).collect();
+        assert!(draws.len() > 10);
+    }
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Load benchmark: direct vs nginx vs Redline (metrics only) vs Redline (full telemetry), in one run.
+#
+# Starts an upstream (nginx returning a small fixed body), an equivalent nginx reverse proxy
+# (upstream keep-alive pool, access log off, WORKERS worker processes) and Redline with the same
+# number of worker threads, then measures each target on loopback, interleaved, REPS times:
+#   (a) throughput: wrk, CONNS connections, DURATION seconds
+#   (b) latency p50/p99/p99.9 at fixed rates of 1,000 and 5,000 requests/s (open loop, loadgen)
+#   (c) peak RSS, and CPU seconds per 100,000 requests during (a)
+# plus Redline's RSS with 1,000 open keep-alive client connections.
+# Prints a Markdown report (medians over REPS, ratios to nginx) on stdout.
+#
+# Usage: bash benches/load/run.sh            (REPS=3 DURATION=10 CONNS=50 WORKERS=2 by default)
+# Needs: nginx and wrk (Debian: nginx-light, wrk; installed if missing and running as root);
+#        rotel-agent for the full-telemetry row (pip install rotel), else that row is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+WORKERS=${WORKERS:-2}
+RATES=${RATES:-"1000 5000"}
+BASE=${BASE_PORT:-18100}
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  [ "$(id -u)" -eq 0 ] || { echo "install nginx and wrk first" >&2; exit 2; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin redline --example loadgen
+REDLINE=target/release/redline
+LOADGEN=target/release/examples/loadgen
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
+  [ -f "$WORK/px.pid" ] && kill "$(cat "$WORK/px.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP=$BASE; NGX=$((BASE + 1)); RL=$((BASE + 2)); RLF=$((BASE + 3)); OTLP=$((BASE + 4))
+
+nginx_conf() { # name port workers body
+  cat > "$WORK/$1.conf" <<EOF
+worker_processes $3;
+pid $WORK/$1.pid;
+error_log $WORK/$1.err warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1-body; proxy_temp_path $WORK/$1-proxy;
+  fastcgi_temp_path $WORK/$1-fcgi; uwsgi_temp_path $WORK/$1-uwsgi; scgi_temp_path $WORK/$1-scgi;
+  keepalive_requests 1000000;
+  $4
+}
+EOF
+  "$NGINX" -c "$WORK/$1.conf" -p "$WORK"
+}
+
+nginx_conf up 1 1 "server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }"
+nginx_conf px "$NGX" "$WORKERS" "upstream app { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://app; proxy_http_version 1.1;
+    proxy_set_header Connection \"\"; proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
+
+cat > "$WORK/redline.yaml" <<EOF
+upstream: http://127.0.0.1:$UP
+telemetry: { access_log: off }
+flows:
+  - name: home
+    match: "GET /"
+EOF
+TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/redline.yaml" \
+  --listen 127.0.0.1:$RL --admin 127.0.0.1:$((RL + 100)) >/dev/null 2>"$WORK/rl.err" &
+PIDS+=($!); RL_PID=$!
+
+FULL=""
+if command -v rotel-agent >/dev/null; then
+  rotel-agent start --exporter blackhole --otlp-grpc-endpoint 127.0.0.1:$((OTLP + 10)) \
+    --otlp-http-endpoint 127.0.0.1:$OTLP >/dev/null 2>&1 &
+  PIDS+=($!)
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on \
+    TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/redline.yaml" \
+    --listen 127.0.0.1:$RLF --admin 127.0.0.1:$((RLF + 100)) >/dev/null 2>"$WORK/rlf.err" &
+  PIDS+=($!); RLF_PID=$!
+  FULL=1
+fi
+sleep 1
+
+declare -A URL PIDOF
+URL[direct]=http://127.0.0.1:$UP/;   PIDOF[direct]=$(cat "$WORK/up.pid")
+URL[nginx]=http://127.0.0.1:$NGX/;   PIDOF[nginx]=$(cat "$WORK/px.pid")
+URL[redline]=http://127.0.0.1:$RL/;  PIDOF[redline]=$RL_PID
+TARGETS="direct nginx redline"
+if [ -n "$FULL" ]; then URL[redline_full]=http://127.0.0.1:$RLF/; PIDOF[redline_full]=$RLF_PID; TARGETS="$TARGETS redline_full"; fi
+
+# All PIDs of a target: nginx master plus its workers.
+pids_of() { local p=${PIDOF[$1]}; echo "$p $(pgrep -P "$p" || true)"; }
+cpu_ticks() { local t=0; for p in $(pids_of "$1"); do
+  [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+rss_kib() { local r=0; for p in $(pids_of "$1"); do
+  v=$(awk '/^VmHWM:/{print $2}' /proc/$p/status 2>/dev/null || echo 0); r=$((r + ${v:-0})); done; echo $r; }
+HZ=$(getconf CLK_TCK)
+
+for t in $TARGETS; do "$LOADGEN" --url "${URL[$t]}" --connections 8 --duration 2 >/dev/null; done # warm-up
+
+RES="$WORK/results.tsv"; : > "$RES"
+for rep in $(seq 1 "$REPS"); do
+  for t in $TARGETS; do
+    before=$(cpu_ticks "$t")
+    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "${URL[$t]}")
+    after=$(cpu_ticks "$t")
+    rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+    total=$(awk '/requests in/{print $1}' <<<"$out")
+    cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="$total" 'BEGIN{printf "%.3f", (a-b)/hz/n*100000}')
+    echo -e "$rep\t$t\tthroughput\t$rps\t$cpu\t$(rss_kib "$t")" >> "$RES"
+    for rate in $RATES; do
+      j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION")
+      p=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['p50_us'], d['p99_us'], d['p999_us'], d['errors'])" "$j")
+      echo -e "$rep\t$t\trate$rate\t$p" >> "$RES"
+    done
+  done
+done
+
+# Redline with 1,000 keep-alive connections open at once.
+"$LOADGEN" --url "${URL[redline]}" --connections 1000 --rate 2000 --duration 5 >/dev/null &
+lg=$!; peak=0
+while kill -0 $lg 2>/dev/null; do
+  v=$(awk '/^VmRSS:/{print $2}' /proc/$RL_PID/status); [ "$v" -gt "$peak" ] && peak=$v; sleep 0.2
+done
+echo -e "0\tredline\tconn1000\t$peak" >> "$RES"
+
+python3 - "$RES" "$TARGETS" "$REPS" "$DURATION" "$CONNS" "$WORKERS" <<'PY'
+import sys, statistics as st
+res, targets, reps, dur, conns, workers = sys.argv[1], sys.argv[2].split(), *sys.argv[3:]
+rows = [l.rstrip("\n").split("\t") for l in open(res)]
+def med(t, kind, col):
+    v = [float(r[col]) for r in rows if r[1] == t and r[2] == kind]
+    return st.median(v) if v else float("nan")
+print(f"| target | req/s ({conns} conns, {dur}s) | vs nginx | CPU s / 100k req | peak RSS MiB |")
+print("|---|---|---|---|---|")
+for t in targets:
+    rps = med(t, "throughput", 3)
+    print(f"| {t} | {rps:,.0f} | {rps / med('nginx', 'throughput', 3):.2f}x | {med(t, 'throughput', 4):.2f} | {med(t, 'throughput', 5) / 1024:.1f} |")
+rates = sorted({r[2] for r in rows if r[2].startswith("rate")}, key=lambda k: int(k[4:]))
+print()
+print("| target | rate | p50 ms | p99 ms | p99.9 ms | errors |")
+print("|---|---|---|---|---|---|")
+for kind in rates:
+    for t in targets:
+        print(f"| {t} | {kind[4:]}/s | {med(t, kind, 3) / 1000:.3f} | {med(t, kind, 4) / 1000:.3f} | {med(t, kind, 5) / 1000:.3f} | {med(t, kind, 6):.0f} |")
+c = [r for r in rows if r[2] == "conn1000"]
+if c:
+    print(f"\nRedline RSS with 1,000 keep-alive connections: {int(c[0][3]) / 1024:.1f} MiB")
+print(f"\nMedians over {reps} interleaved repetitions; {workers} workers for nginx and Redline.")
+PY

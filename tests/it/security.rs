@@ -1,0 +1,317 @@
+//! Admin security and redaction: bearer token, loopback rule, protect_reads, audit of mutations, bad admin input, and no secret anywhere in what Redline emits.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::Value;
+
+use crate::reload::{Proc, audit_lines, post};
+use crate::support::*;
+
+const TOKEN: &str = "adm-tok-7Hq2ZxP4";
+
+/// GET with an optional bearer token.
+async fn get_as(url: &str, token: Option<&str>) -> (u16, http::HeaderMap, String) {
+    let mut req = Request::get(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_need_the_bearer_token_and_every_one_is_audited() {
+    let up = app().await;
+    let rl = Redline::start_with(&config_for(up, ""), &[], &[("REDLINE_ADMIN_TOKEN", TOKEN)]);
+    let url = rl.admin_url("/api/reload");
+
+    let (status, headers, body) = post(&url, None, "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(headers.contains_key("www-authenticate"));
+    assert!(body.contains("Bearer"), "{body}");
+    let (status, _, body) = post(&url, Some("not-the-token"), "").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = post(&url, Some(TOKEN), "").await;
+    assert_eq!(status, 200, "{body}");
+    // Reads stay open without protect_reads.
+    assert_eq!(get(&rl.admin_url("/api/flows")).await.0, 200);
+
+    let lines = eventually(
+        Duration::from_secs(5),
+        "three admin audit lines",
+        || async {
+            let l = audit_lines(&rl.stderr, "admin");
+            (l.len() == 3).then_some(l)
+        },
+    )
+    .await;
+    let results: Vec<&str> = lines
+        .iter()
+        .map(|l| l["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["denied", "denied", "ok"]);
+    for l in &lines {
+        assert_eq!(l["action"], "POST");
+        assert_eq!(l["resource"], "/api/reload");
+        assert!(
+            l["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{l}"
+        );
+    }
+    assert_eq!(lines[0]["status"], 401);
+    let everything = rl.stderr.lock().unwrap().join("\n") + &rl.stdout.lock().unwrap().join("\n");
+    assert!(!everything.contains(TOKEN), "the token is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_file_and_protect_reads_guard_the_api_and_dashboard_but_not_probes() {
+    let up = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let yaml = config_for(
+        up,
+        &format!(
+            "admin:\n  token_file: {}\n  protect_reads: true\n",
+            token_file.display()
+        ),
+    );
+    let rl = Proc::launch(
+        &[
+            "--config",
+            &write_config(&dir, &yaml),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    for open in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(get(&rl.admin_url(open)).await.0, 200, "{open}");
+    }
+    for guarded in ["/", "/api/flows", "/api/routes", "/api/config"] {
+        let (status, _, body) = get_as(&rl.admin_url(guarded), None).await;
+        assert_eq!(status, 401, "{guarded}: {body}");
+        assert_eq!(get_as(&rl.admin_url(guarded), Some("nope")).await.0, 403);
+        assert_eq!(get_as(&rl.admin_url(guarded), Some(TOKEN)).await.0, 200);
+    }
+    // A rotated token file applies at once.
+    std::fs::write(&token_file, "rotated-token\n").unwrap();
+    assert_eq!(
+        get_as(&rl.admin_url("/api/flows"), Some(TOKEN)).await.0,
+        403
+    );
+    let (status, _, body) = post(&rl.admin_url("/api/reload"), Some("rotated-token"), "").await;
+    assert_eq!(status, 200, "{body}");
+    // An unreadable token file fails closed, even on loopback.
+    std::fs::remove_file(&token_file).unwrap();
+    let (status, _, body) = post(&rl.admin_url("/api/reload"), None, "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("token_file"), "{body}");
+}
+
+fn write_config(dir: &tempfile::TempDir, yaml: &str) -> String {
+    let path = dir.path().join("redline.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_a_loopback_admin_listener_allows_mutations() {
+    let up = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &config_for(up, ""));
+    let open = Proc::launch(
+        &[
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "0.0.0.0:0",
+        ],
+        &[],
+    );
+    let warned = open
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("\"WARN\"") && l.contains("no admin token"));
+    assert!(warned, "{:?}", open.stderr.lock().unwrap());
+    let url = format!("http://127.0.0.1:{}/api/reload", open.admin.port());
+    let (status, _, body) = post(&url, None, "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("REDLINE_ADMIN_TOKEN"), "{body}");
+    let flows = format!("http://127.0.0.1:{}/api/flows", open.admin.port());
+    assert_eq!(get(&flows).await.0, 200, "reads stay open");
+    drop(open);
+
+    let lo = Proc::launch(
+        &[
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let (status, _, body) = post(&lo.admin_url("/api/reload"), None, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !lo.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("no admin token"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_input_gets_a_clear_4xx_and_nothing_panics() {
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, ""));
+    let huge = "x".repeat(100 * 1024);
+    let huge_json = format!("{{\"pad\":\"{huge}\"}}");
+    // (path, body, expected status, words the message must contain)
+    let cases: Vec<(&str, &str, u16, &str)> = vec![
+        ("/api/reload", "not json", 400, "invalid JSON"),
+        ("/api/reload", "{\"force\":true}", 400, "unknown field"),
+        ("/api/reload", "[1,2", 400, "invalid JSON"),
+        ("/api/reload", "null", 400, "invalid JSON"),
+        ("/api/reload", &huge_json, 413, "larger than"),
+        ("/api/reload", "{}", 200, "success"),
+        // Other engineers' mutations join here as they land, one line each.
+        ("/api/silences", "{\"flow\":", 400, ""),
+        ("/api/silences", "{\"bogus\":1}", 400, ""),
+    ];
+    for (path, body, want, words) in cases {
+        let (status, _, text) = post(&rl.admin_url(path), None, body).await;
+        let known = status != 404 || !path.ends_with("silences");
+        if known {
+            assert_eq!(status, want, "{path} {:.40}: {text}", body);
+            assert!(text.contains(words), "{path}: {text}");
+        }
+        assert!(status < 500, "{path}: {status} {text}");
+    }
+    assert_eq!(get(&rl.admin_url("/api/reload")).await.0, 405);
+    assert_eq!(get(&rl.admin_url("/healthz")).await.0, 200, "still alive");
+    let panicked = rl
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("panicked"));
+    assert!(!panicked);
+}
+
+/// Secrets sent through every path; none may show up anywhere Redline writes or serves.
+const SECRETS: [&str; 9] = [
+    "qsecret-token-1",
+    "qsecret-apikey-2",
+    "qsecret-password-3",
+    "qsecret-semicolon-4",
+    "hsecret-bearer-5",
+    "hsecret-cookie-6",
+    "hsecret-xapikey-7",
+    "hooksecret-8",
+    "cfgsecret-9",
+];
+
+/// A reset token in a path: the access log keeps raw paths (as nginx does), but the
+/// admin API's route examples must not hand it out.
+const PATH_SECRET: &str = "a9f3c2e1b0d4f6e8a7c5b3d1";
+
+/// Every GET endpoint of the admin API; add new ones here.
+const GET_ENDPOINTS: [&str; 10] = [
+    "/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/api/flows",
+    "/api/flows/orders/series",
+    "/api/routes",
+    "/api/config",
+    "/api/alerts",
+    "/api/silences",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
+    let up = app().await;
+    let yaml = config_for(
+        up,
+        "flows:\n  - name: orders\n    match: GET /api/orders/{id}\n\
+         alerting:\n  receivers:\n    - { name: ops, type: webhook, url: \"http://127.0.0.1:9/hook?token=hooksecret-8\" }\n",
+    );
+    let rl = Redline::start(&yaml);
+    let requests = [
+        "/api/orders/1?token=qsecret-token-1&api_key=qsecret-apikey-2&page=2",
+        "/users/42?password=qsecret-password-3",
+        "/search?q=shoes;signature=qsecret-semicolon-4",
+        "/reset/a9f3c2e1b0d4f6e8a7c5b3d1",
+        "/status/503?secret=qsecret-token-1",
+    ];
+    let mut last_id = String::new();
+    for (i, path) in requests.iter().enumerate() {
+        last_id = format!("leak-test-{i}");
+        let req = Request::get(rl.url(path))
+            .header("authorization", "Bearer hsecret-bearer-5")
+            .header("cookie", "session=hsecret-cookie-6")
+            .header("x-api-key", "hsecret-xapikey-7")
+            .header("x-request-id", &last_id)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert!(send(req).await.0 < 600);
+    }
+    let line = rl.access_line(&last_id).await;
+    assert!(
+        line["path"].as_str().unwrap().contains("secret=REDACTED"),
+        "{line}"
+    );
+
+    // A rejected reload whose error would quote a secret-bearing URL.
+    std::fs::write(
+        &rl.config_path,
+        "upstream: \"http://127.0.0.1:1/x?token=cfgsecret-9\"\n",
+    )
+    .unwrap();
+    let (status, _, reload_body) = post(&rl.admin_url("/api/reload"), None, "").await;
+    assert_eq!(status, 422, "{reload_body}");
+    let config = rl.json("/api/config").await;
+    assert!(
+        config["last_reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("REDACTED"),
+        "{config}"
+    );
+
+    let mut captures: Vec<(String, String)> = Vec::new();
+    for path in GET_ENDPOINTS {
+        captures.push((format!("GET {path}"), get(&rl.admin_url(path)).await.2));
+    }
+    captures.push(("POST /api/reload".into(), reload_body));
+    // Spans (OTLP receiver) and webhook bodies join here as those features land, e.g.:
+    // captures.push(("otlp spans".into(), otlp.dump()));
+    captures.push(("stdout".into(), rl.stdout.lock().unwrap().join("\n")));
+    captures.push(("stderr".into(), rl.stderr.lock().unwrap().join("\n")));
+    for (what, text) in &captures {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} leaked in {what}: {text}");
+        }
+        if what.starts_with("GET ") {
+            assert!(
+                !text.contains(PATH_SECRET),
+                "path token leaked in {what}: {text}"
+            );
+        }
+    }
+    let routes: Value = rl.json("/api/routes").await;
+    assert!(routes.to_string().contains("/reset/REDACTED"), "{routes}");
+}
