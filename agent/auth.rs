@@ -8,8 +8,10 @@ use http_body_util::Full;
 
 use crate::config::AdminConfig;
 
-/// Admin paths that stay open whatever `protect_reads` says: scrapers and probes carry no token.
-pub const ALWAYS_OPEN: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+/// Admin paths that stay open whatever `protect_reads` says: scrapers and probes carry no token,
+/// and a browser cannot send one when it opens the dashboard page. The page itself holds no
+/// data: it asks for the token when `/api/*` answers 401.
+pub const ALWAYS_OPEN: [&str; 4] = ["/metrics", "/healthz", "/readyz", "/"];
 
 /// Environment variable holding the admin token; wins over `admin.token_file`.
 pub const TOKEN_ENV: &str = "REDLINE_ADMIN_TOKEN";

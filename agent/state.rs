@@ -291,22 +291,6 @@ impl Shared {
         self.flows.iter().map(|e| e.value().clone()).collect()
     }
 
-    /// The admin token: `REDLINE_ADMIN_TOKEN`, else the first line of `admin.token_file`.
-    ///
-    /// Read per admin mutation (rare), so a rotated secret file takes effect at once.
-    pub fn admin_token(&self) -> Option<String> {
-        if let Ok(t) = std::env::var("REDLINE_ADMIN_TOKEN") {
-            if !t.trim().is_empty() {
-                return Some(t.trim().to_string());
-            }
-        }
-        let runtime = self.runtime.load();
-        let path = runtime.config.admin.token_file.as_ref()?;
-        let text = std::fs::read_to_string(path).ok()?;
-        let token = text.lines().next()?.trim();
-        (!token.is_empty()).then(|| token.to_string())
-    }
-
     /// Whether `/readyz` says ready.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::SeqCst)
