@@ -44,6 +44,15 @@ pub enum Command {
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
     },
+    /// Print the flows' alerts as Prometheus alerting rules (YAML) for fleet-wide evaluation.
+    ///
+    /// Same alert names, labels and thresholds as Redline's own evaluation, so
+    /// Alertmanager deduplicates the two. Check the output with `promtool check rules`.
+    Rules {
+        /// Config file to export.
+        #[arg(long, short, env = "REDLINE_CONFIG")]
+        config: PathBuf,
+    },
     /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
     ///
     /// Listens on 127.0.0.1:8080 (proxy) and 127.0.0.1:9901 (dashboard), or on free

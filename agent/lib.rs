@@ -22,6 +22,7 @@ pub mod notify;
 pub mod proxy;
 pub mod redact;
 pub mod reload;
+pub mod rules_export;
 pub mod server;
 pub mod state;
 pub mod stats;

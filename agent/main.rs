@@ -12,8 +12,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Rules { config } => rules(&config),
         Command::Run(args) => run(args),
         Command::Demo { duration } => demo(duration),
+    }
+}
+
+fn rules(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", redline::rules_export::render(&config));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 

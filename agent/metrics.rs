@@ -563,6 +563,11 @@ fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str,
     out.push('}');
 }
 
+/// A number as the Prometheus text output writes it (`0.8`, `1`, `2.5`), e.g. for `le` values.
+pub fn format_seconds(v: f64) -> String {
+    fmt_f64(v)
+}
+
 fn fmt_f64(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)

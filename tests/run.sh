@@ -8,6 +8,8 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 # The notifier tests start a real Alertmanager (and fail, not skip, without it).
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+# `redline rules` output is checked with promtool (package prometheus).
+command -v promtool >/dev/null || need_apt+=(prometheus)
 # The dashboard test drives headless Chromium (apt-get update && apt-get install -y chromium chromium-driver).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)

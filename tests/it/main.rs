@@ -9,6 +9,7 @@ mod notify;
 mod otlp;
 mod proxy;
 mod reload;
+mod rules;
 mod security;
 mod streaming;
 mod support;
