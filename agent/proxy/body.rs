@@ -114,12 +114,12 @@ impl Drop for ProxyBody {
 /// The client's request body on its way upstream, counting bytes as they pass.
 pub struct CountingBody {
     inner: Incoming,
-    count: Arc<AtomicU64>,
+    count: Option<Arc<AtomicU64>>,
 }
 
 impl CountingBody {
-    /// Wrap `inner`, adding every data byte to `count`.
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
+    /// Wrap `inner`, adding every data byte to `count` (`None`: the body is known empty).
+    pub fn new(inner: Incoming, count: Option<Arc<AtomicU64>>) -> Self {
         CountingBody { inner, count }
     }
 }
@@ -133,9 +133,9 @@ impl Body for CountingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
+        if let (Poll::Ready(Some(Ok(frame))), Some(count)) = (&polled, &self.count) {
             if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Relaxed);
+                count.fetch_add(data.len() as u64, Relaxed);
             }
         }
         polled

@@ -40,7 +40,8 @@ pub struct RequestCtx {
     started_wall: SystemTime,
     upstream: Option<Duration>,
     status: Option<u16>,
-    bytes_in: Arc<AtomicU64>,
+    // Created only when the request has a body: most requests never need it.
+    bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     finished: bool,
     _active: ActiveGuard,
@@ -83,7 +84,7 @@ impl RequestCtx {
             started_wall: SystemTime::now(),
             upstream: None,
             status: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
             bytes_out: 0,
             finished: false,
             _active: active,
@@ -108,8 +109,10 @@ impl RequestCtx {
     }
 
     /// Counter the request body wrapper adds to.
-    pub fn bytes_in_counter(&self) -> Arc<AtomicU64> {
-        self.bytes_in.clone()
+    pub fn bytes_in_counter(&mut self) -> Arc<AtomicU64> {
+        self.bytes_in
+            .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
+            .clone()
     }
 
     /// The upstream's response headers arrived with this status.
@@ -203,7 +206,7 @@ impl RequestCtx {
             status,
             duration,
             upstream: self.upstream,
-            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_in: self.bytes_in.as_ref().map_or(0, |c| c.load(Relaxed)),
             bytes_out: self.bytes_out,
             client: self.client,
             request_id: self.request_id.clone(),

@@ -77,7 +77,7 @@ impl Proxy {
         let upgrade =
             headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let upstream_req = self.upstream_request(req, &ctx, client, upgrade);
+        let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade);
         let timeout = ctx.flow().timeout;
         ctx.span.upstream_sent();
         match tokio::time::timeout(timeout, self.client.request(upstream_req)).await {
@@ -121,25 +121,26 @@ impl Proxy {
     fn upstream_request(
         &self,
         req: Request<Incoming>,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         client: SocketAddr,
         upgrade: Option<HeaderValue>,
     ) -> Request<CountingBody> {
         let (mut parts, body) = req.into_parts();
         let runtime = ctx.runtime();
-        // Only the path and query survive: absolute-form targets cannot pick another host.
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = http::Uri::builder()
-            .scheme(runtime.upstream_scheme.clone())
-            .authority(runtime.upstream_authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .unwrap_or_else(|_| http::Uri::from_static("/"));
         // h2 and absolute-form requests carry the host in the URI, not the Host header.
         let host = match parts.uri.authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => parts.headers.get(header::HOST).cloned(),
         };
+        // Only the path and query survive: absolute-form targets cannot pick another host.
+        // Moved, not re-parsed: the path's bytes are shared, not copied.
+        let mut target = std::mem::take(&mut parts.uri).into_parts();
+        target.scheme = Some(runtime.upstream_scheme.clone());
+        target.authority = Some(runtime.upstream_authority.clone());
+        if target.path_and_query.is_none() {
+            target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        let uri = http::Uri::from_parts(target).unwrap_or_else(|_| http::Uri::from_static("/"));
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, client.ip(), host.as_ref());
         let host = host.unwrap_or_else(|| {
@@ -162,7 +163,9 @@ impl Proxy {
         }
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        Request::from_parts(parts, CountingBody::new(body, ctx.bytes_in_counter()))
+        // A body-less request (most GETs) needs no shared counter: saves an allocation.
+        let counter = (!http_body::Body::is_end_stream(&body)).then(|| ctx.bytes_in_counter());
+        Request::from_parts(parts, CountingBody::new(body, counter))
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.

@@ -20,17 +20,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::env::{Batching, Protocol, Signal, Target, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
 use super::spans::SpanRecord;
+use super::wire;
 use crate::metrics::Registry;
 use crate::server::stopped;
 
@@ -183,17 +181,16 @@ impl Transport {
         &self.target
     }
 
-    /// Send one export request; on success, the collector's response message bytes.
-    pub async fn export(&self, message: &impl Message) -> Result<Bytes, ExportError> {
+    /// Send one encoded export request; on success, the collector's response message bytes.
+    pub async fn export(&self, payload: Vec<u8>) -> Result<Bytes, ExportError> {
         let timeout = self.target.timeout;
-        match tokio::time::timeout(timeout, self.exchange(message)).await {
+        match tokio::time::timeout(timeout, self.exchange(payload)).await {
             Ok(result) => result,
             Err(_) => Err(ExportError::Timeout(timeout)),
         }
     }
 
-    async fn exchange(&self, message: &impl Message) -> Result<Bytes, ExportError> {
-        let payload = message.encode_to_vec();
+    async fn exchange(&self, payload: Vec<u8>) -> Result<Bytes, ExportError> {
         let payload = if self.target.gzip {
             gzip(&payload)?
         } else {
@@ -359,81 +356,73 @@ pub fn now_ns() -> u64 {
 pub struct SpanExport {
     /// Where to send.
     pub transport: Transport,
-    /// Resource attached to every batch.
-    pub resource: Resource,
+    /// Resource attached to every batch, encoded once.
+    pub resource: Vec<u8>,
     /// Drop counts.
     pub health: Arc<Health>,
     /// Batch size and delay.
     pub batching: Batching,
 }
 
+/// How often the span queue is drained. Polling, rather than waiting on the queue, means a
+/// request's `try_send` never has to wake this task (a cross-thread unpark per request).
+const POLL: Duration = Duration::from_millis(50);
+
 /// Batch spans from the queue and export them until `stop`, then drain the queue and flush.
+///
+/// A batch goes out when it is full or its oldest record has waited `delay`.
 pub async fn run_spans(
     job: SpanExport,
     mut rx: mpsc::Receiver<SpanRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
     let max = job.batching.max_batch;
+    let mut tick = tokio::time::interval(POLL.min(job.batching.delay));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<SpanRecord> = Vec::with_capacity(max);
+    let mut oldest: Option<Instant> = None;
     loop {
-        let stopping = fill(&mut rx, &mut batch, &job.batching, &mut stop).await;
-        if !batch.is_empty() {
-            export_spans(&job, std::mem::take(&mut batch)).await;
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            _ = tick.tick() => {}
         }
-        if stopping {
-            break;
+        loop {
+            while batch.len() < max {
+                let Ok(record) = rx.try_recv() else { break };
+                oldest.get_or_insert_with(Instant::now);
+                batch.push(record);
+            }
+            let due =
+                batch.len() >= max || oldest.is_some_and(|t| t.elapsed() >= job.batching.delay);
+            if !due || batch.is_empty() {
+                break;
+            }
+            export_spans(&job, std::mem::take(&mut batch)).await;
+            oldest = None;
         }
     }
     // Everything finished before shutdown is already queued: send it all.
     rx.close();
-    while rx.recv_many(&mut batch, max).await > 0 {
+    loop {
+        let room = max - batch.len();
+        if rx.recv_many(&mut batch, room).await == 0 && batch.is_empty() {
+            return;
+        }
         export_spans(&job, std::mem::take(&mut batch)).await;
     }
 }
 
-/// Wait for a first record, then for more until the batch is full or the delay passes. True on stop.
-async fn fill(
-    rx: &mut mpsc::Receiver<SpanRecord>,
-    batch: &mut Vec<SpanRecord>,
-    batching: &Batching,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    tokio::select! {
-        biased;
-        _ = stopped(stop) => return true,
-        n = rx.recv_many(batch, batching.max_batch) => if n == 0 { return true },
-    }
-    let deadline = tokio::time::Instant::now() + batching.delay;
-    while batch.len() < batching.max_batch {
-        let room = batching.max_batch - batch.len();
-        tokio::select! {
-            biased;
-            _ = stopped(stop) => return true,
-            _ = tokio::time::sleep_until(deadline) => return false,
-            n = rx.recv_many(batch, room) => if n == 0 { return true },
-        }
-    }
-    false
-}
-
 async fn export_spans(job: &SpanExport, batch: Vec<SpanRecord>) {
     let count: u64 = batch.iter().map(SpanRecord::span_count).sum();
-    let mut spans = Vec::with_capacity(count as usize);
-    for record in batch {
-        record.into_spans(&mut spans);
+    let (mut spans, mut scratch) = (Vec::with_capacity(batch.len() * 1024), Vec::new());
+    for record in &batch {
+        record.encode(&mut spans, &mut scratch);
     }
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(job.resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    match job.transport.export(&request).await {
+    drop(batch);
+    let request = wire::trace_request(&job.resource, &scope().encode_to_vec(), &spans);
+    drop(spans);
+    match job.transport.export(request).await {
         Ok(body) => {
             let rejected = ExportTraceServiceResponse::decode(body)
                 .ok()
@@ -485,7 +474,7 @@ pub async fn run_metrics(
             _ = tick.tick() => false,
         };
         let (request, points) = builder.build(&registry, &job.resource, now_ns());
-        match job.transport.export(&request).await {
+        match job.transport.export(request.encode_to_vec()).await {
             Ok(body) => {
                 builder.committed();
                 let rejected = ExportMetricsServiceResponse::decode(body)

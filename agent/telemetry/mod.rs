@@ -20,12 +20,14 @@ pub mod otlp_metrics;
 pub mod propagation;
 pub mod sampler;
 pub mod spans;
+pub mod wire;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use http::HeaderMap;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -128,6 +130,11 @@ impl Telemetry {
         if !keep {
             return;
         }
+        // A full queue (collector slow or gone): count the drop before building anything.
+        if queue.tx.capacity() == 0 {
+            queue.health.dropped(1 + u64::from(span.upstream_called()));
+            return;
+        }
         let Some(record) = SpanRecord::take(span, outcome) else {
             return;
         };
@@ -193,7 +200,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> Exporters {
         let (tx, rx) = mpsc::channel(settings.batching.queue);
         let job = SpanExport {
             transport,
-            resource: resource.clone(),
+            resource: resource.encode_to_vec(),
             health: health.clone(),
             batching: settings.batching,
         };

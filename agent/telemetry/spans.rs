@@ -5,15 +5,16 @@
 //! conventions' attributes. Strings, redaction and protobuf encoding all happen
 //! in the exporter task; the request path only clones reference-counted values.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
+use super::wire;
 use crate::metrics::{ErrorType, METHODS, method_index};
 use crate::state::Runtime;
 use crate::trace::TraceContext;
@@ -75,6 +76,11 @@ impl RequestSpan {
     /// The upstream request is about to be sent: the CLIENT span starts now.
     pub fn upstream_sent(&mut self) {
         self.upstream_started = Some(Instant::now());
+    }
+
+    /// Whether the upstream was called (so there is a CLIENT span).
+    pub fn upstream_called(&self) -> bool {
+        self.upstream_started.is_some()
     }
 
     /// Whether this request's spans can still be exported.
@@ -170,143 +176,149 @@ impl SpanRecord {
         1 + u64::from(self.client_start_ns.is_some())
     }
 
-    /// The SERVER span, then the CLIENT span if the upstream was called.
-    pub fn into_spans(self, out: &mut Vec<Span>) {
-        out.push(self.server_span());
-        if let Some(client) = self.client_span() {
-            out.push(client);
+    /// Append the SERVER span, then the CLIENT span if the upstream was called, as
+    /// encoded `ScopeSpans.spans` entries. `scratch` is reused between calls.
+    pub fn encode(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        self.encode_server(scratch);
+        wire::bytes(out, wire::SCOPE_SPANS_SPANS, scratch);
+        if let Some(start) = self.client_start_ns {
+            scratch.clear();
+            self.encode_client(scratch, start);
+            wire::bytes(out, wire::SCOPE_SPANS_SPANS, scratch);
         }
     }
 
-    fn method_attrs(&self, attrs: &mut Vec<KeyValue>) -> &'static str {
+    /// `http.request.method` (+ `_original`); returns the method word for the span name.
+    fn method_attrs(&self, b: &mut Vec<u8>) -> &'static str {
         let known = METHODS[method_index(&self.method)];
-        attrs.push(kv("http.request.method", known));
+        str_attr(b, "http.request.method", known);
         if known == "_OTHER" {
-            attrs.push(kv("http.request.method_original", self.method.as_str()));
+            str_attr(b, "http.request.method_original", self.method.as_str());
+            return "HTTP";
         }
         known
     }
 
-    fn server_span(&self) -> Span {
-        let mut attrs = Vec::with_capacity(20);
-        let method = self.method_attrs(&mut attrs);
-        attrs.push(kv("http.route", &self.route));
-        if let Some(status) = self.status {
-            attrs.push(kv_int("http.response.status_code", i64::from(status)));
+    fn encode_server(&self, b: &mut Vec<u8>) {
+        let parent = self.trace.parent_span_id;
+        wire::bytes(b, 1, &self.trace.trace_id);
+        wire::bytes(b, 2, &self.trace.span_id);
+        if let Some(state) = &self.tracestate {
+            wire::bytes(b, 3, String::from_utf8_lossy(state.as_bytes()).as_bytes());
         }
-        attrs.push(kv("url.path", self.uri.path()));
+        if let Some(p) = &parent {
+            wire::bytes(b, 4, p);
+        }
+        let remote = if parent.is_some() { IS_REMOTE } else { 0 };
+        wire::fixed32(b, 16, SAMPLED | HAS_IS_REMOTE | remote);
+        wire::varint(b, 6, SPAN_KIND_SERVER);
+        wire::fixed64(b, 7, self.start_ns);
+        wire::fixed64(b, 8, self.end_ns);
+        let method = self.method_attrs(b);
+        wire::string_parts(b, 5, &[method, " ", &self.route]);
+        str_attr(b, "http.route", &self.route);
+        if let Some(status) = self.status {
+            int_attr(b, "http.response.status_code", i64::from(status));
+        }
+        str_attr(b, "url.path", self.uri.path());
         if let Some(q) = self.uri.query() {
-            attrs.push(kv("url.query", &self.runtime.redactor.query(q)));
+            str_attr(b, "url.query", &self.runtime.redactor.query(q));
         }
         let scheme = self.scheme();
-        attrs.push(kv("url.scheme", scheme));
+        str_attr(b, "url.scheme", scheme);
         if let Some((host, port)) = self.server_address(scheme) {
-            attrs.push(kv("server.address", &host));
-            attrs.push(kv_int("server.port", i64::from(port)));
+            str_attr(b, "server.address", host);
+            int_attr(b, "server.port", i64::from(port));
         }
-        attrs.push(kv("client.address", &self.client_address()));
-        attrs.push(kv("network.peer.address", &self.client.ip().to_string()));
-        attrs.push(kv_int("network.peer.port", i64::from(self.client.port())));
-        attrs.push(kv(
-            "network.protocol.version",
-            protocol_version(self.captured.version),
-        ));
+        let peer = self.client.ip().to_string();
+        str_attr(
+            b,
+            "client.address",
+            self.forwarded_client().unwrap_or(&peer),
+        );
+        str_attr(b, "network.peer.address", &peer);
+        int_attr(b, "network.peer.port", i64::from(self.client.port()));
+        let version = protocol_version(self.captured.version);
+        str_attr(b, "network.protocol.version", version);
         if let Some(ua) = &self.captured.user_agent {
-            attrs.push(kv(
+            str_attr(
+                b,
                 "user_agent.original",
                 &String::from_utf8_lossy(ua.as_bytes()),
-            ));
+            );
         }
         let error_type = self.error_type();
         if let Some(e) = &error_type {
-            attrs.push(kv("error.type", e));
+            str_attr(b, "error.type", e);
         }
-        attrs.push(kv("redline.flow", &self.flow));
-        attrs.push(kv_strings(
+        str_attr(b, "redline.flow", &self.flow);
+        let id = String::from_utf8_lossy(self.request_id.as_bytes());
+        wire::attr_str_array(
+            b,
+            wire::SPAN_ATTRIBUTES,
             "http.request.header.x-request-id",
-            &String::from_utf8_lossy(self.request_id.as_bytes()),
-        ));
-        let name_method = if method == "_OTHER" { "HTTP" } else { method };
-        let parent = self.trace.parent_span_id;
-        Span {
-            trace_id: self.trace.trace_id.to_vec(),
-            span_id: self.trace.span_id.to_vec(),
-            trace_state: self
-                .tracestate
-                .as_ref()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_default(),
-            parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-            flags: SAMPLED | HAS_IS_REMOTE | if parent.is_some() { IS_REMOTE } else { 0 },
-            name: format!("{name_method} {}", self.route),
-            kind: span::SpanKind::Server as i32,
-            start_time_unix_nano: self.start_ns,
-            end_time_unix_nano: self.end_ns,
-            attributes: attrs,
-            status: Some(span_status(self.error.is_error(), error_type)),
-            ..Default::default()
-        }
+            &id,
+        );
+        let failed = self.error.is_error();
+        wire::status(
+            b,
+            if failed { STATUS_ERROR } else { 0 },
+            error_type.as_deref().unwrap_or(""),
+        );
     }
 
-    fn client_span(&self) -> Option<Span> {
-        let start = self.client_start_ns?;
-        let mut attrs = Vec::with_capacity(10);
-        let method = self.method_attrs(&mut attrs);
+    fn encode_client(&self, b: &mut Vec<u8>, start: u64) {
         let rt = &self.runtime;
+        wire::bytes(b, 1, &self.trace.trace_id);
+        wire::bytes(b, 2, &self.trace.client_span_id);
+        wire::bytes(b, 4, &self.trace.span_id);
+        wire::fixed32(b, 16, SAMPLED | HAS_IS_REMOTE);
+        wire::varint(b, 6, SPAN_KIND_CLIENT);
+        wire::fixed64(b, 7, start);
+        wire::fixed64(b, 8, self.end_ns.max(start));
+        let method = self.method_attrs(b);
+        wire::string_parts(b, 5, &[method, " ", &self.route]);
         let scheme = rt.upstream_scheme.as_str();
+        let authority = rt.upstream_authority.as_str();
         let path = self.uri.path();
-        let full = match self.uri.query() {
-            Some(q) => format!(
-                "{scheme}://{}{path}?{}",
-                rt.upstream_authority,
-                rt.redactor.query(q)
-            ),
-            None => format!("{scheme}://{}{path}", rt.upstream_authority),
+        let query = self.uri.query().map(|q| rt.redactor.query(q));
+        let full: &[&str] = match &query {
+            Some(q) => &[scheme, "://", authority, path, "?", q],
+            None => &[scheme, "://", authority, path],
         };
-        attrs.push(kv("url.full", &full));
-        attrs.push(kv("url.template", &self.route));
-        attrs.push(kv(
-            "server.address",
-            host_only(rt.upstream_authority.host()),
-        ));
+        str_attr(b, "url.full", &full.concat());
+        str_attr(b, "url.template", &self.route);
+        str_attr(b, "server.address", host_only(rt.upstream_authority.host()));
         let port = rt
             .upstream_authority
             .port_u16()
             .unwrap_or(default_port(scheme));
-        attrs.push(kv_int("server.port", i64::from(port)));
-        attrs.push(kv("network.protocol.version", "1.1"));
+        int_attr(b, "server.port", i64::from(port));
+        str_attr(b, "network.protocol.version", "1.1");
         if let Some(status) = self.upstream_status {
-            attrs.push(kv_int("http.response.status_code", i64::from(status)));
+            int_attr(b, "http.response.status_code", i64::from(status));
         }
         let error_type = self.client_error_type();
         if let Some(e) = &error_type {
-            attrs.push(kv("error.type", e));
+            str_attr(b, "error.type", e);
         }
-        let name_method = if method == "_OTHER" { "HTTP" } else { method };
-        Some(Span {
-            trace_id: self.trace.trace_id.to_vec(),
-            span_id: self.trace.client_span_id.to_vec(),
-            trace_state: String::new(),
-            parent_span_id: self.trace.span_id.to_vec(),
-            flags: SAMPLED | HAS_IS_REMOTE,
-            name: format!("{name_method} {}", self.route),
-            kind: span::SpanKind::Client as i32,
-            start_time_unix_nano: start,
-            end_time_unix_nano: self.end_ns.max(start),
-            attributes: attrs,
-            status: Some(span_status(error_type.is_some(), error_type)),
-            ..Default::default()
-        })
+        let code = if error_type.is_some() {
+            STATUS_ERROR
+        } else {
+            0
+        };
+        wire::status(b, code, error_type.as_deref().unwrap_or(""));
     }
 
     /// `error.type` of the SERVER span: the metric's `error_type`, so spans and metrics agree.
-    fn error_type(&self) -> Option<String> {
+    fn error_type(&self) -> Option<Cow<'static, str>> {
         let label = self.error.label(self.status.unwrap_or(0));
-        (!label.is_empty()).then(|| label.into_owned())
+        (!label.is_empty()).then_some(label)
     }
 
     /// On the CLIENT span a 4xx is an error too; a client that left cancelled the call, which is not.
-    fn client_error_type(&self) -> Option<String> {
+    fn client_error_type(&self) -> Option<Cow<'static, str>> {
         match self.error {
             ErrorType::Timeout | ErrorType::UpstreamUnavailable | ErrorType::UpstreamError => {
                 self.error_type()
@@ -314,7 +326,7 @@ impl SpanRecord {
             _ => self
                 .upstream_status
                 .filter(|s| *s >= 400)
-                .map(|s| s.to_string()),
+                .map(|s| Cow::Owned(s.to_string())),
         }
     }
 
@@ -327,47 +339,53 @@ impl SpanRecord {
     }
 
     /// `X-Forwarded-Host`, else the h2 `:authority`, else `Host` (semconv order).
-    fn server_address(&self, scheme: &str) -> Option<(String, u16)> {
-        let text = self
-            .captured
-            .forwarded_host
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
-            .or_else(|| self.uri.authority().map(|a| a.as_str().to_string()))
-            .or_else(|| {
-                self.captured
-                    .host
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })?;
-        let authority: http::uri::Authority = text.parse().ok()?;
-        let port = authority.port_u16().unwrap_or(default_port(scheme));
-        Some((host_only(authority.host()).to_string(), port))
+    fn server_address(&self, scheme: &str) -> Option<(&str, u16)> {
+        let text = first_value(&self.captured.forwarded_host)
+            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+            .or_else(|| first_value(&self.captured.host))?;
+        let (host, port) = split_host_port(text);
+        Some((host, port.unwrap_or(default_port(scheme))))
     }
 
-    /// The original client: the first `X-Forwarded-For` entry, else the TCP peer.
-    fn client_address(&self) -> String {
-        self.captured
-            .forwarded_for
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| self.client.ip().to_string(), str::to_string)
+    /// The original client from the first `X-Forwarded-For` entry, if a front proxy set one.
+    fn forwarded_client(&self) -> Option<&str> {
+        first_value(&self.captured.forwarded_for)
     }
 }
 
-fn span_status(error: bool, error_type: Option<String>) -> Status {
-    if error {
-        Status {
-            message: error_type.unwrap_or_default(),
-            code: status::StatusCode::Error as i32,
-        }
-    } else {
-        Status::default()
+/// `Span.kind` SERVER.
+const SPAN_KIND_SERVER: u64 = 2;
+/// `Span.kind` CLIENT.
+const SPAN_KIND_CLIENT: u64 = 3;
+/// `Status.code` ERROR.
+const STATUS_ERROR: i32 = 2;
+
+fn str_attr(b: &mut Vec<u8>, key: &str, value: &str) {
+    wire::attr_str(b, wire::SPAN_ATTRIBUTES, key, value);
+}
+
+fn int_attr(b: &mut Vec<u8>, key: &str, value: i64) {
+    wire::attr_int(b, wire::SPAN_ATTRIBUTES, key, value);
+}
+
+/// The first comma-separated entry of a header, trimmed, if not empty.
+fn first_value(v: &Option<HeaderValue>) -> Option<&str> {
+    v.as_ref()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `host[:port]` or `[v6]:port`, without brackets, borrowing from `text`.
+fn split_host_port(text: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (text, None),
     }
 }
 
@@ -398,7 +416,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A string attribute.
+/// A string attribute (resource and metric attributes, built once per export).
 pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -409,7 +427,7 @@ pub fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// An integer attribute.
+/// An integer attribute (metric attributes).
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -420,24 +438,11 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
-/// A string-array attribute (`http.request.header.*` are arrays per semconv).
-fn kv_strings(key: &str, value: &str) -> KeyValue {
-    let item = AnyValue {
-        value: Some(any_value::Value::StringValue(value.to_string())),
-    };
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue {
-                values: vec![item],
-            })),
-        }),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span, Status, span, status};
+    use prost::Message;
+
     use super::*;
     use crate::config::{Config, Upstream};
     use crate::state::Shared;
@@ -495,6 +500,13 @@ mod tests {
         SpanRecord::take(&mut span, &outcome).unwrap()
     }
 
+    /// Encode as the exporter does, then decode with the generated prost types.
+    fn spans(rec: SpanRecord) -> Vec<Span> {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        rec.encode(&mut out, &mut scratch);
+        ScopeSpans::decode(out.as_slice()).unwrap().spans
+    }
+
     fn attr(span: &Span, key: &str) -> Option<any_value::Value> {
         span.attributes
             .iter()
@@ -515,8 +527,7 @@ mod tests {
             true,
             ErrorType::None,
         );
-        let mut spans = Vec::new();
-        rec.into_spans(&mut spans);
+        let spans = spans(rec);
         let server = &spans[0];
         assert_eq!(server.name, "GET /api/orders/{id}");
         assert_eq!(server.kind, span::SpanKind::Server as i32);
@@ -551,51 +562,55 @@ mod tests {
 
     #[test]
     fn status_rules_differ_between_server_and_client() {
-        let mut spans = Vec::new();
-        record("GET", "/x", Some(404), true, ErrorType::None).into_spans(&mut spans);
+        let all = spans(record("GET", "/x", Some(404), true, ErrorType::None));
         assert_eq!(
-            spans[0].status,
+            all[0].status,
             Some(Status::default()),
             "4xx leaves SERVER unset"
         );
         assert_eq!(
-            spans[1].status.as_ref().unwrap().code,
+            all[1].status.as_ref().unwrap().code,
             status::StatusCode::Error as i32
         );
-        assert_eq!(attr(&spans[1], "error.type"), s("404"));
-        spans.clear();
-        record(
+        assert_eq!(attr(&all[1], "error.type"), s("404"));
+        let all = spans(record(
             "GET",
             "/x",
             Some(502),
             false,
             ErrorType::UpstreamUnavailable,
-        )
-        .into_spans(&mut spans);
-        assert_eq!(attr(&spans[0], "error.type"), s("upstream_unavailable"));
+        ));
+        assert_eq!(attr(&all[0], "error.type"), s("upstream_unavailable"));
         assert_eq!(
-            spans[0].status.as_ref().unwrap().code,
+            all[0].status.as_ref().unwrap().code,
             status::StatusCode::Error as i32
         );
-        assert_eq!(attr(&spans[1], "http.response.status_code"), None);
-        spans.clear();
-        record("GET", "/x", None, false, ErrorType::ClientClosed).into_spans(&mut spans);
+        assert_eq!(attr(&all[1], "http.response.status_code"), None);
+        let all = spans(record("GET", "/x", None, false, ErrorType::ClientClosed));
         assert_eq!(
-            spans[0].status,
+            all[0].status,
             Some(Status::default()),
             "client_closed is not an error"
         );
-        assert_eq!(attr(&spans[0], "error.type"), s("client_closed"));
-        assert_eq!(attr(&spans[0], "http.response.status_code"), None);
-        assert_eq!(spans[1].status, Some(Status::default()));
+        assert_eq!(attr(&all[0], "error.type"), s("client_closed"));
+        assert_eq!(attr(&all[0], "http.response.status_code"), None);
+        assert_eq!(all[1].status, Some(Status::default()));
+    }
+
+    #[test]
+    fn host_and_port_are_split_without_brackets() {
+        assert_eq!(split_host_port("shop:8080"), ("shop", Some(8080)));
+        assert_eq!(split_host_port("shop"), ("shop", None));
+        assert_eq!(split_host_port("[::1]:9000"), ("::1", Some(9000)));
+        assert_eq!(split_host_port("[::1]"), ("::1", None));
+        assert_eq!(split_host_port("::1"), ("::1", None));
     }
 
     #[test]
     fn unknown_methods_are_other_with_the_original() {
-        let mut spans = Vec::new();
-        record("PURGE", "/x", Some(200), true, ErrorType::None).into_spans(&mut spans);
-        assert_eq!(attr(&spans[0], "http.request.method"), s("_OTHER"));
-        assert_eq!(attr(&spans[0], "http.request.method_original"), s("PURGE"));
-        assert_eq!(spans[0].name, "HTTP /api/orders/{id}");
+        let all = spans(record("PURGE", "/x", Some(200), true, ErrorType::None));
+        assert_eq!(attr(&all[0], "http.request.method"), s("_OTHER"));
+        assert_eq!(attr(&all[0], "http.request.method_original"), s("PURGE"));
+        assert_eq!(all[0].name, "HTTP /api/orders/{id}");
     }
 }

@@ -1,7 +1,10 @@
 //! A small HTTP/1.1 load generator for `benches/load/run.sh`: closed-loop throughput or open-loop fixed rate.
 //!
-//! Open-loop latency is measured from each request's *scheduled* start, so a
-//! stalled server cannot hide its queueing (no coordinated omission).
+//! Each worker owns one keep-alive connection for the whole run, so
+//! `--connections 1000` really holds 1,000 sockets open (a pooled client would
+//! reuse a handful of idle ones). Open-loop latency is measured from each
+//! request's *scheduled* start, so a stalled server cannot hide its queueing
+//! (no coordinated omission).
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:8080/ --connections 50 --duration 10
@@ -9,111 +12,167 @@
 //! ```
 //! Prints one JSON object: requests, errors, rps, p50_us, p99_us, p999_us, max_us.
 
-use std::sync::Arc;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 
 struct Args {
-    url: String,
+    url: http::Uri,
     connections: usize,
     duration: Duration,
     rate: Option<u64>,
 }
 
-fn parse_args() -> Args {
-    let mut args = Args {
-        url: String::new(),
-        connections: 50,
-        duration: Duration::from_secs(10),
-        rate: None,
-    };
+fn parse_args() -> Result<Args, String> {
+    let (mut url, mut connections, mut duration, mut rate) = (None, 50, 10.0, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_default();
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value}");
         match flag.as_str() {
-            "--url" => args.url = value,
-            "--connections" => args.connections = value.parse().expect("--connections N"),
-            "--duration" => {
-                args.duration = Duration::from_secs_f64(value.parse().expect("--duration SECONDS"))
-            }
-            "--rate" => args.rate = Some(value.parse().expect("--rate RPS")),
-            other => panic!("unknown flag {other}"),
+            "--url" => url = Some(value.parse::<http::Uri>().map_err(|_| bad(()))?),
+            "--connections" => connections = value.parse().map_err(|_| bad(()))?,
+            "--duration" => duration = value.parse().map_err(|_| bad(()))?,
+            "--rate" => rate = Some(value.parse().map_err(|_| bad(()))?),
+            other => return Err(format!("unknown flag {other}")),
         }
     }
-    assert!(!args.url.is_empty(), "--url is required");
-    args
+    let url = url.ok_or("--url is required")?;
+    Ok(Args {
+        url,
+        connections,
+        duration: Duration::from_secs_f64(duration),
+        rate,
+    })
 }
 
-type Hist = Arc<std::sync::Mutex<Histogram<u64>>>;
+/// What one worker needs: where to connect, its schedule, and where to report.
+struct Worker {
+    url: http::Uri,
+    interval: Option<Duration>,
+    local: Histogram<u64>,
+    first: Instant,
+    deadline: Instant,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    errors: Arc<AtomicU64>,
+}
+
+async fn connect(url: &http::Uri) -> Option<SendRequest<Empty<Bytes>>> {
+    let host = url.host()?;
+    let port = url.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
+async fn one_request(sender: &mut SendRequest<Empty<Bytes>>, w: &Worker) -> bool {
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    let req = http::Request::get(w.url.clone())
+        .header(
+            http::header::HOST,
+            w.url.authority().map_or("", |a| a.as_str()),
+        )
+        .body(Empty::new());
+    let Ok(req) = req else { return false };
+    match sender.send_request(req).await {
+        Ok(resp) => resp.status().is_success() && resp.into_body().collect().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn run_worker(mut w: Worker) {
+    let mut sender = connect(&w.url).await;
+    let mut next = w.first;
+    loop {
+        if w.interval.is_some() {
+            if next >= w.deadline {
+                break;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        } else if Instant::now() >= w.deadline {
+            break;
+        }
+        let scheduled = if w.interval.is_some() {
+            next
+        } else {
+            Instant::now()
+        };
+        let ok = match sender.as_mut() {
+            Some(s) => one_request(s, &w).await,
+            None => false,
+        };
+        if !ok {
+            w.errors.fetch_add(1, Ordering::Relaxed);
+            // A broken connection is replaced, as a real client would.
+            sender = connect(&w.url).await;
+        }
+        let _ = w
+            .local
+            .record(scheduled.elapsed().as_micros().max(1) as u64);
+        if let Some(iv) = w.interval {
+            next += iv;
+        }
+    }
+    if let Ok(mut h) = w.hist.lock() {
+        let _ = h.add(&w.local);
+    }
+}
 
 #[tokio::main]
-async fn main() {
-    let args = parse_args();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.connections)
-        .build_http();
-    let uri: http::Uri = args.url.parse().expect("valid --url");
-    let hist: Hist = Arc::new(std::sync::Mutex::new(
-        Histogram::new_with_bounds(1, 60_000_000, 3).expect("hist"),
-    ));
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // 1 µs .. 60 s at 3 significant digits; every worker records into a copy, merged at the end.
+    let Ok(template) = Histogram::new_with_bounds(1, 60_000_000, 3) else {
+        return ExitCode::from(1);
+    };
+    let hist = Arc::new(Mutex::new(template.clone()));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + args.duration;
-    let mut tasks = Vec::new();
-    let per_conn_interval = args
+    let interval = args
         .rate
-        .map(|r| Duration::from_secs_f64(args.connections as f64 / r as f64));
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(1) as f64));
+    let mut tasks = Vec::new();
     for i in 0..args.connections {
-        let (client, uri, hist, errors) =
-            (client.clone(), uri.clone(), hist.clone(), errors.clone());
         // Stagger open-loop workers so their schedules interleave evenly.
-        let offset = per_conn_interval.map(|iv| iv.mul_f64(i as f64 / args.connections as f64));
-        tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
-            let mut next = started + offset.unwrap_or_default();
-            loop {
-                if per_conn_interval.is_some() {
-                    if next >= deadline {
-                        break;
-                    }
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-                } else if Instant::now() >= deadline {
-                    break;
-                }
-                let scheduled = if per_conn_interval.is_some() {
-                    next
-                } else {
-                    Instant::now()
-                };
-                let ok = match client.get(uri.clone()).await {
-                    Ok(resp) => {
-                        let good = resp.status().is_success();
-                        good && resp.into_body().collect().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if !ok {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = local.record(scheduled.elapsed().as_micros().max(1) as u64);
-                if let Some(iv) = per_conn_interval {
-                    next += iv;
-                }
-            }
-            hist.lock().expect("hist lock").add(&local).expect("merge");
-        }));
+        let offset = interval.map_or(Duration::ZERO, |iv| {
+            iv.mul_f64(i as f64 / args.connections as f64)
+        });
+        tasks.push(tokio::spawn(run_worker(Worker {
+            url: args.url.clone(),
+            interval,
+            local: template.clone(),
+            first: started + offset,
+            deadline: started + args.duration,
+            hist: hist.clone(),
+            errors: errors.clone(),
+        })));
     }
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let h = hist.lock().expect("hist lock");
+    let Ok(h) = hist.lock() else {
+        return ExitCode::from(1);
+    };
     println!(
         "{{\"requests\":{},\"errors\":{},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
         h.len(),
@@ -124,4 +183,5 @@ async fn main() {
         h.value_at_quantile(0.999),
         h.max()
     );
+    ExitCode::SUCCESS
 }

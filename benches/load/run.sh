@@ -29,9 +29,12 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin redline --example loadgen
-REDLINE=target/release/redline
-LOADGEN=target/release/examples/loadgen
+# REDLINE=/path/to/redline LOADGEN=/path/to/loadgen reuse prebuilt binaries (e.g. to compare builds).
+if [ -z "${REDLINE:-}" ] || [ -z "${LOADGEN:-}" ]; then
+  cargo build --release --quiet --bin redline --example loadgen
+fi
+REDLINE=${REDLINE:-target/release/redline}
+LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -81,9 +84,14 @@ TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/re
 PIDS+=($!); RL_PID=$!
 
 FULL=""
-if command -v rotel-agent >/dev/null; then
-  rotel-agent start --exporter blackhole --otlp-grpc-endpoint 127.0.0.1:$((OTLP + 10)) \
-    --otlp-http-endpoint 127.0.0.1:$OTLP >/dev/null 2>&1 &
+# pip installs rotel-agent inside the package directory, not always on PATH.
+ROTEL=$(command -v rotel-agent || python3 -c \
+  "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))" 2>/dev/null || true)
+if [ -n "$ROTEL" ] && [ -x "$ROTEL" ]; then
+  # Its default pid file is global (/tmp/rotel-agent.pid): keep ours private so runs cannot collide.
+  "$ROTEL" start --exporter blackhole --otlp-grpc-endpoint 127.0.0.1:$((OTLP + 10)) \
+    --otlp-http-endpoint 127.0.0.1:$OTLP --pid-file "$WORK/rotel.pid" \
+    --log-file "$WORK/rotel.log" >/dev/null 2>&1 &
   PIDS+=($!)
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on \
     TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/redline.yaml" \
@@ -91,7 +99,23 @@ if command -v rotel-agent >/dev/null; then
   PIDS+=($!); RLF_PID=$!
   FULL=1
 fi
-sleep 1
+
+# EXTRA="label=/path/to/redline ..." adds more Redline builds (metrics only) to the same run,
+# e.g. an allocator or before/after comparison.
+EXTRA_PORT=$((BASE + 20)); declare -A EXTRA_PID EXTRA_PORTS
+for spec in ${EXTRA:-}; do
+  label=${spec%%=*}; bin=${spec#*=}
+  TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$bin" run --config "$WORK/redline.yaml" \
+    --listen 127.0.0.1:$EXTRA_PORT --admin 127.0.0.1:$((EXTRA_PORT + 100)) >/dev/null 2>"$WORK/$label.err" &
+  PIDS+=($!); EXTRA_PID[$label]=$!; EXTRA_PORTS[$label]=$EXTRA_PORT; EXTRA_PORT=$((EXTRA_PORT + 1))
+done
+# Wait (bounded) until every listener accepts connections.
+wait_port() { for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listening on port $1" >&2; return 1; }
+for p in $UP $NGX $RL; do wait_port "$p"; done
+if [ -n "$FULL" ]; then wait_port "$OTLP"; wait_port "$RLF"; fi
+for label in "${!EXTRA_PORTS[@]}"; do wait_port "${EXTRA_PORTS[$label]}"; done
 
 declare -A URL PIDOF
 URL[direct]=http://127.0.0.1:$UP/;   PIDOF[direct]=$(cat "$WORK/up.pid")
@@ -99,6 +123,9 @@ URL[nginx]=http://127.0.0.1:$NGX/;   PIDOF[nginx]=$(cat "$WORK/px.pid")
 URL[redline]=http://127.0.0.1:$RL/;  PIDOF[redline]=$RL_PID
 TARGETS="direct nginx redline"
 if [ -n "$FULL" ]; then URL[redline_full]=http://127.0.0.1:$RLF/; PIDOF[redline_full]=$RLF_PID; TARGETS="$TARGETS redline_full"; fi
+for label in "${!EXTRA_PORTS[@]}"; do
+  URL[$label]=http://127.0.0.1:${EXTRA_PORTS[$label]}/; PIDOF[$label]=${EXTRA_PID[$label]}; TARGETS="$TARGETS $label"
+done
 
 # All PIDs of a target: nginx master plus its workers.
 pids_of() { local p=${PIDOF[$1]}; echo "$p $(pgrep -P "$p" || true)"; }
@@ -122,19 +149,21 @@ for rep in $(seq 1 "$REPS"); do
     echo -e "$rep\t$t\tthroughput\t$rps\t$cpu\t$(rss_kib "$t")" >> "$RES"
     for rate in $RATES; do
       j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION")
-      p=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['p50_us'], d['p99_us'], d['p999_us'], d['errors'])" "$j")
+      p=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['p50_us'], d['p99_us'], d['p999_us'], d['errors'], sep='\\t')" "$j")
       echo -e "$rep\t$t\trate$rate\t$p" >> "$RES"
     done
   done
 done
 
-# Redline with 1,000 keep-alive connections open at once.
-"$LOADGEN" --url "${URL[redline]}" --connections 1000 --rate 2000 --duration 5 >/dev/null &
-lg=$!; peak=0
-while kill -0 $lg 2>/dev/null; do
-  v=$(awk '/^VmRSS:/{print $2}' /proc/$RL_PID/status); [ "$v" -gt "$peak" ] && peak=$v; sleep 0.2
+# Each Redline build with 1,000 keep-alive connections open at once (RSS sampled every 0.2 s).
+for t in redline "${!EXTRA_PORTS[@]}"; do
+  "$LOADGEN" --url "${URL[$t]}" --connections 1000 --rate 2000 --duration 5 >/dev/null &
+  lg=$!; peak=0
+  while kill -0 $lg 2>/dev/null; do
+    v=$(awk '/^VmRSS:/{print $2}' "/proc/${PIDOF[$t]}/status"); [ "$v" -gt "$peak" ] && peak=$v; sleep 0.2
+  done
+  echo -e "0\t$t\tconn1000\t$peak" >> "$RES"
 done
-echo -e "0\tredline\tconn1000\t$peak" >> "$RES"
 
 python3 - "$RES" "$TARGETS" "$REPS" "$DURATION" "$CONNS" "$WORKERS" <<'PY'
 import sys, statistics as st
@@ -155,8 +184,8 @@ print("|---|---|---|---|---|---|")
 for kind in rates:
     for t in targets:
         print(f"| {t} | {kind[4:]}/s | {med(t, kind, 3) / 1000:.3f} | {med(t, kind, 4) / 1000:.3f} | {med(t, kind, 5) / 1000:.3f} | {med(t, kind, 6):.0f} |")
-c = [r for r in rows if r[2] == "conn1000"]
-if c:
-    print(f"\nRedline RSS with 1,000 keep-alive connections: {int(c[0][3]) / 1024:.1f} MiB")
+for r in rows:
+    if r[2] == "conn1000":
+        print(f"\n{r[1]}: RSS with 1,000 keep-alive connections open: {int(r[3]) / 1024:.1f} MiB")
 print(f"\nMedians over {reps} interleaved repetitions; {workers} workers for nginx and Redline.")
 PY
