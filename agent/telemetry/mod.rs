@@ -8,7 +8,8 @@
 //! ([`exporter`]) build the OTLP messages and send them, one at a time per
 //! signal; metrics are read from the [`Registry`](crate::metrics::Registry).
 //!
-//! Why hand-built OTLP (`opentelemetry-proto` messages) instead of the SDK:
+//! Why hand-built OTLP (`opentelemetry-proto` messages; spans written directly by
+//! [`wire`]) instead of the SDK:
 //! the SDK would record every span a second time through its own processor and
 //! queue, its metrics would duplicate the registry's, and its exporters' retry
 //! and queueing behaviour is not ours to bound. Here the queue, the drop
