@@ -44,18 +44,23 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime (worker count from `TOKIO_WORKER_THREADS`, else one per core).
+fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::from(1)
+        })
+}
+
 /// `redline demo`: quiet logs by default, so the console shows URLs and alert notifications.
 fn demo(duration: Option<std::time::Duration>) -> ExitCode {
     init_logging("warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match async_runtime() {
         Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(redline::demo::run(duration)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,15 +80,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match async_runtime() {
         Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let reload_args = args.clone();
     let hooks = Hooks {
