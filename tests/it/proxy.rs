@@ -316,3 +316,47 @@ async fn access_log_has_every_field_and_redacts_query() {
     let out = rl.stdout.lock().unwrap().join("\n");
     assert!(!out.contains("s3cr3t"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_text_and_off_switches() {
+    let up = app().await;
+    let text = Redline::start(&config_for(up, "telemetry: { access_log: text }\n"));
+    let req = Request::get(text.url("/echo?token=s3cr3t"))
+        .header("x-request-id", "txt-1")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(req).await.0, 200);
+    let line = eventually(Duration::from_secs(5), "text access line", || async {
+        text.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("request_id=txt-1"))
+            .cloned()
+    })
+    .await;
+    assert!(
+        line.contains("GET /echo?token=REDACTED") && line.contains("status=200"),
+        "{line}"
+    );
+    assert!(
+        line.contains("flow=unmatched") && line.contains("error_type=-"),
+        "{line}"
+    );
+
+    let off = Redline::start(&config_for(up, "telemetry: { access_log: off }\n"));
+    assert_eq!(get(&off.url("/echo")).await.0, 200);
+    // The request is fully recorded (metrics) before we look, so a line would be there by now.
+    eventually(Duration::from_secs(5), "request recorded", || async {
+        off.metrics()
+            .await
+            .contains(r#"http_route="/echo""#)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        off.stdout.lock().unwrap().is_empty(),
+        "{:?}",
+        off.stdout.lock().unwrap()
+    );
+}
