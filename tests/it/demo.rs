@@ -1,23 +1,10 @@
 //! `redline demo`: prints its URLs, serves the dashboard, prints a firing alert within about a minute, and exits 0 after `--duration`.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
 
 fn find(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
     lines

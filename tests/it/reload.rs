@@ -1,6 +1,5 @@
 //! Hot reload: file saves, ConfigMap swaps, SIGHUP, the API, rejection with positions, needs-restart, audit, and zero failed requests under load.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,17 +82,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 /// Audit lines (`"audit": true`) of one event kind, in order.

@@ -69,8 +69,8 @@ impl Redline {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn redline");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stdout = lines_of(child.stdout.take().expect("stdout"));
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
         let until = Instant::now() + Duration::from_secs(20);
         let (proxy, admin) = loop {
             if let Some(addrs) = stderr.lock().unwrap().iter().find_map(|l| listening(l)) {
@@ -159,7 +159,8 @@ impl Drop for Redline {
     }
 }
 
-fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
+/// Collect a child's output lines on a thread, for polling from tests.
+pub fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {
