@@ -52,12 +52,18 @@ impl TraceContext {
 
     /// The `traceparent` the upstream receives: this trace, parented by the CLIENT span.
     pub fn traceparent(&self) -> String {
-        let flags = if self.recorded { "01" } else { "00" };
-        format!(
-            "00-{}-{}-{flags}",
-            hex(&self.trace_id),
-            hex(&self.client_span_id)
-        )
+        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
+    }
+
+    /// [`Self::traceparent`] without a heap allocation (it is built on every proxied request).
+    pub fn traceparent_bytes(&self) -> [u8; 55] {
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&mut out[3..35], &self.trace_id);
+        hex_into(&mut out[36..52], &self.client_span_id);
+        if self.recorded {
+            out[54] = b'1';
+        }
+        out
     }
 
     /// The trace id as 32 lowercase hex characters.
@@ -98,13 +104,18 @@ pub fn new_span_id() -> [u8; 8] {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Write lowercase hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0xf) as usize] as char);
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xf) as usize];
     }
-    s
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -168,9 +179,13 @@ mod tests {
         let mut t =
             parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let sent = t.traceparent();
-        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(sent.contains(&hex(&t.client_span_id)));
-        assert!(sent.ends_with("-01"));
+        let span = hex(&t.client_span_id);
+        assert_eq!(
+            sent,
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{span}-01")
+        );
+        let back = parse_traceparent(&sent).unwrap();
+        assert_eq!(back.parent_span_id, Some(t.client_span_id));
         t.recorded = false;
         assert!(t.traceparent().ends_with("-00"));
     }

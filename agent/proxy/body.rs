@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::ctx::RequestCtx;
+use super::upstream::Lease;
 use crate::metrics::ErrorType;
 
 enum Inner {
@@ -23,14 +24,17 @@ enum Inner {
 pub struct ProxyBody {
     inner: Inner,
     ctx: Option<Box<RequestCtx>>,
+    // The upstream connection, reused only after a clean end of both bodies.
+    lease: Option<Lease>,
 }
 
 impl ProxyBody {
     /// Stream the upstream's body.
-    pub fn upstream(body: Incoming, ctx: RequestCtx) -> Self {
+    pub fn upstream(body: Incoming, ctx: RequestCtx, lease: Option<Lease>) -> Self {
         ProxyBody {
             inner: Inner::Upstream(body),
             ctx: Some(Box::new(ctx)),
+            lease,
         }
     }
 
@@ -39,11 +43,18 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Local(Some(bytes)),
             ctx: ctx.map(Box::new),
+            lease: None,
         }
     }
 
     fn finish(&mut self, error: Option<ErrorType>) {
+        let lease = self.lease.take();
         if let Some(mut ctx) = self.ctx.take() {
+            if let (None, Some(lease)) = (error, lease) {
+                if ctx.request_body_sent() {
+                    lease.release();
+                }
+            }
             ctx.finish(error);
         }
     }
@@ -111,16 +122,35 @@ impl Drop for ProxyBody {
     }
 }
 
+/// How much of the client's request body went upstream, and whether all of it did.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    bytes: AtomicU64,
+    done: AtomicBool,
+}
+
+impl BodyProgress {
+    /// Data bytes passed on so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    /// The body's end was reached.
+    pub fn done(&self) -> bool {
+        self.done.load(Relaxed)
+    }
+}
+
 /// The client's request body on its way upstream, counting bytes as they pass.
 pub struct CountingBody {
     inner: Incoming,
-    count: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<BodyProgress>>,
 }
 
 impl CountingBody {
-    /// Wrap `inner`, adding every data byte to `count` (`None`: the body is known empty).
-    pub fn new(inner: Incoming, count: Option<Arc<AtomicU64>>) -> Self {
-        CountingBody { inner, count }
+    /// Wrap `inner`, recording its progress in `progress` (`None`: the body is known empty).
+    pub fn new(inner: Incoming, progress: Option<Arc<BodyProgress>>) -> Self {
+        CountingBody { inner, progress }
     }
 }
 
@@ -133,9 +163,18 @@ impl Body for CountingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(count)) = (&polled, &self.count) {
-            if let Some(data) = frame.data_ref() {
-                count.fetch_add(data.len() as u64, Relaxed);
+        if let Some(progress) = &self.progress {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        progress.bytes.fetch_add(data.len() as u64, Relaxed);
+                    }
+                    if self.inner.is_end_stream() {
+                        progress.done.store(true, Relaxed);
+                    }
+                }
+                Poll::Ready(None) => progress.done.store(true, Relaxed),
+                _ => {}
             }
         }
         polled

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
@@ -41,7 +40,7 @@ pub struct RequestCtx {
     upstream: Option<Duration>,
     status: Option<u16>,
     // Created only when the request has a body: most requests never need it.
-    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_in: Option<Arc<super::body::BodyProgress>>,
     bytes_out: u64,
     finished: bool,
     _active: ActiveGuard,
@@ -108,11 +107,14 @@ impl RequestCtx {
         &self.flow().state.name
     }
 
-    /// Counter the request body wrapper adds to.
-    pub fn bytes_in_counter(&mut self) -> Arc<AtomicU64> {
-        self.bytes_in
-            .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
-            .clone()
+    /// Progress record the request body wrapper updates.
+    pub fn body_progress(&mut self) -> Arc<super::body::BodyProgress> {
+        self.bytes_in.get_or_insert_with(Default::default).clone()
+    }
+
+    /// The whole request body (if any) went upstream: the connection is clean for reuse.
+    pub fn request_body_sent(&self) -> bool {
+        self.bytes_in.as_ref().is_none_or(|p| p.done())
     }
 
     /// The upstream's response headers arrived with this status.
@@ -206,7 +208,7 @@ impl RequestCtx {
             status,
             duration,
             upstream: self.upstream,
-            bytes_in: self.bytes_in.as_ref().map_or(0, |c| c.load(Relaxed)),
+            bytes_in: self.bytes_in.as_ref().map_or(0, |p| p.bytes()),
             bytes_out: self.bytes_out,
             client: self.client,
             request_id: self.request_id.clone(),

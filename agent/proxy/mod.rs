@@ -1,26 +1,24 @@
 //! The reverse proxy: where a request enters, is matched to a flow, forwarded upstream and answered.
 //!
 //! Phases, in order: [`Proxy::handle`] starts a [`RequestCtx`] (flow match,
-//! clocks, gauges), `upstream_request` rewrites the request, `forward` calls
-//! the pooled upstream client under the flow's timeout, and the response body
+//! clocks, gauges), `upstream_request` rewrites the request, [`upstream::send`]
+//! forwards it on a kept-alive connection under the flow's timeout, and the response body
 //! ([`ProxyBody`]) finishes the context when the last byte is sent. Upstream
 //! failures become JSON responses plus a metric, never an `Err`.
 
 pub mod body;
 pub mod ctx;
 pub mod headers;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use body::CountingBody;
 pub use body::ProxyBody;
@@ -29,13 +27,9 @@ pub use ctx::RequestCtx;
 use crate::metrics::ErrorType;
 use crate::state::Shared;
 
-/// The pooled HTTP/1.1 client to the upstream.
-type UpstreamClient = Client<HttpConnector, CountingBody>;
-
 /// Forwards requests to the configured upstream and measures them.
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: UpstreamClient,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -45,19 +39,9 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy over `shared` state with a keep-alive pool to the upstream.
+    /// A proxy over `shared` state; upstream connections are kept alive per worker thread.
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
-        Arc::new(Proxy { shared, client })
+        Arc::new(Proxy { shared })
     }
 
     /// Serve one request from a client at `client`. Never fails: errors become responses.
@@ -79,8 +63,9 @@ impl Proxy {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade);
         let timeout = ctx.flow().timeout;
+        let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
-        match tokio::time::timeout(timeout, self.client.request(upstream_req)).await {
+        match tokio::time::timeout(timeout, upstream::send(&authority, upstream_req)).await {
             Err(_) => {
                 let msg = format!(
                     "upstream sent no response headers within {}",
@@ -93,7 +78,7 @@ impl Proxy {
                     &msg,
                 ))
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(e @ upstream::UpstreamError::Connect(_))) => {
                 tracing::debug!(error = %e, "Upstream unavailable.");
                 let msg = "upstream refused the connection or is unreachable";
                 Ok(local_error(
@@ -113,7 +98,7 @@ impl Proxy {
                     msg,
                 ))
             }
-            Ok(Ok(resp)) => Ok(self.respond(resp, ctx, client_upgrade)),
+            Ok(Ok((resp, lease))) => Ok(self.respond(resp, lease, ctx, client_upgrade)),
         }
     }
 
@@ -132,11 +117,11 @@ impl Proxy {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => parts.headers.get(header::HOST).cloned(),
         };
-        // Only the path and query survive: absolute-form targets cannot pick another host.
-        // Moved, not re-parsed: the path's bytes are shared, not copied.
+        // Only the path and query survive, in origin form: absolute-form targets cannot
+        // pick another host. Moved, not re-parsed: the path's bytes are shared, not copied.
         let mut target = std::mem::take(&mut parts.uri).into_parts();
-        target.scheme = Some(runtime.upstream_scheme.clone());
-        target.authority = Some(runtime.upstream_authority.clone());
+        target.scheme = None;
+        target.authority = None;
         if target.path_and_query.is_none() {
             target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
@@ -164,14 +149,15 @@ impl Proxy {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
-        let counter = (!http_body::Body::is_end_stream(&body)).then(|| ctx.bytes_in_counter());
-        Request::from_parts(parts, CountingBody::new(body, counter))
+        let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
+        Request::from_parts(parts, CountingBody::new(body, progress))
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.
     fn respond(
         &self,
         mut resp: Response<Incoming>,
+        lease: upstream::Lease,
         mut ctx: RequestCtx,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ProxyBody> {
@@ -190,7 +176,9 @@ impl Proxy {
         parts
             .headers
             .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-        Response::from_parts(parts, ProxyBody::upstream(body, ctx))
+        // A switched connection belongs to the tunnel now: never back to the idle stack.
+        let lease = (!switching).then_some(lease);
+        Response::from_parts(parts, ProxyBody::upstream(body, ctx, lease))
     }
 }
 

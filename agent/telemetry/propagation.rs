@@ -182,7 +182,9 @@ fn inject_traceparent(
     trace: &TraceContext,
     tracestate: Option<&HeaderValue>,
 ) {
-    insert(headers, &TRACEPARENT, &trace.traceparent());
+    if let Ok(v) = HeaderValue::from_bytes(&trace.traceparent_bytes()) {
+        headers.insert(TRACEPARENT.clone(), v);
+    }
     match tracestate {
         Some(state) => {
             headers.insert(TRACESTATE.clone(), state.clone());

@@ -360,3 +360,116 @@ async fn access_log_text_and_off_switches() {
         off.stdout.lock().unwrap()
     );
 }
+
+/// An HTTP/1.1 upstream that counts connections, answers `{method} {path} {body length}` with
+/// keep-alive, and closes a connection after `idle` without a request (like a server's
+/// keep-alive timeout), without announcing it.
+async fn counting_upstream(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(keep_alive_conn(stream, idle));
+        }
+    });
+    (addr, accepted)
+}
+
+async fn keep_alive_conn(mut stream: TcpStream, idle: Duration) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return, // idle timeout, EOF or error: close
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        let mut words = head.split(' ');
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let body = format!("{method} {path} {length}");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+        buf.drain(..head_end + length);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let (up, accepted) = counting_upstream(Duration::from_millis(300)).await;
+    let rl = Redline::start(&config_for(up, FLOWS));
+    let client = client();
+    // One client connection, 60 requests in a row (GETs and POSTs with bodies): the
+    // upstream sees at most one connection per Redline worker thread, not one per request.
+    for i in 0..60 {
+        let req = if i % 2 == 0 {
+            Request::get(rl.url(&format!("/r/{i}")))
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        } else {
+            Request::post(rl.url(&format!("/r/{i}")))
+                .body(Full::new(Bytes::from(vec![b'x'; 1000 + i])))
+                .unwrap()
+        };
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let want = if i % 2 == 0 {
+            format!("GET /r/{i} 0")
+        } else {
+            format!("POST /r/{i} {}", 1000 + i)
+        };
+        assert_eq!(String::from_utf8_lossy(&body), want);
+    }
+    let used = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&used),
+        "60 requests used {used} upstream connections"
+    );
+    // The upstream closes idle connections after 300 ms without a word: the next
+    // requests must notice and open fresh ones, never fail.
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, _, body) = get(&rl.url(&format!("/later/{i}"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, format!("GET /later/{i} 0"));
+    }
+    let after = accepted.load(Ordering::SeqCst);
+    assert_eq!(
+        after,
+        used + 3,
+        "each request after an idle close needs one new connection"
+    );
+    let scrape = rl.metrics().await;
+    assert!(
+        !scrape.contains("error_type=\"upstream_error\""),
+        "{scrape}"
+    );
+}

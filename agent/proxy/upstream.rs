@@ -1,0 +1,167 @@
+//! Connections to the upstream: keep-alive HTTP/1.1 senders kept per worker thread, without a lock.
+//!
+//! Like an nginx worker's keep-alive cache, each runtime thread keeps its own
+//! stack of idle connections: a checkout is a `Vec::pop` on a thread-local,
+//! with no hashing, no mutex and no task spawned to watch the connection come
+//! back. A connection returns to the stack only when its response body ended
+//! cleanly (and the request body was sent whole), so a reused sender is idle.
+
+use std::cell::RefCell;
+use std::io;
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::CountingBody;
+
+/// Give up connecting after this long (the flow timeout still bounds the whole exchange).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Drop idle connections older than this; upstream servers close theirs sooner or later anyway.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per worker thread; more are closed on release.
+const MAX_IDLE_PER_THREAD: usize = 512;
+/// How long a released connection may take to report ready before it is skipped.
+const READY_WAIT: Duration = Duration::from_millis(100);
+
+type Sender = SendRequest<CountingBody>;
+
+struct Idle {
+    authority: Authority,
+    sender: Sender,
+    since: Instant,
+}
+
+thread_local! {
+    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Why the upstream gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be opened (refused, unreachable, DNS, connect timeout).
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(#[source] io::Error),
+    /// The connection broke or the response was malformed.
+    #[error("upstream exchange failed: {0}")]
+    Exchange(#[source] hyper::Error),
+}
+
+/// A connection on loan for one exchange; [`Lease::release`] returns it for reuse.
+pub struct Lease {
+    authority: Authority,
+    sender: Sender,
+}
+
+impl Lease {
+    /// Put the connection back on this thread's idle stack. Call only after the
+    /// response body ended and the request body was sent completely.
+    pub fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        IDLE.with_borrow_mut(|idle| {
+            // The oldest entries sit at the bottom of the stack: trim them here, cheaply.
+            let stale = idle
+                .iter()
+                .take_while(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
+                .count();
+            idle.drain(..stale);
+            if idle.len() < MAX_IDLE_PER_THREAD {
+                idle.push(Idle {
+                    authority: self.authority,
+                    sender: self.sender,
+                    since: now,
+                });
+            }
+        });
+    }
+}
+
+/// Send `req` (origin-form URI, Host set) to the upstream at `authority`, on an
+/// idle connection if this thread has one, else on a new one.
+pub async fn send(
+    authority: &Authority,
+    mut req: Request<CountingBody>,
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+    while let Some(mut sender) = checkout(authority).await {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, lease(authority, sender))),
+            Err(mut e) => match e.take_message() {
+                // Never written: the idle connection had just been closed. Try another.
+                Some(returned) => req = returned,
+                None => return Err(UpstreamError::Exchange(e.into_error())),
+            },
+        }
+    }
+    let mut sender = connect(authority).await?;
+    match sender.send_request(req).await {
+        Ok(resp) => Ok((resp, lease(authority, sender))),
+        Err(e) => Err(UpstreamError::Exchange(e)),
+    }
+}
+
+fn lease(authority: &Authority, sender: Sender) -> Lease {
+    Lease {
+        authority: authority.clone(),
+        sender,
+    }
+}
+
+/// The most recently released live connection to `authority` on this thread.
+async fn checkout(authority: &Authority) -> Option<Sender> {
+    loop {
+        let mut sender = IDLE.with_borrow_mut(|idle| pop_for(idle, authority))?;
+        if sender.is_ready() {
+            return Some(sender);
+        }
+        // Released a moment ago: the connection task may not have seen the end yet.
+        if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+            return Some(sender);
+        }
+    }
+}
+
+fn pop_for(idle: &mut Vec<Idle>, authority: &Authority) -> Option<Sender> {
+    while let Some(i) = idle.iter().rposition(|c| c.authority == *authority) {
+        let c = idle.swap_remove(i);
+        if !c.sender.is_closed() {
+            return Some(c.sender);
+        }
+    }
+    None
+}
+
+/// Open a new connection and start its task (with upgrades, for WebSocket tunnels).
+async fn connect(authority: &Authority) -> Result<Sender, UpstreamError> {
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
+        Err(_) => {
+            let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+            return Err(UpstreamError::Connect(e));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Exchange)?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.with_upgrades().await {
+            tracing::debug!(%error, "Upstream connection ended with an error.");
+        }
+    });
+    Ok(sender)
+}
