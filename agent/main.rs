@@ -20,10 +20,16 @@ fn main() -> ExitCode {
 
 fn rules(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
-        Ok(config) => {
-            print!("{}", redline::rules_export::render(&config));
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match redline::rules_export::render(&config) {
+            Ok(rules) => {
+                print!("{rules}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {}: {error}", path.display());
+                ExitCode::from(2)
+            }
+        },
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(2)

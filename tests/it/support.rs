@@ -348,3 +348,181 @@ pub fn sample(scrape: &str, series: &str) -> Option<f64> {
 pub fn config_for(upstream: SocketAddr, extra: &str) -> String {
     format!("upstream: http://{upstream}\n{extra}")
 }
+
+/// A loopback port that was free a moment ago, for servers that take an address flag.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The first of `candidates` on PATH, or a panic that says how to install `package`.
+pub fn binary_on_path(candidates: &[&str], package: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| candidates.iter().map(move |c| dir.join(c)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{candidates:?} not found on PATH: apt-get install -y {package} \
+                 (tests/run.sh does it)"
+            )
+        })
+}
+
+/// Wait until `url` answers 200 (a server's readiness endpoint).
+pub async fn wait_ready(url: &str, what: &str, child: &mut Child) {
+    let uri: http::Uri = url.parse().expect("ready url");
+    eventually(Duration::from_secs(30), what, || {
+        let exited = child.try_wait().ok().flatten();
+        let uri = uri.clone();
+        async move {
+            assert!(exited.is_none(), "{what}: process exited with {exited:?}");
+            let ok = client()
+                .get(uri)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            ok.then_some(())
+        }
+    })
+    .await;
+}
+
+/// A real `prometheus-alertmanager` on loopback (no clustering), killed on drop.
+pub struct Alertmanager {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Start one with a route to a receiver that sends nowhere, and wait until it is ready.
+    pub async fn start() -> Alertmanager {
+        let binary = binary_on_path(
+            &["prometheus-alertmanager", "alertmanager"],
+            "prometheus-alertmanager",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+        )
+        .expect("write alertmanager.yml");
+        let port = free_port();
+        let mut child = Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--cluster.listen-address=")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{url}/-/ready"), "alertmanager ready", &mut child).await;
+        Alertmanager {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// `GET /api/v2/alerts`: every alert Alertmanager holds.
+    pub async fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, _, body) = get(&format!("{}/api/v2/alerts", self.url)).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("alertmanager alerts json")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus server on loopback with its own TSDB in a temporary directory.
+pub struct Prometheus {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Start one with `config` (prometheus.yml text) and wait until it is ready.
+    /// `files` are written next to the config first, so `rule_files` can name them.
+    pub async fn start(config: &str, files: &[(&str, &[u8])]) -> Prometheus {
+        let binary = binary_on_path(&["prometheus"], "prometheus");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).expect("write prometheus file");
+        }
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let port = free_port();
+        let mut child = Command::new(&binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stderr = lines_of(child.stderr.take().expect("prometheus stderr"));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{url}/-/ready"), "prometheus ready", &mut child).await;
+        Prometheus {
+            child,
+            url,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// `GET /api/v1/<path>` and its `data` (asserting `status: success`).
+    pub async fn api(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = get(&format!("{}/api/v1/{path}", self.url)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("prometheus json");
+        assert_eq!(v["status"], "success", "{path}: {body}");
+        v["data"].clone()
+    }
+
+    /// An instant query's result vector.
+    pub async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let q = percent_encode(promql);
+        let data = self.api(&format!("query?query={q}")).await;
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encode a query-string value (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
