@@ -33,6 +33,9 @@ pub enum RunError {
     /// The configuration does not make a runnable proxy.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The proxy worker threads could not start.
+    #[error(transparent)]
+    Workers(#[from] crate::workers::WorkerError),
 }
 
 /// Loads and validates the config file again on reload, re-applying flags and environment.
@@ -82,12 +85,23 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         local_addr(&proxy_listener, listen),
         local_addr(&admin_listener, admin_addr),
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let proxy = Proxy::new(shared.clone());
+    let handler = move |req, peer| {
+        let proxy = proxy.clone();
+        // Boxed per request: hyper keeps room for the handler's future in every connection
+        // for its whole life (~2 KiB each), idle keep-alive connections included.
+        Box::pin(async move { proxy.handle(req, peer).await })
+    };
+    let proxy_stop = stop_rx.clone();
+    let serve =
+        move |listener| server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
+    let workers = crate::workers::start(proxy_listener, crate::workers::count(), serve)?;
     tracing::info!(proxy = %bound.0, admin = %bound.1, version = env!("CARGO_PKG_VERSION"), "Redline is listening.");
     if let Some(tx) = hooks.bound {
         let _ = tx.send(bound);
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(tick_windows(shared.clone(), stop_rx.clone()));
     crate::auth::warn_at_startup(&shared.runtime.load().config.admin, bound.1);
     let listeners = crate::reload::Listeners {
@@ -122,12 +136,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         Duration::from_secs(1),
     ));
 
-    let proxy = Proxy::new(shared.clone());
-    let handler = move |req, peer| {
-        let proxy = proxy.clone();
-        async move { proxy.handle(req, peer).await }
-    };
-    server::serve(proxy_listener, limits, handler, stop_rx, grace).await;
+    workers.join().await;
     tracing::info!("Proxy drained; flushing.");
     telemetry.flush(Duration::from_secs(5)).await;
     let _ = alert_engine.await;

@@ -28,3 +28,4 @@ pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod trace;
+pub mod workers;

