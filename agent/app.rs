@@ -96,7 +96,12 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let proxy_stop = stop_rx.clone();
     let serve =
         move |listener| server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
-    let workers = crate::workers::start(proxy_listener, crate::workers::count(), serve)?;
+    let workers = crate::workers::start(
+        proxy_listener,
+        crate::workers::count(),
+        stop_rx.clone(),
+        serve,
+    )?;
     tracing::info!(proxy = %bound.0, admin = %bound.1, version = env!("CARGO_PKG_VERSION"), "Redline is listening.");
     if let Some(tx) = hooks.bound {
         let _ = tx.send(bound);
@@ -126,7 +131,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let admin = Admin::new(shared.clone());
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(server::serve(
-        admin_listener,
+        server::Connections::Listener(admin_listener),
         limits,
         move |req, peer| {
             let admin = admin.clone();

@@ -237,7 +237,7 @@ async fn start_app(started: Instant, stop: watch::Receiver<bool>) -> Result<Sock
         Ok::<_, Infallible>(app_route(req, in_incident(started)).await)
     };
     tokio::spawn(server::serve(
-        listener,
+        server::Connections::Listener(listener),
         limits,
         handler,
         stop,

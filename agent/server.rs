@@ -9,7 +9,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// Limits applied to every client connection.
@@ -24,10 +24,32 @@ pub struct ConnLimits {
 /// Shutdown signal shared by listeners: flips to `true` once.
 pub type ShutdownRx = watch::Receiver<bool>;
 
-/// Accept connections on `listener` until `shutdown` fires, then stop accepting and
+/// Where a server's connections come from.
+#[derive(Debug)]
+pub enum Connections {
+    /// Its own listening socket.
+    Listener(TcpListener),
+    /// Connections handed over by an acceptor on another thread (see `workers`).
+    Handed(tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+impl Connections {
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        match self {
+            Connections::Listener(listener) => listener.accept().await,
+            Connections::Handed(rx) => match rx.recv().await {
+                // Registered with this thread's runtime here, not the acceptor's.
+                Some((stream, peer)) => Ok((TcpStream::from_std(stream)?, peer)),
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+/// Accept connections from `incoming` until `shutdown` fires, then stop accepting and
 /// wait up to `grace` for open connections to finish their in-flight requests.
 pub async fn serve<F, Fut, B>(
-    listener: TcpListener,
+    mut incoming: Connections,
     limits: ConnLimits,
     handler: F,
     mut shutdown: ShutdownRx,
@@ -42,7 +64,7 @@ pub async fn serve<F, Fut, B>(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = incoming.accept() => accepted,
             _ = stopped(&mut shutdown) => break,
         };
         let (stream, peer) = match accepted {
@@ -68,7 +90,7 @@ pub async fn serve<F, Fut, B>(
         });
     }
     // Closing the listener first makes new connections fail fast instead of queueing.
-    drop(listener);
+    drop(incoming);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -1,7 +1,7 @@
-//! Proxy worker threads: one single-threaded runtime per core, all accepting on one socket.
+//! Proxy worker threads: one single-threaded runtime per core, fed connections by one acceptor.
 //!
 //! The request path is the hot part of Redline, so it runs like an nginx worker:
-//! each thread accepts, serves its connections, and keeps its own upstream
+//! each thread serves the connections dealt to it and keeps its own upstream
 //! keep-alive connections (see `proxy::upstream`), with no work stealing, no
 //! cross-thread wake-ups and no shared pool. Admin, alerting, export and
 //! reload stay on the main runtime, off these threads.
@@ -10,6 +10,8 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 
 use tokio::net::TcpListener;
+
+use crate::server::{Connections, ShutdownRx, stopped};
 
 /// How many proxy threads to run: `TOKIO_WORKER_THREADS` (as for the main runtime), else one per core.
 pub fn count() -> usize {
@@ -34,39 +36,74 @@ pub struct Workers {
     done: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
-/// Start `serve(listener)` on `n` threads, each with its own current-thread runtime and its
-/// own handle on the same listening socket (the kernel hands each connection to one of them).
-pub fn start<F, Fut>(listener: TcpListener, n: usize, serve: F) -> Result<Workers, WorkerError>
+/// Start `n` proxy threads, each running `serve` on its own current-thread runtime, and an
+/// acceptor on the calling runtime that deals accepted connections out to them in turn
+/// until `stop` fires (then it closes the listener).
+///
+/// Dealing, rather than letting every thread accept on the shared socket, keeps the
+/// threads evenly loaded: a thread that wakes first would otherwise take a whole burst of
+/// new connections, and with no work stealing they would all queue behind it.
+pub fn start<F, Fut>(
+    listener: TcpListener,
+    n: usize,
+    stop: ShutdownRx,
+    serve: F,
+) -> Result<Workers, WorkerError>
 where
-    F: Fn(TcpListener) -> Fut + Clone + Send + 'static,
+    F: Fn(Connections) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let std_listener = listener.into_std()?;
+    let n = n.max(1);
     let mut done = Vec::with_capacity(n);
-    for i in 0..n.max(1) {
-        let socket = std_listener.try_clone()?;
+    let mut queues = Vec::with_capacity(n);
+    for i in 0..n {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = serve.clone();
         std::thread::Builder::new()
             .name(format!("redline-proxy-{i}"))
             .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(socket) {
-                        Ok(listener) => serve(listener).await,
-                        Err(error) => tracing::error!(%error, "Proxy worker cannot listen."),
-                    }
-                });
+                runtime.block_on(serve(Connections::Handed(conn_rx)));
                 // Dropped on its own thread: ends whatever connection tasks outlived the grace.
                 drop(runtime);
-                let _ = tx.send(());
+                let _ = done_tx.send(());
             })?;
-        done.push(rx);
+        queues.push(conn_tx);
+        done.push(done_rx);
     }
+    tokio::spawn(deal(listener, queues, stop));
     Ok(Workers { done })
 }
+
+/// Accept connections and hand them to the workers round-robin until `stop` fires.
+async fn deal(listener: TcpListener, queues: Vec<Sender>, mut stop: ShutdownRx) {
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut stop) => break,
+        };
+        match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
+            Ok(conn) => {
+                // A worker that is gone (only at shutdown) simply misses its turn.
+                let _ = queues[next].send(conn);
+                next = (next + 1) % queues.len();
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "Accept failed.");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // Closing the listener at once makes new connections fail fast instead of queueing.
+    drop(listener);
+}
+
+type Sender = tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, std::net::SocketAddr)>;
 
 impl Workers {
     /// Resolves once every worker has drained and stopped.

@@ -123,7 +123,7 @@ pub fn set_forwarded(
 
 /// Append `ip` as text: IPv4 by hand (the common case, and `Display` costs ~1,300
 /// instructions), IPv6 through `Display`.
-fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {

@@ -473,3 +473,51 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         "{scrape}"
     );
 }
+
+/// One request on a fresh keep-alive client connection, which is returned still open.
+async fn request_on_new_connection(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: shop.example\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let want = format!("GET {path} 0");
+    let mut got = Vec::new();
+    while !got.ends_with(want.as_bytes()) {
+        let mut chunk = [0u8; 1024];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_are_dealt_to_every_worker_thread_in_turn() {
+    // Each proxy thread keeps its own upstream connections, so the number the upstream
+    // sees for strictly sequential requests on new client connections is the number of
+    // threads those client connections were dealt to.
+    for threads in [2usize, 3] {
+        let (up, accepted) = counting_upstream(Duration::from_secs(30)).await;
+        let n = threads.to_string();
+        let rl = Redline::start_with(
+            &config_for(up, FLOWS),
+            &[],
+            &[("TOKIO_WORKER_THREADS", n.as_str())],
+        );
+        let addr: std::net::SocketAddr = rl.url("").trim_start_matches("http://").parse().unwrap();
+        let mut open = Vec::new();
+        for i in 0..3 * threads {
+            open.push(request_on_new_connection(addr, &format!("/c/{i}")).await);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            threads,
+            "{} client connections over {threads} threads",
+            open.len()
+        );
+    }
+}
