@@ -76,14 +76,7 @@ pub fn varint(buf: &mut Vec<u8>, tag: u32, v: u64) {
 
 /// `KeyValue { key, value: AnyValue { string_value } }` as repeated field `tag`.
 pub fn attr_str(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
-    let any = field_len(1, value.len());
-    let kv = field_len(1, key.len()) + field_len(2, any);
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(kv as u64, buf);
-    bytes(buf, 1, key.as_bytes());
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
-    bytes(buf, 1, value.as_bytes());
+    attr_str_parts(buf, tag, key, &[value]);
 }
 
 /// [`attr_str`] with a value made of several pieces, without joining them first.

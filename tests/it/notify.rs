@@ -594,83 +594,12 @@ async fn alertmanager_push_repeats_retries_per_url_and_forgets_old_resolves() {
 
 // ---------------------------------------------------------------- real Alertmanager
 
-/// A real `prometheus-alertmanager` on loopback, killed on drop.
-struct Alertmanager {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn alertmanager_binary() -> PathBuf {
-    let candidates = ["prometheus-alertmanager", "alertmanager"];
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| candidates.iter().map(move |c| dir.join(c)))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "Alertmanager is not installed: this test needs the `prometheus-alertmanager` \
-                 binary on PATH (apt-get install -y prometheus-alertmanager; tests/run.sh does it)"
-            )
-        })
-}
-
-async fn start_alertmanager() -> Alertmanager {
-    let binary = alertmanager_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(&binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg("--cluster.listen-address=")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let am = Alertmanager {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let ready = format!("{}/-/ready", am.url);
-    eventually(Duration::from_secs(20), "alertmanager ready", || async {
-        let ok = support::client()
-            .get(ready.parse().unwrap())
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        ok.then_some(())
-    })
-    .await;
-    am
-}
-
 /// Alertmanager's view of one alert, by fingerprint.
-async fn am_alert(am: &Alertmanager, fingerprint: &str) -> Option<Value> {
-    let (status, _, body) = support::get(&format!("{}/api/v2/alerts", am.url)).await;
-    assert_eq!(status, 200, "{body}");
-    let alerts: Vec<Value> = serde_json::from_str(&body).unwrap();
-    alerts.into_iter().find(|a| a["fingerprint"] == fingerprint)
+async fn am_alert(am: &support::Alertmanager, fingerprint: &str) -> Option<Value> {
+    am.alerts()
+        .await
+        .into_iter()
+        .find(|a| a["fingerprint"] == fingerprint)
 }
 
 fn parse_time(v: &Value) -> SystemTime {
@@ -680,7 +609,7 @@ fn parse_time(v: &Value) -> SystemTime {
 
 #[tokio::test]
 async fn a_real_alertmanager_sees_the_alert_fire_and_resolve() {
-    let am = start_alertmanager().await;
+    let am = support::Alertmanager::start().await;
     let copy = Recorder::start(vec![]).await;
     let list = receivers(&format!(
         "    - {{ name: am, type: alertmanager, urls: ['{}', '{}'] }}\n",
