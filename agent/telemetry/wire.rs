@@ -82,27 +82,26 @@ pub fn attr_str(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
 /// [`attr_str`] with a value made of several pieces, without joining them first.
 pub fn attr_str_parts(buf: &mut Vec<u8>, tag: u32, key: &str, parts: &[&str]) {
     let value_len: usize = parts.iter().map(|p| p.len()).sum();
-    let any = field_len(1, value_len);
+    key_value_head(buf, tag, key, field_len(1, value_len));
+    string_parts(buf, 1, parts);
+}
+
+/// The head of a `KeyValue` field `tag`: its length, the key, and the `AnyValue` value's
+/// tag and length (`any` bytes); the caller writes the `AnyValue` body.
+fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &str, any: usize) {
     let kv = field_len(1, key.len()) + field_len(2, any);
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(kv as u64, buf);
     bytes(buf, 1, key.as_bytes());
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(any as u64, buf);
-    string_parts(buf, 1, parts);
 }
 
 /// `KeyValue { key, value: AnyValue { int_value } }` as repeated field `tag`.
 pub fn attr_int(buf: &mut Vec<u8>, tag: u32, key: &str, value: i64) {
     // Two's complement, as protobuf encodes a negative int64.
     let raw = value as u64;
-    let any = key_len(3) + encoded_len_varint(raw);
-    let kv = field_len(1, key.len()) + field_len(2, any);
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(kv as u64, buf);
-    bytes(buf, 1, key.as_bytes());
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
+    key_value_head(buf, tag, key, key_len(3) + encoded_len_varint(raw));
     varint(buf, 3, raw);
 }
 
@@ -110,13 +109,7 @@ pub fn attr_int(buf: &mut Vec<u8>, tag: u32, key: &str, value: i64) {
 pub fn attr_str_array(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
     let item = field_len(1, value.len());
     let array = field_len(1, item);
-    let any = field_len(5, array);
-    let kv = field_len(1, key.len()) + field_len(2, any);
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(kv as u64, buf);
-    bytes(buf, 1, key.as_bytes());
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
+    key_value_head(buf, tag, key, field_len(5, array));
     encode_key(5, WireType::LengthDelimited, buf);
     encode_varint(array as u64, buf);
     encode_key(1, WireType::LengthDelimited, buf);
