@@ -94,8 +94,22 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         Box::pin(async move { proxy.handle(req, peer).await })
     };
     let proxy_stop = stop_rx.clone();
-    let serve =
-        move |listener| server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
+    let spans_on = shared.telemetry.get().is_some_and(|t| t.exports_spans());
+    let serve = move |listener| {
+        let serving = server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
+        async move {
+            // Spans are encoded on this thread; a tick hands over what a quiet spell leaves.
+            let flusher = spans_on.then(|| {
+                tokio::spawn(crate::telemetry::flush_this_thread_every(
+                    crate::telemetry::WORKER_FLUSH,
+                ))
+            });
+            serving.await;
+            if let Some(flusher) = flusher {
+                flusher.abort();
+            }
+        }
+    };
     let workers = crate::workers::start(
         proxy_listener,
         crate::workers::count(),

@@ -125,6 +125,11 @@ pub struct Runtime {
     pub upstream_scheme: http::uri::Scheme,
     /// Upstream authority for request URIs.
     pub upstream_authority: http::uri::Authority,
+    /// The upstream's host (IPv6 without brackets) and port (the scheme's default if
+    /// none), worked out once: client spans carry them on every request.
+    pub upstream_host: Arc<str>,
+    /// See `upstream_host`.
+    pub upstream_port: u16,
     /// Redaction rules for logs and exports.
     pub redactor: Arc<Redactor>,
 }
@@ -259,6 +264,8 @@ impl Shared {
             flows,
             routes,
             unmatched,
+            upstream_host: host_of(&upstream_authority),
+            upstream_port: port_of(&upstream_scheme, &upstream_authority),
             upstream_scheme,
             upstream_authority,
             redactor,
@@ -316,6 +323,58 @@ fn empty_runtime() -> Runtime {
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),
+        upstream_host: Arc::from("127.0.0.1"),
+        upstream_port: 80,
         redactor: Arc::new(Redactor::default()),
+    }
+}
+
+fn host_of(authority: &http::uri::Authority) -> Arc<str> {
+    Arc::from(
+        authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']'),
+    )
+}
+
+fn port_of(scheme: &http::uri::Scheme, authority: &http::uri::Authority) -> u16 {
+    authority
+        .port_u16()
+        .unwrap_or(if *scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_host_and_port_are_worked_out_once_without_brackets() {
+        for (url, host, port) in [
+            ("http://[::1]:9000", "::1", 9000),
+            ("http://app.internal", "app.internal", 80),
+            ("http://127.0.0.1:3000", "127.0.0.1", 3000),
+        ] {
+            let config = Config {
+                upstream: Some(crate::config::Upstream::parse(url).unwrap()),
+                ..Config::default()
+            };
+            let shared = Shared::new(
+                config,
+                Arc::new(crate::stats::ManualClock::new(0)),
+                crate::access_log::AccessLog::off(),
+            )
+            .unwrap();
+            let rt = shared.runtime.load_full();
+            assert_eq!(
+                (&*rt.upstream_host, rt.upstream_port),
+                (host, port),
+                "{url}"
+            );
+        }
     }
 }

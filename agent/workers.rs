@@ -69,6 +69,9 @@ where
                 runtime.block_on(serve(Connections::Handed(conn_rx)));
                 // Dropped on its own thread: ends whatever connection tasks outlived the grace.
                 drop(runtime);
+                // Their spans too were encoded here: hand them over before saying done,
+                // since the exporters' final flush starts once every worker is done.
+                crate::telemetry::flush_this_thread();
                 let _ = done_tx.send(());
             })?;
         queues.push(conn_tx);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Request, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,9 +25,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
+use super::SpanChunk;
 use super::env::{Batching, Protocol, Signal, Target, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
-use super::spans::SpanRecord;
 use super::wire;
 use crate::metrics::Registry;
 use crate::server::stopped;
@@ -97,7 +97,7 @@ impl Health {
     }
 
     /// Move drops into the registry; log them (and the last error) if `log` allows.
-    fn sync(&self, registry: &Registry, log: bool) -> bool {
+    pub(super) fn sync(&self, registry: &Registry, log: bool) -> bool {
         let n = self.unsynced.swap(0, Relaxed);
         if n > 0 {
             registry
@@ -129,8 +129,86 @@ pub struct Transport {
 }
 
 enum Clients {
-    Http(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
-    Grpc(Client<HttpConnector, Full<Bytes>>),
+    Http(Client<HttpsConnector<HttpConnector>, Payload>),
+    Grpc(Client<HttpConnector, Payload>),
+}
+
+/// An export message as the pieces it was built from (a head, then span chunks), sent one
+/// after another: joining them would copy every span once more.
+#[derive(Debug, Default)]
+pub struct Payload {
+    pieces: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Payload {
+    /// Append a piece.
+    pub fn push(&mut self, piece: impl Into<Bytes>) {
+        let piece = piece.into();
+        self.len += piece.len();
+        self.pieces.push_back(piece);
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn prepend(&mut self, piece: Bytes) {
+        self.len += piece.len();
+        self.pieces.push_front(piece);
+    }
+
+    fn gzip(self) -> Result<Payload, ExportError> {
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(self.len / 4 + 64),
+            flate2::Compression::fast(),
+        );
+        let zipped = self
+            .pieces
+            .iter()
+            .try_for_each(|p| enc.write_all(p))
+            .and_then(|()| enc.finish())
+            .map_err(|e| ExportError::Request(format!("gzip: {e}")))?;
+        Ok(Payload::from(zipped))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        let mut p = Payload::default();
+        p.push(v);
+        p
+    }
+}
+
+impl http_body::Body for Payload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(p) = &piece {
+            self.len -= p.len();
+        }
+        std::task::Poll::Ready(piece.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len as u64)
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -182,7 +260,7 @@ impl Transport {
     }
 
     /// Send one encoded export request; on success, the collector's response message bytes.
-    pub async fn export(&self, payload: Vec<u8>) -> Result<Bytes, ExportError> {
+    pub async fn export(&self, payload: Payload) -> Result<Bytes, ExportError> {
         let timeout = self.target.timeout;
         match tokio::time::timeout(timeout, self.exchange(payload)).await {
             Ok(result) => result,
@@ -190,9 +268,9 @@ impl Transport {
         }
     }
 
-    async fn exchange(&self, payload: Vec<u8>) -> Result<Bytes, ExportError> {
+    async fn exchange(&self, payload: Payload) -> Result<Bytes, ExportError> {
         let payload = if self.target.gzip {
-            gzip(&payload)?
+            payload.gzip()?
         } else {
             payload
         };
@@ -233,18 +311,18 @@ impl Transport {
         b
     }
 
-    fn http_request(&self, payload: Vec<u8>) -> Result<Request<Full<Bytes>>, ExportError> {
+    fn http_request(&self, payload: Payload) -> Result<Request<Payload>, ExportError> {
         let mut b = self
             .builder()
             .header(header::CONTENT_TYPE, "application/x-protobuf");
         if self.target.gzip {
             b = b.header(header::CONTENT_ENCODING, "gzip");
         }
-        b.body(Full::new(Bytes::from(payload)))
+        b.body(payload)
             .map_err(|e| ExportError::Request(e.to_string()))
     }
 
-    fn grpc_request(&self, payload: Vec<u8>) -> Result<Request<Full<Bytes>>, ExportError> {
+    fn grpc_request(&self, mut payload: Payload) -> Result<Request<Payload>, ExportError> {
         let ms = self.target.timeout.as_millis().clamp(1, 99_999_999);
         let mut b = self
             .builder()
@@ -255,14 +333,14 @@ impl Transport {
         if self.target.gzip {
             b = b.header("grpc-encoding", "gzip");
         }
-        let mut frame = BytesMut::with_capacity(payload.len() + 5);
-        frame.put_u8(u8::from(self.target.gzip));
-        frame.put_u32(
+        let mut prefix = BytesMut::with_capacity(5);
+        prefix.put_u8(u8::from(self.target.gzip));
+        prefix.put_u32(
             u32::try_from(payload.len())
                 .map_err(|_| ExportError::Request("message larger than 4 GiB".into()))?,
         );
-        frame.extend_from_slice(&payload);
-        b.body(Full::new(frame.freeze()))
+        payload.prepend(prefix.freeze());
+        b.body(payload)
             .map_err(|e| ExportError::Request(e.to_string()))
     }
 }
@@ -285,16 +363,6 @@ async fn read_body(
         .collect()
         .await
         .map_err(|e| ExportError::Network(format!("reading the answer: {e}")))
-}
-
-fn gzip(data: &[u8]) -> Result<Vec<u8>, ExportError> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(data)
-        .and_then(|()| enc.finish())
-        .map_err(|e| ExportError::Request(format!("gzip: {e}")))
 }
 
 /// `grpc-status` from the trailers, or from the headers of a trailers-only answer.
@@ -365,22 +433,23 @@ pub struct SpanExport {
 }
 
 /// How often the span queue is drained. Polling, rather than waiting on the queue, means a
-/// request's `try_send` never has to wake this task (a cross-thread unpark per request).
+/// worker's `try_send` never has to wake this task (a cross-thread unpark per chunk).
 const POLL: Duration = Duration::from_millis(50);
 
-/// Batch spans from the queue and export them until `stop`, then drain the queue and flush.
+/// Batch span chunks from the queue and export them until `stop`, then drain the queue and flush.
 ///
-/// A batch goes out when it is full or its oldest record has waited `delay`.
+/// A batch goes out when it holds `max_batch` requests (a chunk that would overfill it waits for
+/// the next one) or its oldest chunk has waited `delay`.
 pub async fn run_spans(
     job: SpanExport,
-    mut rx: mpsc::Receiver<SpanRecord>,
+    mut rx: mpsc::Receiver<SpanChunk>,
     mut stop: watch::Receiver<bool>,
 ) {
     let max = job.batching.max_batch;
     let mut tick = tokio::time::interval(POLL.min(job.batching.delay));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch: Vec<SpanRecord> = Vec::with_capacity(max);
-    let mut oldest: Option<Instant> = None;
+    let mut batch = Batch::default();
+    let mut carry: Option<SpanChunk> = None;
     loop {
         tokio::select! {
             biased;
@@ -388,40 +457,71 @@ pub async fn run_spans(
             _ = tick.tick() => {}
         }
         loop {
-            while batch.len() < max {
-                let Ok(record) = rx.try_recv() else { break };
-                oldest.get_or_insert_with(Instant::now);
-                batch.push(record);
+            while let Some(chunk) = carry.take().or_else(|| rx.try_recv().ok()) {
+                if let Some(full) = batch.add(chunk, max) {
+                    carry = Some(full);
+                    break;
+                }
             }
-            let due =
-                batch.len() >= max || oldest.is_some_and(|t| t.elapsed() >= job.batching.delay);
-            if !due || batch.is_empty() {
+            let due = carry.is_some()
+                || batch.requests >= max
+                || batch
+                    .oldest
+                    .is_some_and(|t| t.elapsed() >= job.batching.delay);
+            if !due || batch.chunks.is_empty() {
                 break;
             }
             export_spans(&job, std::mem::take(&mut batch)).await;
-            oldest = None;
         }
     }
     // Everything finished before shutdown is already queued: send it all.
     rx.close();
-    loop {
-        let room = max - batch.len();
-        if rx.recv_many(&mut batch, room).await == 0 && batch.is_empty() {
-            return;
+    while let Some(chunk) = match carry.take() {
+        Some(c) => Some(c),
+        None => rx.recv().await,
+    } {
+        if let Some(full) = batch.add(chunk, max) {
+            export_spans(&job, std::mem::take(&mut batch)).await;
+            carry = Some(full);
         }
-        export_spans(&job, std::mem::take(&mut batch)).await;
+    }
+    if !batch.chunks.is_empty() {
+        export_spans(&job, batch).await;
     }
 }
 
-async fn export_spans(job: &SpanExport, batch: Vec<SpanRecord>) {
-    let count: u64 = batch.iter().map(SpanRecord::span_count).sum();
-    let (mut spans, mut scratch) = (Vec::with_capacity(batch.len() * 1024), Vec::new());
-    for record in &batch {
-        record.encode(&mut spans, &mut scratch);
+/// Chunks waiting to go out in one request.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<SpanChunk>,
+    requests: usize,
+    oldest: Option<Instant>,
+}
+
+impl Batch {
+    /// Take `chunk` unless it would push a non-empty batch past `max` requests (then it is returned).
+    fn add(&mut self, chunk: SpanChunk, max: usize) -> Option<SpanChunk> {
+        if !self.chunks.is_empty() && self.requests + chunk.requests > max {
+            return Some(chunk);
+        }
+        self.oldest.get_or_insert_with(Instant::now);
+        self.requests += chunk.requests;
+        self.chunks.push(chunk);
+        None
     }
-    drop(batch);
-    let request = wire::trace_request(&job.resource, &scope().encode_to_vec(), &spans);
-    drop(spans);
+}
+
+async fn export_spans(job: &SpanExport, batch: Batch) {
+    let count: u64 = batch.chunks.iter().map(|c| c.spans).sum();
+    let spans: usize = batch.chunks.iter().map(|c| c.bytes.len()).sum();
+    let mut request = Payload::from(wire::trace_request_head(
+        &job.resource,
+        &scope().encode_to_vec(),
+        spans,
+    ));
+    for chunk in batch.chunks {
+        request.push(chunk.bytes);
+    }
     match job.transport.export(request).await {
         Ok(body) => {
             let rejected = ExportTraceServiceResponse::decode(body)
@@ -474,7 +574,7 @@ pub async fn run_metrics(
             _ = tick.tick() => false,
         };
         let (request, points) = builder.build(&registry, &job.resource, now_ns());
-        match job.transport.export(request.encode_to_vec()).await {
+        match job.transport.export(request.encode_to_vec().into()).await {
             Ok(body) => {
                 builder.committed();
                 let rejected = ExportMetricsServiceResponse::decode(body)
@@ -533,13 +633,46 @@ mod tests {
         plain.extend_from_slice(&(msg.len() as u32).to_be_bytes());
         plain.extend_from_slice(&msg);
         assert_eq!(unframe(&plain).unwrap().as_ref(), msg.as_slice());
-        let packed = gzip(&msg).unwrap();
+        let packed = collect_ready(Payload::from(msg.clone()).gzip().unwrap());
         let mut zipped = vec![1u8];
         zipped.extend_from_slice(&(packed.len() as u32).to_be_bytes());
         zipped.extend_from_slice(&packed);
         assert_eq!(unframe(&zipped).unwrap().as_ref(), msg.as_slice());
         assert!(unframe(&[0, 0, 0, 0, 9, 1]).is_err(), "truncated");
         assert!(unframe(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_payload_is_sent_piece_by_piece_with_its_exact_length() {
+        use http_body::Body;
+        let mut p = Payload::from(b"head".to_vec());
+        p.push(b"spans-1".to_vec());
+        p.push(Bytes::from_static(b"spans-2"));
+        assert_eq!(p.size_hint().exact(), Some(18));
+        let whole = collect_ready(p);
+        assert_eq!(whole, b"headspans-1spans-2");
+        // gzip covers every piece, in order.
+        let mut p = Payload::from(b"head".to_vec());
+        p.push(b"tail".to_vec());
+        let zipped = collect_ready(p.gzip().unwrap());
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, "headtail");
+    }
+
+    /// Drain a body that is always ready (no runtime needed).
+    fn collect_ready(mut body: Payload) -> Vec<u8> {
+        use http_body::Body;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let std::task::Poll::Ready(Some(Ok(frame))) =
+            std::pin::Pin::new(&mut body).poll_frame(&mut cx)
+        {
+            out.extend_from_slice(&frame.into_data().unwrap());
+        }
+        assert!(body.is_end_stream());
+        out
     }
 
     #[test]
@@ -554,6 +687,27 @@ mod tests {
         let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
         assert!(e.to_string().contains("14"), "{e}");
         assert!(grpc_status(&http::HeaderMap::new(), &http::HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn batches_never_pass_the_request_limit_and_keep_chunk_order() {
+        let chunk = |requests: usize, tag: u8| SpanChunk {
+            bytes: vec![tag],
+            requests,
+            spans: 2 * requests as u64,
+        };
+        let mut batch = Batch::default();
+        assert!(batch.add(chunk(3, 1), 5).is_none());
+        assert!(batch.add(chunk(2, 2), 5).is_none(), "exactly full is fine");
+        let back = batch.add(chunk(1, 3), 5).expect("would pass the limit");
+        assert_eq!(back.bytes, [3]);
+        assert_eq!(batch.requests, 5);
+        assert!(batch.oldest.is_some());
+        // A chunk bigger than the limit still goes, alone, rather than never.
+        let mut alone = Batch::default();
+        assert!(alone.add(chunk(9, 4), 5).is_none());
+        let order: Vec<u8> = batch.chunks.iter().flat_map(|c| c.bytes.clone()).collect();
+        assert_eq!(order, [1, 2]);
     }
 
     #[test]

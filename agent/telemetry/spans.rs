@@ -205,7 +205,7 @@ impl SpanRecord {
         wire::bytes(b, 1, &self.trace.trace_id);
         wire::bytes(b, 2, &self.trace.span_id);
         if let Some(state) = &self.tracestate {
-            wire::bytes(b, 3, String::from_utf8_lossy(state.as_bytes()).as_bytes());
+            wire::bytes(b, 3, text(state).as_bytes());
         }
         if let Some(p) = &parent {
             wire::bytes(b, 4, p);
@@ -241,18 +241,14 @@ impl SpanRecord {
         let version = protocol_version(self.captured.version);
         str_attr(b, "network.protocol.version", version);
         if let Some(ua) = &self.captured.user_agent {
-            str_attr(
-                b,
-                "user_agent.original",
-                &String::from_utf8_lossy(ua.as_bytes()),
-            );
+            str_attr(b, "user_agent.original", &text(ua));
         }
         let error_type = self.error_type();
         if let Some(e) = &error_type {
             str_attr(b, "error.type", e);
         }
         str_attr(b, "redline.flow", &self.flow);
-        let id = String::from_utf8_lossy(self.request_id.as_bytes());
+        let id = text(&self.request_id);
         wire::attr_str_array(
             b,
             wire::SPAN_ATTRIBUTES,
@@ -288,12 +284,8 @@ impl SpanRecord {
         };
         wire::attr_str_parts(b, wire::SPAN_ATTRIBUTES, "url.full", full);
         str_attr(b, "url.template", &self.route);
-        str_attr(b, "server.address", host_only(rt.upstream_authority.host()));
-        let port = rt
-            .upstream_authority
-            .port_u16()
-            .unwrap_or(default_port(scheme));
-        int_attr(b, "server.port", i64::from(port));
+        str_attr(b, "server.address", &rt.upstream_host);
+        int_attr(b, "server.port", i64::from(rt.upstream_port));
         str_attr(b, "network.protocol.version", "1.1");
         if let Some(status) = self.upstream_status {
             int_attr(b, "http.response.status_code", i64::from(status));
@@ -367,6 +359,15 @@ fn int_attr(b: &mut Vec<u8>, key: &str, value: i64) {
     wire::attr_int(b, wire::SPAN_ATTRIBUTES, key, value);
 }
 
+/// A header value as a protobuf string (which must be UTF-8): borrowed when it already
+/// is, as nearly all are; `from_utf8_lossy` alone walks the bytes far more slowly.
+fn text(v: &HeaderValue) -> Cow<'_, str> {
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+    }
+}
+
 /// The first comma-separated entry of a header, trimmed, if not empty.
 fn first_value(v: &Option<HeaderValue>) -> Option<&str> {
     v.as_ref()
@@ -386,11 +387,6 @@ fn split_host_port(text: &str) -> (&str, Option<u16>) {
         Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
         _ => (text, None),
     }
-}
-
-/// An IPv6 authority host comes bracketed; `server.address` wants the bare address.
-fn host_only(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -603,6 +599,14 @@ mod tests {
         assert_eq!(split_host_port("[::1]:9000"), ("::1", Some(9000)));
         assert_eq!(split_host_port("[::1]"), ("::1", None));
         assert_eq!(split_host_port("::1"), ("::1", None));
+    }
+
+    #[test]
+    fn header_text_is_borrowed_when_utf8_and_repaired_when_not() {
+        let ok = HeaderValue::from_static("curl/8.5");
+        assert!(matches!(text(&ok), Cow::Borrowed("curl/8.5")));
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(text(&latin1), "caf\u{FFFD}");
     }
 
     #[test]

@@ -134,17 +134,19 @@ pub fn status(buf: &mut Vec<u8>, code: i32, message: &str) {
 
 /// `ExportTraceServiceRequest { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans }] }] }`,
 /// from the encoded resource and scope and the already encoded `ScopeSpans.spans` entries, copying `spans` once.
-pub fn trace_request(resource: &[u8], scope: &[u8], spans: &[u8]) -> Vec<u8> {
-    let scope_spans = field_len(1, scope.len()) + spans.len();
+///
+/// Only the head, up to where the spans start: `spans` bytes of encoded
+/// `ScopeSpans.spans` entries are sent after it, as they are.
+pub fn trace_request_head(resource: &[u8], scope: &[u8], spans: usize) -> Vec<u8> {
+    let scope_spans = field_len(1, scope.len()) + spans;
     let resource_spans = field_len(1, resource.len()) + field_len(2, scope_spans);
-    let mut out = Vec::with_capacity(field_len(1, resource_spans));
+    let mut out = Vec::with_capacity(field_len(1, resource_spans) - spans);
     encode_key(1, WireType::LengthDelimited, &mut out);
     encode_varint(resource_spans as u64, &mut out);
     bytes(&mut out, 1, resource);
     encode_key(2, WireType::LengthDelimited, &mut out);
     encode_varint(scope_spans as u64, &mut out);
     bytes(&mut out, 1, scope);
-    out.extend_from_slice(spans);
     out
 }
 
@@ -250,7 +252,12 @@ mod tests {
         for _ in 0..3 {
             bytes(&mut spans, SCOPE_SPANS_SPANS, &span_bytes());
         }
-        let body = trace_request(&resource.encode_to_vec(), &scope.encode_to_vec(), &spans);
+        let mut body = trace_request_head(
+            &resource.encode_to_vec(),
+            &scope.encode_to_vec(),
+            spans.len(),
+        );
+        body.extend_from_slice(&spans);
         let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         let rs = &req.resource_spans[0];
         assert_eq!(rs.resource.as_ref(), Some(&resource));

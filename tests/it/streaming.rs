@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -104,4 +105,69 @@ async fn websocket_messages_pass_both_ways() {
         );
     }
     ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_upload_reaches_the_upstream_whole_and_the_connection_stays_usable() {
+    // The upstream connection is driven by the client connection's task: a body that
+    // arrives in bursts, with pauses, must still flow through as it comes.
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, ""));
+    let stream = tokio::net::TcpStream::connect(rl.proxy).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
+        for i in 0..40 {
+            if i % 10 == 5 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if tx.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let resp = sender
+        .send_request(Request::post("/upload").body(channel_body(rx)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let echoed: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(echoed["body_len"], 40 * 256 * 1024, "{echoed}");
+    assert_eq!(
+        echoed["headers"]["transfer-encoding"], "chunked",
+        "{echoed}"
+    );
+    let line = rl.access_line(&id).await;
+    assert_eq!(line["bytes_in"], 40 * 256 * 1024, "{line}");
+
+    // Same client connection, next request: answered normally.
+    sender.ready().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+    drop(tx);
+    let resp = sender
+        .send_request(Request::get("/after").body(channel_body(rx)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(echoed["uri"], "/after");
+}
+
+type Chunk = Result<Frame<Bytes>, std::convert::Infallible>;
+
+/// A request body that sends what arrives on `rx`, as it arrives (chunked on the wire).
+fn channel_body(
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+) -> impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> {
+    StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|f| (f, rx))
+    }))
 }
