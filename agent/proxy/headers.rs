@@ -15,6 +15,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // per request and showed in the profile. Bit i set: HOP_BY_HOP[i] is present.
     let mut present = 0u16;
     for name in headers.keys() {
+        // Most names have a length no hop-by-hop name has: skip them without comparing.
+        let len = name.as_str().len();
+        if len >= 32 || HOP_LENGTHS & (1 << len) == 0 {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present |= 1 << i;
         }
@@ -31,6 +36,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
 }
+
+/// Bit n set: some name in [`HOP_BY_HOP`] is n bytes long.
+const HOP_LENGTHS: u32 = {
+    let names = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let mut bits = 0u32;
+    let mut i = 0;
+    while i < names.len() {
+        bits |= 1 << names[i].len();
+        i += 1;
+    }
+    bits
+};
 
 /// The fixed hop-by-hop headers; `Connection` must stay first (bit 0 above).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -113,11 +140,14 @@ pub fn set_forwarded(
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if let (false, Some(host)) = (headers.contains_key(&X_FORWARDED_HOST), host) {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    // `entry`: one lookup for "is it there" and "put it there".
+    headers
+        .entry(X_FORWARDED_PROTO.clone())
+        .or_insert_with(|| HeaderValue::from_static("http"));
+    if let (http::header::Entry::Vacant(slot), Some(host)) =
+        (headers.entry(X_FORWARDED_HOST.clone()), host)
+    {
+        slot.insert(host.clone());
     }
 }
 
@@ -169,6 +199,13 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_prefilter_knows_every_hop_by_hop_name() {
+        for h in &HOP_BY_HOP {
+            assert_ne!(HOP_LENGTHS & (1 << h.as_str().len()), 0, "{h}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

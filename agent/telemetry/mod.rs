@@ -94,7 +94,12 @@ pub struct SpanChunk {
 
 /// Most requests per chunk: small enough that an idle worker holds little back,
 /// large enough that the queue sees one operation per this many requests.
-const CHUNK_REQUESTS: usize = 64;
+const CHUNK_REQUESTS: usize = 32;
+
+/// A chunk this large goes out whatever its count. glibc consolidates its free
+/// lists on every free of 64 KiB or more, which showed in profiles when chunks
+/// were that big.
+const CHUNK_BYTES: usize = 48 * 1024;
 
 /// How often a worker hands over a partial chunk (see [`flush_this_thread_every`]).
 pub const WORKER_FLUSH: Duration = Duration::from_millis(50);
@@ -233,7 +238,7 @@ impl Telemetry {
             if p.queue.is_none() {
                 p.queue = Some(queue.clone());
             }
-            if p.chunk.requests >= queue.chunk {
+            if p.chunk.requests >= queue.chunk || p.chunk.bytes.len() >= CHUNK_BYTES {
                 p.send(queue);
             }
         });
