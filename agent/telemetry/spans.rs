@@ -351,10 +351,12 @@ const SPAN_KIND_CLIENT: u64 = 3;
 /// `Status.code` ERROR.
 const STATUS_ERROR: i32 = 2;
 
+#[inline]
 fn str_attr(b: &mut Vec<u8>, key: &str, value: &str) {
     wire::attr_str(b, wire::SPAN_ATTRIBUTES, key, value);
 }
 
+#[inline]
 fn int_attr(b: &mut Vec<u8>, key: &str, value: i64) {
     wire::attr_int(b, wire::SPAN_ATTRIBUTES, key, value);
 }

@@ -30,16 +30,19 @@ fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
     encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
+#[inline]
 fn key_len(tag: u32) -> usize {
     encoded_len_varint(u64::from(tag << 3))
 }
 
 /// Encoded size of a length-delimited field with a body of `len` bytes.
+#[inline]
 fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
 /// A `bytes`, `string` or embedded-message field.
+#[inline]
 pub fn bytes(buf: &mut Vec<u8>, tag: u32, data: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(data.len() as u64, buf);
@@ -47,6 +50,7 @@ pub fn bytes(buf: &mut Vec<u8>, tag: u32, data: &[u8]) {
 }
 
 /// A `string` field made of several pieces, without joining them first.
+#[inline]
 pub fn string_parts(buf: &mut Vec<u8>, tag: u32, parts: &[&str]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     encode_key(tag, WireType::LengthDelimited, buf);
@@ -75,11 +79,13 @@ pub fn varint(buf: &mut Vec<u8>, tag: u32, v: u64) {
 }
 
 /// `KeyValue { key, value: AnyValue { string_value } }` as repeated field `tag`.
+#[inline]
 pub fn attr_str(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
     attr_str_parts(buf, tag, key, &[value]);
 }
 
 /// [`attr_str`] with a value made of several pieces, without joining them first.
+#[inline]
 pub fn attr_str_parts(buf: &mut Vec<u8>, tag: u32, key: &str, parts: &[&str]) {
     let value_len: usize = parts.iter().map(|p| p.len()).sum();
     key_value_head(buf, tag, key, field_len(1, value_len));
@@ -88,6 +94,7 @@ pub fn attr_str_parts(buf: &mut Vec<u8>, tag: u32, key: &str, parts: &[&str]) {
 
 /// The head of a `KeyValue` field `tag`: its length, the key, and the `AnyValue` value's
 /// tag and length (`any` bytes); the caller writes the `AnyValue` body.
+#[inline]
 fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &str, any: usize) {
     let kv = field_len(1, key.len()) + field_len(2, any);
     encode_key(tag, WireType::LengthDelimited, buf);
@@ -98,6 +105,7 @@ fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &str, any: usize) {
 }
 
 /// `KeyValue { key, value: AnyValue { int_value } }` as repeated field `tag`.
+#[inline]
 pub fn attr_int(buf: &mut Vec<u8>, tag: u32, key: &str, value: i64) {
     // Two's complement, as protobuf encodes a negative int64.
     let raw = value as u64;
