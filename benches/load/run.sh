@@ -11,7 +11,7 @@
 # Prints a Markdown report (medians over REPS, ratios to nginx) on stdout.
 #
 # Usage: bash benches/load/run.sh            (REPS=3 DURATION=10 CONNS=50 WORKERS=2 by default)
-# Needs: nginx and wrk (Debian: nginx-light, wrk; installed if missing and running as root);
+# Needs: nginx, wrk and curl (Debian: nginx-light, wrk, curl; installed if missing and root);
 #        rotel-agent for the full-telemetry row (pip install rotel), else that row is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,9 +23,9 @@ WORKERS=${WORKERS:-2}
 RATES=${RATES:-"1000 5000"}
 BASE=${BASE_PORT:-18100}
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
   [ "$(id -u)" -eq 0 ] || { echo "install nginx and wrk first" >&2; exit 2; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk curl >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -165,6 +165,17 @@ for t in redline "${!EXTRA_PORTS[@]}"; do
   echo -e "0\t$t\tconn1000\t$peak" >> "$RES"
 done
 
+# "Full telemetry" means every span exported: a row whose spans were dropped (queue full because
+# the collector fell behind) did less work, so the report says how many were.
+declare -A ADMIN
+ADMIN[redline]=$((RL + 100)); [ -n "$FULL" ] && ADMIN[redline_full]=$((RLF + 100))
+for label in "${!EXTRA_PORTS[@]}"; do ADMIN[$label]=$((EXTRA_PORTS[$label] + 100)); done
+for t in "${!ADMIN[@]}"; do
+  d=$(curl -s "http://127.0.0.1:${ADMIN[$t]}/metrics" \
+    | awk '/^redline_telemetry_dropped_total\{signal="traces"\}/{print $2}')
+  echo -e "0\t$t\tdropped\t${d:-0}" >> "$RES"
+done
+
 python3 - "$RES" "$TARGETS" "$REPS" "$DURATION" "$CONNS" "$WORKERS" <<'PY'
 import sys, statistics as st
 res, targets, reps, dur, conns, workers = sys.argv[1], sys.argv[2].split(), *sys.argv[3:]
@@ -187,5 +198,8 @@ for kind in rates:
 for r in rows:
     if r[2] == "conn1000":
         print(f"\n{r[1]}: RSS with 1,000 keep-alive connections open: {int(r[3]) / 1024:.1f} MiB")
+drops = ", ".join(f"{r[1]} {float(r[3]):.0f}" for r in rows if r[2] == "dropped")
+if drops:
+    print(f"\nSpans dropped over the whole run (redline_telemetry_dropped_total): {drops}.")
 print(f"\nMedians over {reps} interleaved repetitions; {workers} workers for nginx and Redline.")
 PY
