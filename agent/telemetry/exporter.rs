@@ -500,9 +500,14 @@ struct Batch {
 
 impl Batch {
     /// Take `chunk` unless it would push a non-empty batch past `max` requests (then it is returned).
-    fn add(&mut self, chunk: SpanChunk, max: usize) -> Option<SpanChunk> {
+    fn add(&mut self, mut chunk: SpanChunk, max: usize) -> Option<SpanChunk> {
         if !self.chunks.is_empty() && self.requests + chunk.requests > max {
             return Some(chunk);
+        }
+        // A chunk that was given room for more than it got (traffic dropped) would hold
+        // that room while it waits for the batch to fill.
+        if chunk.bytes.capacity() > 2 * chunk.bytes.len() + 4096 {
+            chunk.bytes.shrink_to_fit();
         }
         self.oldest.get_or_insert_with(Instant::now);
         self.requests += chunk.requests;
@@ -706,6 +711,11 @@ mod tests {
         // A chunk bigger than the limit still goes, alone, rather than never.
         let mut alone = Batch::default();
         assert!(alone.add(chunk(9, 4), 5).is_none());
+        // Room it did not use is given back before it waits in the batch.
+        let mut roomy = chunk(1, 5);
+        roomy.bytes.reserve(48 * 1024);
+        assert!(alone.add(roomy, 50).is_none());
+        assert!(alone.chunks[1].bytes.capacity() < 4096);
         let order: Vec<u8> = batch.chunks.iter().flat_map(|c| c.bytes.clone()).collect();
         assert_eq!(order, [1, 2]);
     }

@@ -110,16 +110,23 @@ struct Pending {
     chunk: SpanChunk,
     scratch: Vec<u8>,
     queue: Option<SpanQueue>,
-    // Bytes the largest full chunk took: the next one starts with that much room,
-    // rather than growing (and copying itself) a dozen times on the request path.
+    // Bytes the largest full chunk took: the next one after a full chunk starts with
+    // that much room, rather than growing (and copying itself) a dozen times on the
+    // request path. After a tick's partial chunk (little traffic) it starts empty, so
+    // the chunks waiting in the queue and batch do not each hold a full chunk's room.
     room: usize,
 }
 
 impl Pending {
-    fn send(&mut self, queue: &SpanQueue) {
-        self.room = self.room.max(self.chunk.bytes.len());
+    fn send(&mut self, queue: &SpanQueue, full: bool) {
+        let room = if full {
+            self.room = self.room.max(self.chunk.bytes.len());
+            self.room
+        } else {
+            0
+        };
         let next = SpanChunk {
-            bytes: Vec::with_capacity(self.room),
+            bytes: Vec::with_capacity(room),
             ..SpanChunk::default()
         };
         queue.send(std::mem::replace(&mut self.chunk, next));
@@ -135,7 +142,7 @@ thread_local! {
 pub fn flush_this_thread() {
     PENDING.with_borrow_mut(|p| {
         if let (Some(queue), true) = (p.queue.clone(), p.chunk.requests > 0) {
-            p.send(&queue);
+            p.send(&queue, false);
         }
     });
 }
@@ -239,7 +246,7 @@ impl Telemetry {
                 p.queue = Some(queue.clone());
             }
             if p.chunk.requests >= queue.chunk || p.chunk.bytes.len() >= CHUNK_BYTES {
-                p.send(queue);
+                p.send(queue, true);
             }
         });
     }
@@ -486,6 +493,10 @@ mod tests {
                 let rest = rx.try_recv().expect("flushed partial chunk");
                 assert_eq!((rest.requests, rest.spans), (1, 2));
                 assert_eq!(paths(&rest), ["/r4"]);
+                // After a full chunk the next starts with room for one; after a partial
+                // flush (little traffic) it starts empty.
+                assert!(second.bytes.capacity() >= first.bytes.len());
+                PENDING.with_borrow(|p| assert_eq!(p.chunk.bytes.capacity(), 0));
                 flush_this_thread();
                 assert!(rx.try_recv().is_err(), "nothing left to flush");
             });
