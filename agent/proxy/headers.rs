@@ -37,40 +37,41 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Bit n set: some name in [`HOP_BY_HOP`] is n bytes long.
+/// The fixed hop-by-hop headers; `connection` must stay first (bit 0 above).
+const HOP_NAMES: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+static HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static(HOP_NAMES[0]),
+    HeaderName::from_static(HOP_NAMES[1]),
+    HeaderName::from_static(HOP_NAMES[2]),
+    HeaderName::from_static(HOP_NAMES[3]),
+    HeaderName::from_static(HOP_NAMES[4]),
+    HeaderName::from_static(HOP_NAMES[5]),
+    HeaderName::from_static(HOP_NAMES[6]),
+    HeaderName::from_static(HOP_NAMES[7]),
+    HeaderName::from_static(HOP_NAMES[8]),
+];
+
+/// Bit n set: some hop-by-hop name is n bytes long.
 const HOP_LENGTHS: u32 = {
-    let names = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
     let mut bits = 0u32;
     let mut i = 0;
-    while i < names.len() {
-        bits |= 1 << names[i].len();
+    while i < HOP_NAMES.len() {
+        bits |= 1 << HOP_NAMES[i].len();
         i += 1;
     }
     bits
 };
-
-/// The fixed hop-by-hop headers; `Connection` must stay first (bit 0 above).
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// Remove the headers the `Connection` header names.
 fn remove_connection_named(headers: &mut HeaderMap) {

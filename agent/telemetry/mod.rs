@@ -118,7 +118,9 @@ struct Pending {
 }
 
 impl Pending {
-    fn send(&mut self, queue: &SpanQueue, full: bool) {
+    /// Hand the chunk to the queue this thread's spans go to (set by its first kept request).
+    fn send(&mut self, full: bool) {
+        let Some(queue) = &self.queue else { return };
         let room = if full {
             self.room = self.room.max(self.chunk.bytes.len());
             self.room
@@ -141,8 +143,8 @@ thread_local! {
 /// Workers call it on a tick and once more after their last request.
 pub fn flush_this_thread() {
     PENDING.with_borrow_mut(|p| {
-        if let (Some(queue), true) = (p.queue.clone(), p.chunk.requests > 0) {
-            p.send(&queue, false);
+        if p.chunk.requests > 0 {
+            p.send(false);
         }
     });
 }
@@ -246,7 +248,7 @@ impl Telemetry {
                 p.queue = Some(queue.clone());
             }
             if p.chunk.requests >= queue.chunk || p.chunk.bytes.len() >= CHUNK_BYTES {
-                p.send(queue, true);
+                p.send(true);
             }
         });
     }
