@@ -98,6 +98,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let serve = move |listener| {
         let serving = server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
         async move {
+            // Idle connections and slow upstream waits are this thread's watchdog's job.
+            let watchdog = tokio::spawn(crate::watchdog::install(limits.header_read_timeout));
             // Spans are encoded on this thread; a tick hands over what a quiet spell leaves.
             let flusher = spans_on.then(|| {
                 tokio::spawn(crate::telemetry::flush_this_thread_every(
@@ -108,6 +110,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
             if let Some(flusher) = flusher {
                 flusher.abort();
             }
+            watchdog.abort();
+            crate::watchdog::uninstall();
         }
     };
     let workers = crate::workers::start(

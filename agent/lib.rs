@@ -28,4 +28,5 @@ pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod trace;
+pub mod watchdog;
 pub mod workers;

@@ -3,6 +3,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -12,10 +14,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::watchdog::{Busy, ConnKey};
+
 /// Limits applied to every client connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
-    /// A client must send its complete header block within this time.
+    /// A client must send its complete header block within this time. On proxy workers
+    /// (see `watchdog`) this bounds any idle spell of a connection with no request in
+    /// progress, which is when a header is awaited.
     pub header_read_timeout: Duration,
     /// Largest accepted request header block; larger ones get 431.
     pub max_header_bytes: usize,
@@ -57,10 +63,11 @@ pub async fn serve<F, Fut, B>(
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = builder(limits);
+    // On a thread with a watchdog it keeps the header-read limit; elsewhere hyper does.
+    let builder = builder(limits, crate::watchdog::active());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -77,17 +84,27 @@ pub async fn serve<F, Fut, B>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let key = crate::watchdog::conn_opened();
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| handler(req, peer));
+        let service = hyper::service::service_fn(move |req| {
+            let busy = key.map(|k| k.busy(req.version() == http::Version::HTTP_2));
+            let response = handler(req, peer);
+            async move { Ok::<_, Infallible>(response.await?.map(|body| Tracked { body, _busy: busy })) }
+        });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let registration = key.map(ConnKey::registration);
+        let task = tokio::spawn(async move {
+            let _registration = registration;
             if let Err(error) = conn.await {
                 tracing::debug!(%error, %peer, "Connection ended with an error.");
             }
         });
+        if let Some(key) = key {
+            key.set_abort(task.abort_handle());
+        }
     }
     // Closing the listener first makes new connections fail fast instead of queueing.
     drop(incoming);
@@ -104,17 +121,49 @@ pub async fn stopped(rx: &mut ShutdownRx) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+fn builder(limits: ConnLimits, watchdog: bool) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    let mut http1 = builder.http1();
+    http1
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    if watchdog {
+        http1.header_read_timeout(None);
+    } else {
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// A response body that keeps its connection marked busy (see `watchdog`) until dropped:
+/// hyper drops it once the last byte is written or the client is gone.
+pub struct Tracked<B> {
+    body: B,
+    _busy: Option<Busy>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }

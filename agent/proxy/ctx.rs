@@ -97,6 +97,11 @@ impl RequestCtx {
             .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i])
     }
 
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The runtime snapshot this request started under.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime

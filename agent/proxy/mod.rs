@@ -65,8 +65,9 @@ impl Proxy {
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
-        match tokio::time::timeout(timeout, upstream::send(&authority, upstream_req)).await {
-            Err(_) => {
+        let sending = upstream::send(&authority, upstream_req);
+        match crate::watchdog::limit(ctx.started(), timeout, sending).await {
+            None => {
                 let msg = format!(
                     "upstream sent no response headers within {}",
                     humantime::format_duration(timeout)
@@ -78,7 +79,7 @@ impl Proxy {
                     &msg,
                 ))
             }
-            Ok(Err(e @ upstream::UpstreamError::Connect(_))) => {
+            Some(Err(e @ upstream::UpstreamError::Connect(_))) => {
                 tracing::debug!(error = %e, "Upstream unavailable.");
                 let msg = "upstream refused the connection or is unreachable";
                 Ok(local_error(
@@ -88,7 +89,7 @@ impl Proxy {
                     msg,
                 ))
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "Upstream error.");
                 let msg = "upstream closed the connection or sent a broken response";
                 Ok(local_error(
@@ -98,7 +99,7 @@ impl Proxy {
                     msg,
                 ))
             }
-            Ok(Ok((resp, lease))) => Ok(self.respond(resp, lease, ctx, client_upgrade)),
+            Some(Ok((resp, lease))) => Ok(self.respond(resp, lease, ctx, client_upgrade)),
         }
     }
 

@@ -268,6 +268,70 @@ async fn limits_431_400_and_slow_headers_cut_off() {
     );
 }
 
+/// The header-read limit (kept by the workers' watchdog) bounds idle spells between
+/// requests, never a slow response, and leaves HTTP/2 connections alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http1_connections_close_after_the_header_limit_slow_responses_do_not() {
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, "limits: { header_read_timeout: 1s }\n"));
+    let mut s = TcpStream::connect(rl.proxy).await.unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(b"GET /echo/slow?sleep_ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    // Until the end of the JSON body: the response is not cut while it takes 1.5 s.
+    while !got.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    let idle_from = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    let idled = idle_from.elapsed();
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        idled >= Duration::from_millis(900) && idled < Duration::from_secs(3),
+        "{idled:?}"
+    );
+
+    // An h2c connection idle for longer than the limit still takes requests.
+    let stream = TcpStream::connect(rl.proxy).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for round in 0..2 {
+        let req = Request::get(rl.url("/echo/h2"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let resp = h2.send_request(req).await.expect("connection still open");
+        assert_eq!(resp.status(), 200, "round {round}");
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_abort_is_client_closed() {
     let up = app().await;
