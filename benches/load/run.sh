@@ -6,7 +6,7 @@
 # number of worker threads, then measures each target on loopback, interleaved, REPS times:
 #   (a) throughput: wrk, CONNS connections, DURATION seconds
 #   (b) latency p50/p99/p99.9 at fixed rates of 1,000 and 5,000 requests/s (open loop, loadgen)
-#   (c) peak RSS, and CPU seconds per 100,000 requests during (a)
+#   (c) peak RSS, and CPU seconds (total and user) per 100,000 requests during (a)
 # plus Redline's RSS with 1,000 open keep-alive client connections.
 # Prints a Markdown report (medians over REPS, ratios to nginx) on stdout.
 #
@@ -129,8 +129,10 @@ done
 
 # All PIDs of a target: nginx master plus its workers.
 pids_of() { local p=${PIDOF[$1]}; echo "$p $(pgrep -P "$p" || true)"; }
-cpu_ticks() { local t=0; for p in $(pids_of "$1"); do
-  [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+# User and system CPU ticks of a target, summed over its processes.
+cpu_ticks() { local u=0 s=0; for p in $(pids_of "$1"); do
+  [ -r /proc/$p/stat ] && read -r pu ps < <(awk '{print $14, $15}' /proc/$p/stat) \
+    && u=$((u + pu)) && s=$((s + ps)); done; echo "$u $s"; }
 rss_kib() { local r=0; for p in $(pids_of "$1"); do
   v=$(awk '/^VmHWM:/{print $2}' /proc/$p/status 2>/dev/null || echo 0); r=$((r + ${v:-0})); done; echo $r; }
 HZ=$(getconf CLK_TCK)
@@ -145,7 +147,10 @@ for rep in $(seq 1 "$REPS"); do
     after=$(cpu_ticks "$t")
     rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     total=$(awk '/requests in/{print $1}' <<<"$out")
-    cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="$total" 'BEGIN{printf "%.3f", (a-b)/hz/n*100000}')
+    # CPU seconds per 100k requests: total, then its user part (the rest is the kernel's).
+    cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="$total" 'BEGIN{split(a, x, " ");
+      split(b, y, " "); u=(x[1]-y[1])/hz/n*100000; s=(x[2]-y[2])/hz/n*100000;
+      printf "%.3f\t%.3f", u+s, u}')
     echo -e "$rep\t$t\tthroughput\t$rps\t$cpu\t$(rss_kib "$t")" >> "$RES"
     for rate in $RATES; do
       j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION")
@@ -183,11 +188,11 @@ rows = [l.rstrip("\n").split("\t") for l in open(res)]
 def med(t, kind, col):
     v = [float(r[col]) for r in rows if r[1] == t and r[2] == kind]
     return st.median(v) if v else float("nan")
-print(f"| target | req/s ({conns} conns, {dur}s) | vs nginx | CPU s / 100k req | peak RSS MiB |")
-print("|---|---|---|---|---|")
+print(f"| target | req/s ({conns} conns, {dur}s) | vs nginx | CPU s / 100k req | of which user | peak RSS MiB |")
+print("|---|---|---|---|---|---|")
 for t in targets:
     rps = med(t, "throughput", 3)
-    print(f"| {t} | {rps:,.0f} | {rps / med('nginx', 'throughput', 3):.2f}x | {med(t, 'throughput', 4):.2f} | {med(t, 'throughput', 5) / 1024:.1f} |")
+    print(f"| {t} | {rps:,.0f} | {rps / med('nginx', 'throughput', 3):.2f}x | {med(t, 'throughput', 4):.2f} | {med(t, 'throughput', 5):.2f} | {med(t, 'throughput', 6) / 1024:.1f} |")
 rates = sorted({r[2] for r in rows if r[2].startswith("rate")}, key=lambda k: int(k[4:]))
 print()
 print("| target | rate | p50 ms | p99 ms | p99.9 ms | errors |")
