@@ -11,7 +11,8 @@
 //! Anything else stays literal, so words and short mixed tokens such as `orders`, `v2`,
 //! `api`, `user-profile`, `2fa` or `a1b2` are kept, as are empty segments. A segment
 //! containing `{` or `}` becomes `{other}`, so a request can never forge a placeholder.
-//! The query and fragment are dropped, and an empty path is `/`.
+//! The query, the fragment and path parameters (`;name=value` after a segment, as in
+//! `/cart;jsessionid=…/items`) are dropped, and an empty path is `/`.
 //!
 //! Example paths keep literal and numeric segments, but opaque ids and `;` path
 //! parameters become `REDACTED`: reset links, signed URLs and `;jsessionid=` carry
@@ -49,6 +50,9 @@ pub fn template_path(path: &str, out: &mut String) {
     let path = strip_query(path);
     let body = path.strip_prefix('/').unwrap_or(path);
     for segment in body.split('/') {
+        // Path parameters go, like the query: `;jsessionid=…` is a credential, and every
+        // session would otherwise be a route of its own.
+        let segment = segment.split_once(';').map_or(segment, |(head, _)| head);
         out.push('/');
         out.push_str(classify(segment));
     }
@@ -502,6 +506,24 @@ mod tests {
         assert_eq!(e.count(), 3);
         assert!(e.examples().iter().all(|x| x.len() <= MAX_EXAMPLE_LEN));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn path_parameters_never_reach_the_template() {
+        let t = RouteTemplates::new(10, true);
+        let cases = [
+            ("/cart;jsessionid=S3CRET/items/42", "/cart/items/{id}"),
+            ("/cart;jsessionid=A1B2C3D4E5F6A7B8C9D0/items", "/cart/items"),
+            ("/x;jsessionid=0123456789abcdef0123456789abcdef", "/x"),
+            ("/a;b;c/d", "/a/d"),
+            ("/;p/orders/9f8e7d6c5b4a3f2e1d0c;v=2", "//orders/{id}"),
+        ];
+        for (path, route) in cases {
+            assert_eq!(&*t.observe(path).route, route, "{path}");
+        }
+        let mut out = String::new();
+        template_path("/cart;jsessionid=S3CRET/items?x=1", &mut out);
+        assert_eq!(out, "/cart/items");
     }
 
     #[test]
