@@ -208,15 +208,16 @@ pub fn conn_opened() -> Option<ConnKey> {
     with_watch(|w| {
         w.generation += 1;
         let generation = w.generation;
+        let now = Instant::now();
         let index = w.conns.insert(Conn {
             generation,
             busy: 0,
             multiplexed: false,
-            idle_since: Instant::now(),
+            idle_since: now,
             abort: None,
         });
         let tick = w.tick;
-        w.poke_before(Instant::now() + tick);
+        w.poke_before(now + tick);
         ConnKey { index, generation }
     })
 }

@@ -230,6 +230,8 @@ const SECRETS: [&str; 9] = [
 /// A reset token in a path: the access log keeps raw paths (as nginx does), but the
 /// admin API's route examples must not hand it out.
 const PATH_SECRET: &str = "a9f3c2e1b0d4f6e8a7c5b3d1";
+/// A session id as a path parameter: same rule, and it must not become a route label.
+const SESSION_SECRET: &str = "psecret-jsession-10";
 
 /// Every GET endpoint of the admin API; add new ones here.
 const GET_ENDPOINTS: [&str; 10] = [
@@ -259,6 +261,7 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
         "/users/42?password=qsecret-password-3",
         "/search?q=shoes;signature=qsecret-semicolon-4",
         "/reset/a9f3c2e1b0d4f6e8a7c5b3d1",
+        "/cart;jsessionid=psecret-jsession-10/items",
         "/status/503?secret=qsecret-token-1",
     ];
     let mut last_id = String::new();
@@ -310,12 +313,16 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
             assert!(!text.contains(secret), "{secret} leaked in {what}: {text}");
         }
         if what.starts_with("GET ") {
-            assert!(
-                !text.contains(PATH_SECRET),
-                "path token leaked in {what}: {text}"
-            );
+            for secret in [PATH_SECRET, SESSION_SECRET] {
+                assert!(
+                    !text.contains(secret),
+                    "path token leaked in {what}: {text}"
+                );
+            }
         }
     }
     let routes: Value = rl.json("/api/routes").await;
     assert!(routes.to_string().contains("/reset/REDACTED"), "{routes}");
+    let metrics = get(&rl.admin_url("/metrics")).await.2;
+    assert!(metrics.contains(r#"http_route="/cart/items""#), "{metrics}");
 }
