@@ -51,14 +51,14 @@ struct Inbox {
 
 /// An in-process OTLP collector.
 #[derive(Clone)]
-struct Collector {
+pub(crate) struct Collector {
     addr: SocketAddr,
     inbox: Arc<Mutex<Inbox>>,
 }
 
 impl Collector {
     /// OTLP/HTTP protobuf receiver (hyper + prost), gzip-aware.
-    async fn http() -> Collector {
+    pub(crate) async fn http() -> Collector {
         Self::http_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
     }
 
@@ -84,11 +84,20 @@ impl Collector {
         Collector { addr, inbox }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn spans(&self) -> Vec<Span> {
+    /// Everything received so far (spans, metrics, export headers) as text, to search.
+    pub(crate) fn dump(&self) -> String {
+        let inbox = self.inbox.lock().unwrap();
+        format!(
+            "{:?}\n{:?}\n{:?}",
+            inbox.traces, inbox.metrics, inbox.headers
+        )
+    }
+
+    pub(crate) fn spans(&self) -> Vec<Span> {
         let inbox = self.inbox.lock().unwrap();
         inbox
             .traces

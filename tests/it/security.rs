@@ -7,6 +7,7 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
 
+use crate::otlp::Collector;
 use crate::reload::{Proc, audit_lines, post};
 use crate::support::*;
 
@@ -255,7 +256,15 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
         "flows:\n  - name: orders\n    match: GET /api/orders/{id}\n\
          alerting:\n  receivers:\n    - { name: ops, type: webhook, url: \"http://127.0.0.1:9/hook?token=hooksecret-8\" }\n",
     );
-    let rl = Redline::start(&yaml);
+    // Exported spans and metrics are searched too, from an in-process OTLP collector.
+    let collector = Collector::http().await;
+    let endpoint = collector.url();
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+    ];
+    let rl = Redline::start_with(&yaml, &[], &otel);
     let requests = [
         "/api/orders/1?token=qsecret-token-1&api_key=qsecret-apikey-2&page=2",
         "/users/42?password=qsecret-password-3",
@@ -304,8 +313,21 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
         captures.push((format!("GET {path}"), get(&rl.admin_url(path)).await.2));
     }
     captures.push(("POST /api/reload".into(), reload_body));
-    // Spans (OTLP receiver) and webhook bodies join here as those features land, e.g.:
-    // captures.push(("otlp spans".into(), otlp.dump()));
+    // Two spans per request (SERVER and CLIENT) and at least one metrics export.
+    eventually(
+        Duration::from_secs(15),
+        "every request's spans exported",
+        || async {
+            let enough = collector.spans().len() >= 2 * requests.len();
+            (enough && collector.dump().contains("http.server.request.duration")).then_some(())
+        },
+    )
+    .await;
+    let exported = collector.dump();
+    // The secret-bearing query was exported, redacted (so the search below means something).
+    assert!(exported.contains("token=REDACTED"), "{exported}");
+    captures.push(("OTLP export".into(), exported));
+    // Webhook bodies are not captured here: no alert fires in this test.
     captures.push(("stdout".into(), rl.stdout.lock().unwrap().join("\n")));
     captures.push(("stderr".into(), rl.stderr.lock().unwrap().join("\n")));
     for (what, text) in &captures {
