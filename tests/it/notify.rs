@@ -807,13 +807,14 @@ alerting:
     - {{ name: ops, type: webhook, url: '{}', secret_file: '{}' }}
     - {{ name: demo, type: console }}
 ",
-            hook.url("/hook"),
+            hook.url("/hook?token=hooksecret-url-1"),
             secret.display()
         ),
     );
     let redline = support::Redline::start(&yaml);
 
-    let failing = traffic(redline.url("/status/500"));
+    // Secret-bearing requests: none of it may reach a notification.
+    let failing = traffic(redline.url("/status/500?api_key=qsecret-hook-2"));
     let firing = hook.wait_for(1, "firing webhook from the engine").await;
     failing.store(false, std::sync::atomic::Ordering::Relaxed);
     let healthy = traffic(redline.url("/status/200"));
@@ -826,6 +827,12 @@ alerting:
     .await;
     healthy.store(false, std::sync::atomic::Ordering::Relaxed);
 
+    for hit in &hits {
+        let body = String::from_utf8_lossy(&hit.body);
+        for secret in ["hooksecret-url-1", "qsecret-hook-2", SECRET] {
+            assert!(!body.contains(secret), "{secret} in a webhook body: {body}");
+        }
+    }
     let first = firing[0].json();
     verify_signature(&firing[0], SECRET);
     assert_eq!(first["version"], "4");

@@ -327,7 +327,8 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
     // The secret-bearing query was exported, redacted (so the search below means something).
     assert!(exported.contains("token=REDACTED"), "{exported}");
     captures.push(("OTLP export".into(), exported));
-    // Webhook bodies are not captured here: no alert fires in this test.
+    // Webhook bodies: no alert fires here; notify::failing_upstream_pages_the_webhook_then_resolves
+    // searches its firing and resolved bodies for the receiver URL's and the requests' secrets.
     captures.push(("stdout".into(), rl.stdout.lock().unwrap().join("\n")));
     captures.push(("stderr".into(), rl.stderr.lock().unwrap().join("\n")));
     for (what, text) in &captures {
