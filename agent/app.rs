@@ -87,6 +87,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let proxy = Proxy::new(shared.clone());
+    let fast = proxy.clone();
     let handler = move |req, peer| {
         let proxy = proxy.clone();
         // Boxed per request: hyper keeps room for the handler's future in every connection
@@ -96,7 +97,14 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let proxy_stop = stop_rx.clone();
     let spans_on = shared.telemetry.get().is_some_and(|t| t.exports_spans());
     let serve = move |listener| {
-        let serving = server::serve(listener, limits, handler.clone(), proxy_stop.clone(), grace);
+        let serving = server::serve(
+            listener,
+            limits,
+            handler.clone(),
+            proxy_stop.clone(),
+            grace,
+            Some(fast.clone()),
+        );
         async move {
             // Idle connections and slow upstream waits are this thread's watchdog's job.
             let watchdog = tokio::spawn(crate::watchdog::install(limits.header_read_timeout));
@@ -157,6 +165,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         },
         admin_stop_rx,
         Duration::from_secs(1),
+        None,
     ));
 
     workers.join().await;

@@ -242,6 +242,7 @@ async fn start_app(started: Instant, stop: watch::Receiver<bool>) -> Result<Sock
         handler,
         stop,
         Duration::from_secs(1),
+        None,
     ));
     Ok(addr)
 }

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::proxy::Proxy;
+use crate::proxy::fast::{self, Drain, Prefixed, Served};
 use crate::watchdog::{Busy, ConnKey};
 
 /// Limits applied to every client connection.
@@ -54,12 +57,17 @@ impl Connections {
 
 /// Accept connections from `incoming` until `shutdown` fires, then stop accepting and
 /// wait up to `grace` for open connections to finish their in-flight requests.
+///
+/// With `fast` (proxy workers only, where the watchdog keeps the header-read limit),
+/// connections start on the proxy's HTTP/1.1 fast path (`proxy::fast`) and go to hyper
+/// only for what it does not take.
 pub async fn serve<F, Fut, B>(
     mut incoming: Connections,
     limits: ConnLimits,
     handler: F,
     mut shutdown: ShutdownRx,
     grace: Duration,
+    fast: Option<Arc<Proxy>>,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -67,8 +75,10 @@ pub async fn serve<F, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // On a thread with a watchdog it keeps the header-read limit; elsewhere hyper does.
-    let builder = builder(limits, crate::watchdog::active());
+    let builder = Arc::new(builder(limits, crate::watchdog::active()));
+    let fast = fast.filter(|_| crate::watchdog::active());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let drain = Arc::new(Drain::default());
     loop {
         let accepted = tokio::select! {
             accepted = incoming.accept() => accepted,
@@ -91,14 +101,26 @@ pub async fn serve<F, Fut, B>(
             let response = handler(req, peer);
             async move { Ok::<_, Infallible>(response.await?.map(|body| Tracked { body, _busy: busy })) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
         let registration = key.map(ConnKey::registration);
+        // Taken now: the graceful shutdown waits for this connection from here on.
+        let watcher = graceful.watcher();
+        let (builder, fast, drain) = (builder.clone(), fast.clone(), drain.clone());
         let task = tokio::spawn(async move {
             let _registration = registration;
-            if let Err(error) = conn.await {
+            let io = match fast {
+                Some(proxy) => {
+                    let max_head = limits.max_header_bytes;
+                    match fast::serve(&proxy, stream, peer, key, max_head, &drain).await {
+                        Served::Closed => return,
+                        Served::Fallback(io) => io,
+                    }
+                }
+                None => Prefixed::plain(stream),
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(conn).await {
                 tracing::debug!(%error, %peer, "Connection ended with an error.");
             }
         });
@@ -108,6 +130,7 @@ pub async fn serve<F, Fut, B>(
     }
     // Closing the listener first makes new connections fail fast instead of queueing.
     drop(incoming);
+    drain.start();
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

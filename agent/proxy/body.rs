@@ -47,6 +47,14 @@ impl ProxyBody {
         }
     }
 
+    /// Take the bytes of a body Redline made itself (the fast path writes them directly).
+    pub(super) fn take_local(&mut self) -> Option<Bytes> {
+        match &mut self.inner {
+            Inner::Local(bytes) => bytes.take(),
+            Inner::Upstream(_) => None,
+        }
+    }
+
     fn finish(&mut self, error: Option<ErrorType>) {
         let lease = self.lease.take();
         if let Some(mut ctx) = self.ctx.take() {
@@ -138,6 +146,12 @@ impl BodyProgress {
     /// The body's end was reached.
     pub fn done(&self) -> bool {
         self.done.load(Relaxed)
+    }
+
+    /// A body of `n` bytes went upstream whole (the fast path sends small bodies at once).
+    pub fn sent_whole(&self, n: u64) {
+        self.bytes.store(n, Relaxed);
+        self.done.store(true, Relaxed);
     }
 }
 

@@ -8,8 +8,11 @@
 
 pub mod body;
 pub mod ctx;
+mod direct;
+pub mod fast;
 pub mod headers;
 pub mod upstream;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,39 +70,8 @@ impl Proxy {
         ctx.span.upstream_sent();
         let sending = upstream::send(&authority, upstream_req);
         match crate::watchdog::limit(ctx.started(), timeout, sending).await {
-            None => {
-                let msg = format!(
-                    "upstream sent no response headers within {}",
-                    humantime::format_duration(timeout)
-                );
-                Ok(local_error(
-                    ctx,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    Some(ErrorType::Timeout),
-                    &msg,
-                ))
-            }
-            Some(Err(e @ upstream::UpstreamError::Connect(_))) => {
-                tracing::debug!(error = %e, "Upstream unavailable.");
-                let msg = "upstream refused the connection or is unreachable";
-                Ok(local_error(
-                    ctx,
-                    StatusCode::BAD_GATEWAY,
-                    Some(ErrorType::UpstreamUnavailable),
-                    msg,
-                ))
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "Upstream error.");
-                let msg = "upstream closed the connection or sent a broken response";
-                Ok(local_error(
-                    ctx,
-                    StatusCode::BAD_GATEWAY,
-                    Some(ErrorType::UpstreamError),
-                    msg,
-                ))
-            }
             Some(Ok((resp, lease))) => Ok(self.respond(resp, lease, ctx, client_upgrade)),
+            failed => Ok(upstream_failed(ctx, timeout, failed.and_then(Result::err))),
         }
     }
 
@@ -112,6 +84,21 @@ impl Proxy {
         upgrade: Option<HeaderValue>,
     ) -> Request<CountingBody> {
         let (mut parts, body) = req.into_parts();
+        self.rewrite(&mut parts, ctx, client, upgrade);
+        // A body-less request (most GETs) needs no shared counter: saves an allocation.
+        let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
+        Request::from_parts(parts, CountingBody::new(body, progress))
+    }
+
+    /// The request head rewrite both paths share: origin-form target, the client's host,
+    /// no hop-by-hop headers, X-Forwarded-*, request id and trace context, HTTP/1.1.
+    fn rewrite(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &mut RequestCtx,
+        client: SocketAddr,
+        upgrade: Option<HeaderValue>,
+    ) {
         let runtime = ctx.runtime();
         // h2 and absolute-form requests carry the host in the URI, not the Host header.
         let host = match parts.uri.authority() {
@@ -149,9 +136,6 @@ impl Proxy {
         }
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        // A body-less request (most GETs) needs no shared counter: saves an allocation.
-        let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
-        Request::from_parts(parts, CountingBody::new(body, progress))
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.
@@ -196,6 +180,49 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     let mut upstream = TokioIo::new(upstream);
     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(%error, "Upgraded connection ended with an error.");
+    }
+}
+
+/// The answer when the upstream gave no response: 504 after `timeout` (`error` is `None`),
+/// else 502.
+fn upstream_failed(
+    ctx: RequestCtx,
+    timeout: std::time::Duration,
+    error: Option<upstream::UpstreamError>,
+) -> Response<ProxyBody> {
+    match error {
+        None => {
+            let msg = format!(
+                "upstream sent no response headers within {}",
+                humantime::format_duration(timeout)
+            );
+            local_error(
+                ctx,
+                StatusCode::GATEWAY_TIMEOUT,
+                Some(ErrorType::Timeout),
+                &msg,
+            )
+        }
+        Some(e @ upstream::UpstreamError::Connect(_)) => {
+            tracing::debug!(error = %e, "Upstream unavailable.");
+            let msg = "upstream refused the connection or is unreachable";
+            local_error(
+                ctx,
+                StatusCode::BAD_GATEWAY,
+                Some(ErrorType::UpstreamUnavailable),
+                msg,
+            )
+        }
+        Some(e) => {
+            tracing::debug!(error = %e, "Upstream error.");
+            let msg = "upstream closed the connection or sent a broken response";
+            local_error(
+                ctx,
+                StatusCode::BAD_GATEWAY,
+                Some(ErrorType::UpstreamError),
+                msg,
+            )
+        }
     }
 }
 

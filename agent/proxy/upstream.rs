@@ -22,9 +22,9 @@ use super::body::CountingBody;
 /// Give up connecting after this long (the flow timeout still bounds the whole exchange).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Drop idle connections older than this; upstream servers close theirs sooner or later anyway.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per worker thread; more are closed on release.
-const MAX_IDLE_PER_THREAD: usize = 512;
+pub(super) const MAX_IDLE_PER_THREAD: usize = 512;
 /// How long a released connection may take to report ready before it is skipped.
 const READY_WAIT: Duration = Duration::from_millis(100);
 
@@ -49,6 +49,12 @@ pub enum UpstreamError {
     /// The connection broke or the response was malformed.
     #[error("upstream exchange failed: {0}")]
     Exchange(#[source] hyper::Error),
+    /// The fast path's connection broke before a whole response head arrived.
+    #[error("upstream exchange failed: {0}")]
+    Io(#[source] io::Error),
+    /// The fast path got a response head it cannot pass on.
+    #[error("upstream sent a malformed response: {0}")]
+    Malformed(&'static str),
 }
 
 /// A connection on loan for one exchange; [`Lease::release`] returns it for reuse.
@@ -139,6 +145,21 @@ fn pop_for(idle: &mut Vec<Idle>, authority: &Authority) -> Option<Sender> {
 
 /// Open a new connection and start its task (with upgrades, for WebSocket tunnels).
 async fn connect(authority: &Authority) -> Result<Sender, UpstreamError> {
+    let stream = open(authority).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Exchange)?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.with_upgrades().await {
+            tracing::debug!(%error, "Upstream connection ended with an error.");
+        }
+    });
+    Ok(sender)
+}
+
+/// Open a TCP connection to `authority` (port 80 unless given), Nagle off.
+pub(super) async fn open(authority: &Authority) -> Result<TcpStream, UpstreamError> {
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -154,14 +175,5 @@ async fn connect(authority: &Authority) -> Result<Sender, UpstreamError> {
         }
     };
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(UpstreamError::Exchange)?;
-    tokio::spawn(async move {
-        if let Err(error) = conn.with_upgrades().await {
-            tracing::debug!(%error, "Upstream connection ended with an error.");
-        }
-    });
-    Ok(sender)
+    Ok(stream)
 }
