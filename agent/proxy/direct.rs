@@ -12,14 +12,13 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::task::{Context, Waker};
-use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::upstream::{IDLE_TIMEOUT, MAX_IDLE_PER_THREAD, UpstreamError, open};
+use super::upstream::{Idle, UpstreamError, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
 
 /// Read buffer of an upstream connection; a response head must fit in [`MAX_HEAD`].
@@ -28,14 +27,8 @@ const READ_BUF: usize = 16 * 1024;
 /// large are a broken upstream, not a real app).
 const MAX_HEAD: usize = 64 * 1024;
 
-struct Idle {
-    authority: Authority,
-    conn: Conn,
-    since: Instant,
-}
-
 thread_local! {
-    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+    static IDLE: RefCell<Vec<Idle<Conn>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// An upstream connection with the bytes read from it and not yet passed on.
@@ -80,40 +73,21 @@ impl Conn {
     /// ended exactly at the end of `buf` and the upstream keeps the connection alive.
     pub fn release(mut self, authority: &Authority) {
         self.buf.clear();
-        let now = Instant::now();
-        IDLE.with_borrow_mut(|idle| {
-            // The oldest entries sit at the bottom of the stack: trim them here, cheaply.
-            let stale = idle
-                .iter()
-                .take_while(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
-                .count();
-            idle.drain(..stale);
-            if idle.len() < MAX_IDLE_PER_THREAD {
-                idle.push(Idle {
-                    authority: authority.clone(),
-                    conn: self,
-                    since: now,
-                });
-            }
-        });
+        IDLE.with_borrow_mut(|idle| park(idle, authority, self));
     }
 
     async fn send(&mut self, head: &[u8], head_request: bool) -> Result<Head, Attempt> {
         self.stream.write_all(head).await.map_err(Attempt::Unsent)?;
+        let mut heard = false;
         loop {
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(READ_BUF);
-            }
-            let before = self.buf.len();
-            match self.stream.read_buf(&mut self.buf).await {
-                // Nothing at all came back on a reused connection: it was closed under us.
-                Ok(0) if self.buf.is_empty() => return Err(Attempt::Unanswered),
+            match self.read_more().await {
+                // Not one byte came back: on a reused connection, it was closed under us.
+                Ok(0) if !heard => return Err(Attempt::Unanswered),
                 Ok(0) => return Err(Attempt::Failed(closed_early())),
-                Err(e) if self.buf.is_empty() => return Err(Attempt::Broken(e)),
+                Err(e) if !heard => return Err(Attempt::Broken(e)),
                 Err(e) => return Err(Attempt::Failed(UpstreamError::Io(e))),
-                Ok(_) => {}
+                Ok(_) => heard = true,
             }
-            debug_assert!(self.buf.len() > before);
             if let Some(head) = self.parse_head(head_request).map_err(Attempt::Failed)? {
                 return Ok(head);
             }

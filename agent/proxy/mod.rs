@@ -190,40 +190,36 @@ fn upstream_failed(
     timeout: std::time::Duration,
     error: Option<upstream::UpstreamError>,
 ) -> Response<ProxyBody> {
-    match error {
+    let (status, kind, message): (_, _, std::borrow::Cow<'_, str>) = match error {
         None => {
-            let msg = format!(
-                "upstream sent no response headers within {}",
-                humantime::format_duration(timeout)
-            );
-            local_error(
-                ctx,
+            let took = humantime::format_duration(timeout);
+            let message = format!("upstream sent no response headers within {took}");
+            (
                 StatusCode::GATEWAY_TIMEOUT,
-                Some(ErrorType::Timeout),
-                &msg,
+                ErrorType::Timeout,
+                message.into(),
             )
         }
         Some(e @ upstream::UpstreamError::Connect(_)) => {
             tracing::debug!(error = %e, "Upstream unavailable.");
-            let msg = "upstream refused the connection or is unreachable";
-            local_error(
-                ctx,
+            let message = "upstream refused the connection or is unreachable";
+            (
                 StatusCode::BAD_GATEWAY,
-                Some(ErrorType::UpstreamUnavailable),
-                msg,
+                ErrorType::UpstreamUnavailable,
+                message.into(),
             )
         }
         Some(e) => {
             tracing::debug!(error = %e, "Upstream error.");
-            let msg = "upstream closed the connection or sent a broken response";
-            local_error(
-                ctx,
+            let message = "upstream closed the connection or sent a broken response";
+            (
                 StatusCode::BAD_GATEWAY,
-                Some(ErrorType::UpstreamError),
-                msg,
+                ErrorType::UpstreamError,
+                message.into(),
             )
         }
-    }
+    };
+    local_error(ctx, status, Some(kind), &message)
 }
 
 /// A short JSON error produced by Redline itself, with the flow and request id.

@@ -22,22 +22,42 @@ use super::body::CountingBody;
 /// Give up connecting after this long (the flow timeout still bounds the whole exchange).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Drop idle connections older than this; upstream servers close theirs sooner or later anyway.
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per worker thread; more are closed on release.
-pub(super) const MAX_IDLE_PER_THREAD: usize = 512;
+const MAX_IDLE_PER_THREAD: usize = 512;
 /// How long a released connection may take to report ready before it is skipped.
 const READY_WAIT: Duration = Duration::from_millis(100);
 
 type Sender = SendRequest<CountingBody>;
 
-struct Idle {
-    authority: Authority,
-    sender: Sender,
+/// An idle keep-alive connection on a thread's stack (both engines keep one).
+pub(super) struct Idle<C> {
+    pub(super) authority: Authority,
+    pub(super) conn: C,
     since: Instant,
 }
 
+/// Push `conn` on a thread's idle stack, dropping entries idle over [`IDLE_TIMEOUT`] and,
+/// past [`MAX_IDLE_PER_THREAD`], `conn` itself.
+pub(super) fn park<C>(idle: &mut Vec<Idle<C>>, authority: &Authority, conn: C) {
+    let now = Instant::now();
+    // The oldest entries sit at the bottom of the stack: trim them here, cheaply.
+    let stale = idle
+        .iter()
+        .take_while(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
+        .count();
+    idle.drain(..stale);
+    if idle.len() < MAX_IDLE_PER_THREAD {
+        idle.push(Idle {
+            authority: authority.clone(),
+            conn,
+            since: now,
+        });
+    }
+}
+
 thread_local! {
-    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+    static IDLE: RefCell<Vec<Idle<Sender>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why the upstream gave no response.
@@ -70,22 +90,7 @@ impl Lease {
         if self.sender.is_closed() {
             return;
         }
-        let now = Instant::now();
-        IDLE.with_borrow_mut(|idle| {
-            // The oldest entries sit at the bottom of the stack: trim them here, cheaply.
-            let stale = idle
-                .iter()
-                .take_while(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
-                .count();
-            idle.drain(..stale);
-            if idle.len() < MAX_IDLE_PER_THREAD {
-                idle.push(Idle {
-                    authority: self.authority,
-                    sender: self.sender,
-                    since: now,
-                });
-            }
-        });
+        IDLE.with_borrow_mut(|idle| park(idle, &self.authority, self.sender));
     }
 }
 
@@ -133,11 +138,11 @@ async fn checkout(authority: &Authority) -> Option<Sender> {
     }
 }
 
-fn pop_for(idle: &mut Vec<Idle>, authority: &Authority) -> Option<Sender> {
+fn pop_for(idle: &mut Vec<Idle<Sender>>, authority: &Authority) -> Option<Sender> {
     while let Some(i) = idle.iter().rposition(|c| c.authority == *authority) {
         let c = idle.swap_remove(i);
-        if !c.sender.is_closed() {
-            return Some(c.sender);
+        if !c.conn.is_closed() {
+            return Some(c.conn);
         }
     }
     None

@@ -4,6 +4,7 @@
 //! these tests see what a real peer sees: no HTTP library smooths anything over.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,9 @@ fn answer_for(path: &str) -> Answer {
         "/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
         "/two-lengths" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", true),
         "/cut" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", true),
+        // Both say "no more requests here" but leave the socket open.
+        "/http10" => (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        "/says-close" => (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
     };
     let delay = if path == "/slow" {
@@ -52,21 +56,30 @@ fn answer_for(path: &str) -> Answer {
     }
 }
 
+/// Every request the upstream received, as received.
 type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// An upstream answering every request with `answer_for(path)`, recording each request
 /// (head and body) as received.
 async fn scripted() -> (SocketAddr, Seen) {
+    let (addr, seen, _) = scripted_counting().await;
+    (addr, seen)
+}
+
+/// [`scripted`], also counting the connections it accepted.
+async fn scripted_counting() -> (SocketAddr, Seen, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
-    let record = seen.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (record, count) = (seen.clone(), accepted.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(scripted_conn(stream, record.clone()));
         }
     });
-    (addr, seen)
+    (addr, seen, accepted)
 }
 
 async fn scripted_conn(mut stream: TcpStream, seen: Seen) {
@@ -429,4 +442,22 @@ async fn drain_closes_idle_connections_and_answers_busy_ones_with_close() {
         assert!(Instant::now() < until, "redline did not exit");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_only_when_the_upstream_keeps_them_alive() {
+    let (up, _, accepted) = scripted_counting().await;
+    // One worker: every request here shares one idle stack.
+    let rl = Redline::start_with(&config_for(up, ""), &[], &[("TOKIO_WORKER_THREADS", "1")]);
+    let mut s = TcpStream::connect(rl.proxy).await.unwrap();
+    let mut buf = Vec::new();
+    let mut connections = Vec::new();
+    for path in ["/a", "/b", "/http10", "/c", "/says-close", "/d", "/e"] {
+        let r = request(&mut s, &mut buf, "GET", path).await;
+        assert_eq!(r.status, 200, "{path}");
+        connections.push(accepted.load(Ordering::SeqCst));
+    }
+    // /b reuses /a's connection; an HTTP/1.0 answer and a `Connection: close` answer end
+    // theirs, so the request after each opens a new one, which is then reused again.
+    assert_eq!(connections, [1, 1, 1, 2, 2, 3, 3]);
 }
