@@ -6,7 +6,7 @@
 //! sides) was most of Redline's CPU time (benches/RESULTS.md). Here one task per client
 //! connection parses the head with httparse, shares the rewrite, flow matching and
 //! measurement with the hyper path (`Proxy::rewrite`, [`RequestCtx`]), sends the head
-//! on a raw upstream socket ([`direct`](super::direct)) and copies the response back,
+//! on a raw upstream socket (`proxy::direct`) and copies the response back,
 //! usually in one read and one write each way.
 //!
 //! What the fast path does not take — a body not framed by a `Content-Length` or over

@@ -1,10 +1,15 @@
 //! The reverse proxy: where a request enters, is matched to a flow, forwarded upstream and answered.
 //!
-//! Phases, in order: [`Proxy::handle`] starts a [`RequestCtx`] (flow match,
-//! clocks, gauges), `upstream_request` rewrites the request, [`upstream::send`]
-//! forwards it on a kept-alive connection under the flow's timeout, and the response body
-//! ([`ProxyBody`]) finishes the context when the last byte is sent. Upstream
-//! failures become JSON responses plus a metric, never an `Err`.
+//! Requests enter in one of two places and then share the same phases. Plain HTTP/1.1
+//! requests (most traffic) enter in [`fast::serve`], which speaks HTTP/1.1 itself on
+//! raw sockets; everything else enters [`Proxy::handle`] through hyper.
+//!
+//! Phases, in order: a [`RequestCtx`] starts (flow match, clocks, gauges),
+//! `Proxy::rewrite` rewrites the request head, it goes upstream on a kept-alive
+//! connection under the flow's timeout ([`upstream::send`] for hyper, `direct::exchange`
+//! for the fast path), and the context is finished when the last response byte is
+//! sent ([`ProxyBody`] for hyper). Upstream failures become JSON responses plus a
+//! metric (`upstream_failed`), never an `Err`.
 
 pub mod body;
 pub mod ctx;
