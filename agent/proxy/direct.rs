@@ -51,6 +51,8 @@ pub struct Head {
     pub framing: Framing,
     /// The upstream allows another request on this connection.
     pub keep_alive: bool,
+    /// A `Connection` header names other headers (to be dropped as hop-by-hop).
+    pub connection_names: bool,
 }
 
 impl Conn {
@@ -128,6 +130,7 @@ impl Conn {
                 .map_err(|_| UpstreamError::Malformed("invalid content-length"))?;
             let http10 = resp.version == Some(0);
             let mut keep_alive = !http10;
+            let mut connection_names = false;
             let base = self.buf.as_ptr() as usize;
             self.headers.clear();
             for h in resp.headers.iter() {
@@ -137,6 +140,7 @@ impl Conn {
                     } else {
                         keep_alive && !wire::has_close(h.value)
                     };
+                    connection_names |= wire::names_headers(h.value);
                 }
                 let n = h.name.as_ptr() as usize - base;
                 let v = h.value.as_ptr() as usize - base;
@@ -148,6 +152,7 @@ impl Conn {
                 len,
                 framing,
                 keep_alive,
+                connection_names,
             }));
         }
     }

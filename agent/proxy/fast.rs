@@ -85,8 +85,8 @@ pub async fn serve(
 ) -> Served {
     let mut buf = BytesMut::new();
     loop {
-        let (parts, body) = match next_request(&stream, &mut buf, max_head, drain).await {
-            Next::Request(parts, body) => (parts, body),
+        let (parts, plain) = match next_request(&stream, &mut buf, max_head, drain).await {
+            Next::Request(parts, plain) => (parts, plain),
             Next::Closed => return Served::Closed,
             Next::Other => {
                 let prefix = buf.freeze();
@@ -94,7 +94,7 @@ pub async fn serve(
             }
         };
         let busy = key.map(|k| k.busy(false));
-        let request = Arrived { parts, body, peer };
+        let request = Arrived { parts, plain, peer };
         let keep = forward(proxy, request, &mut stream, &mut buf, max_head, drain).await;
         drop(busy);
         if !keep {
@@ -108,17 +108,17 @@ pub async fn serve(
     }
 }
 
-/// A request head the fast path takes, with the length of the body that follows it.
+/// A request head the fast path takes, and who sent it.
 struct Arrived {
     parts: http::request::Parts,
-    body: usize,
+    plain: Plain,
     peer: SocketAddr,
 }
 
 // Moved once per request: boxing the head would cost an allocation instead.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    Request(http::request::Parts, usize),
+    Request(http::request::Parts, Plain),
     Closed,
     Other,
 }
@@ -133,7 +133,7 @@ async fn next_request(
     loop {
         if !buf.is_empty() {
             match parse_request(buf, max_head) {
-                Parsed::Ready(parts, body) => return Next::Request(parts, body),
+                Parsed::Ready(parts, plain) => return Next::Request(parts, plain),
                 Parsed::Partial => {}
                 Parsed::Other => return Next::Other,
             }
@@ -164,7 +164,7 @@ async fn next_request(
 
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    Ready(http::request::Parts, usize),
+    Ready(http::request::Parts, Plain),
     Partial,
     Other,
 }
@@ -183,7 +183,7 @@ fn parse_request(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let (Some(1), Some(method), Some(path)) = (req.version, req.method, req.path) else {
         return Parsed::Other;
     };
-    let Some(body) = fast_body(req.headers).filter(|_| fast_target(path)) else {
+    let Some(plain) = plain_request(req.headers).filter(|_| fast_target(path)) else {
         return Parsed::Other;
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
@@ -202,7 +202,7 @@ fn parse_request(buf: &mut BytesMut, max_head: usize) -> Parsed {
     });
     let head = buf.split_to(len).freeze();
     match SPANS.with_borrow(|spans| build_parts(&head, method, path, spans)) {
-        Some(parts) => Parsed::Ready(parts, body),
+        Some(parts) => Parsed::Ready(parts, plain),
         None => {
             // The `http` types refused something httparse let through: hyper answers it.
             let mut whole = BytesMut::with_capacity(head.len() + buf.len());
@@ -225,10 +225,20 @@ fn fast_target(target: &str) -> bool {
     target.starts_with('/') || scheme("http://") || scheme("https://")
 }
 
-/// The body length of a request the fast path takes (no upgrade, no `Expect`, no
-/// transfer coding, one small `Content-Length`), else `None`.
-fn fast_body(headers: &[httparse::Header<'_>]) -> Option<usize> {
+/// What the head of a request the fast path takes says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plain {
+    /// Length of the body that follows the head.
+    body: usize,
+    /// The client sent `Connection: close`.
+    close: bool,
+}
+
+/// How a request the fast path takes looks (no upgrade, no `Expect`, no transfer coding,
+/// at most one small `Content-Length`), or `None`.
+fn plain_request(headers: &[httparse::Header<'_>]) -> Option<Plain> {
     let mut length = None;
+    let mut close = false;
     for h in headers {
         let name = h.name;
         // Only these lengths can be one of the names below: most headers skip the compares.
@@ -236,6 +246,10 @@ fn fast_body(headers: &[httparse::Header<'_>]) -> Option<usize> {
             6 => name.eq_ignore_ascii_case("expect"),
             7 => name.eq_ignore_ascii_case("upgrade"),
             17 => name.eq_ignore_ascii_case("transfer-encoding"),
+            10 if name.eq_ignore_ascii_case("connection") => {
+                close |= wire::has_close(h.value);
+                false
+            }
             14 if name.eq_ignore_ascii_case("content-length") => {
                 // Digits only (`+5` is not a length): the header goes upstream as sent.
                 let n = wire::parse_decimal(h.value.trim_ascii()).filter(|&n| n <= MAX_BODY)?;
@@ -248,7 +262,8 @@ fn fast_body(headers: &[httparse::Header<'_>]) -> Option<usize> {
             return None;
         }
     }
-    usize::try_from(length.unwrap_or(0)).ok()
+    let body = usize::try_from(length.unwrap_or(0)).ok()?;
+    Some(Plain { body, close })
 }
 
 type Span = (usize, usize);
@@ -286,13 +301,9 @@ async fn forward(
 ) -> bool {
     let Arrived {
         mut parts,
-        body,
+        plain: Plain { body, close },
         peer,
     } = request;
-    let keep = !parts
-        .headers
-        .get(http::header::CONNECTION)
-        .is_some_and(|v| wire::has_close(v.as_bytes()));
     let head_request = parts.method == Method::HEAD;
     let retryable = parts.method.is_idempotent();
     let runtime = proxy.shared.runtime.load_full();
@@ -323,7 +334,7 @@ async fn forward(
         }
     };
     out.clear();
-    let close = !keep || drain.started();
+    let close = close || drain.started();
     let written = match answer {
         Some(Ok((conn, head))) => {
             respond(conn, head, ctx, client, &mut out, &authority, close).await
@@ -430,12 +441,15 @@ fn response_head(
     close: bool,
 ) {
     wire::push_status_line(out, head.status);
+    // Read again only in the rare case that the upstream's `Connection` names headers.
     let mut named: [&[u8]; 4] = [b""; 4];
     let mut n_named = 0;
-    for (name, value) in conn.headers() {
-        if n_named < named.len() && name.eq_ignore_ascii_case(b"connection") {
-            named[n_named] = value;
-            n_named += 1;
+    if head.connection_names {
+        for (name, value) in conn.headers() {
+            if n_named < named.len() && name.eq_ignore_ascii_case(b"connection") {
+                named[n_named] = value;
+                n_named += 1;
+            }
         }
     }
     let mut has_date = false;

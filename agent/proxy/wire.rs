@@ -190,6 +190,15 @@ pub fn named_by_connection(values: &[&[u8]], name: &[u8]) -> bool {
     })
 }
 
+/// Whether a `Connection` header value names a header to drop (any option but `close`
+/// and `keep-alive`).
+pub fn names_headers(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| {
+        let t = t.trim_ascii();
+        !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+    })
+}
+
 /// Whether a `Connection` header value carries the `close` option.
 pub fn has_close(value: &[u8]) -> bool {
     value

@@ -9,9 +9,18 @@ fn h<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
 
 #[test]
 fn only_plain_requests_take_the_fast_path() {
-    assert_eq!(fast_body(&[h("host", "a")]), Some(0));
-    assert_eq!(fast_body(&[h("Content-Length", " 10 ")]), Some(10));
-    assert_eq!(fast_body(&[h("content-length", "65536")]), Some(65536));
+    let plain = |body, close| Some(Plain { body, close });
+    assert_eq!(plain_request(&[h("host", "a")]), plain(0, false));
+    assert_eq!(
+        plain_request(&[h("Content-Length", " 10 ")]),
+        plain(10, false)
+    );
+    assert_eq!(
+        plain_request(&[h("content-length", "65536")]),
+        plain(65536, false)
+    );
+    let closing = [h("Connection", "keep-alive"), h("connection", "Close")];
+    assert_eq!(plain_request(&closing), plain(0, true));
     for refused in [
         h("content-length", "65537"),
         h("content-length", "+5"),
@@ -21,10 +30,18 @@ fn only_plain_requests_take_the_fast_path() {
         h("expect", "100-continue"),
         h("Upgrade", "websocket"),
     ] {
-        assert_eq!(fast_body(&[h("host", "a"), refused]), None, "{refused:?}");
+        assert_eq!(
+            plain_request(&[h("host", "a"), refused]),
+            None,
+            "{refused:?}"
+        );
     }
     let two = [h("content-length", "5"), h("content-length", "5")];
-    assert_eq!(fast_body(&two), None, "two lengths are hyper's to judge");
+    assert_eq!(
+        plain_request(&two),
+        None,
+        "two lengths are hyper's to judge"
+    );
 
     for target in ["/", "/a?b", "http://h/x", "HTTPS://h/"] {
         assert!(fast_target(target), "{target}");
@@ -39,7 +56,14 @@ fn a_parsed_head_leaves_the_buffer_and_the_rest_stays() {
     let mut buf = BytesMut::from(
         &b"GET /a?q=1 HTTP/1.1\r\nHost: shop\r\nX-Many: 1\r\nx-many: 2\r\n\r\nGET /next"[..],
     );
-    let Parsed::Ready(parts, 0) = parse_request(&mut buf, 8192) else {
+    let Parsed::Ready(
+        parts,
+        Plain {
+            body: 0,
+            close: false,
+        },
+    ) = parse_request(&mut buf, 8192)
+    else {
         panic!("not parsed");
     };
     assert_eq!(parts.method, Method::GET);

@@ -104,6 +104,8 @@ fn hop_by_hop_names_are_known_in_any_case() {
     let conn: [&[u8]; 2] = [b"keep-alive, X-Hop", b"close"];
     assert!(named_by_connection(&conn, b"x-hop"));
     assert!(!named_by_connection(&conn, b"x-kept"));
+    assert!(names_headers(b"keep-alive, X-Hop"));
+    assert!(!names_headers(b"Keep-Alive, close,"));
     assert!(has_close(b"Keep-Alive, Close"));
     assert!(!has_close(b"keep-alive"));
 }
