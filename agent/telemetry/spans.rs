@@ -23,6 +23,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
+/// A `'static` attribute key, encoded at compile time.
+macro_rules! key {
+    ($k:literal) => {{
+        static KEY: wire::Key = wire::Key::new($k);
+        &KEY
+    }};
+}
+
 /// `flags` bit saying whether the parent's remoteness is known (OTLP `SpanFlags`).
 const HAS_IS_REMOTE: u32 = 0x100;
 /// `flags` bit saying the parent span lives in another process.
@@ -42,15 +50,36 @@ struct Captured {
 }
 
 impl Captured {
+    /// One walk over the headers (five hashed lookups cost more, even for a browser's twenty headers).
     fn new(version: Version, headers: &HeaderMap) -> Self {
-        Captured {
+        let mut c = Captured {
             version,
-            host: headers.get(header::HOST).cloned(),
-            forwarded_host: headers.get(&X_FORWARDED_HOST).cloned(),
-            forwarded_proto: headers.get(&X_FORWARDED_PROTO).cloned(),
-            forwarded_for: headers.get(&X_FORWARDED_FOR).cloned(),
-            user_agent: headers.get(header::USER_AGENT).cloned(),
+            host: None,
+            forwarded_host: None,
+            forwarded_proto: None,
+            forwarded_for: None,
+            user_agent: None,
+        };
+        for (name, value) in headers {
+            let slot = if name == header::HOST {
+                &mut c.host
+            } else if name == header::USER_AGENT {
+                &mut c.user_agent
+            } else if name == X_FORWARDED_FOR {
+                &mut c.forwarded_for
+            } else if name == X_FORWARDED_PROTO {
+                &mut c.forwarded_proto
+            } else if name == X_FORWARDED_HOST {
+                &mut c.forwarded_host
+            } else {
+                continue;
+            };
+            // The first of repeated headers, as `HeaderMap::get` gives.
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
         }
+        c
     }
 }
 
@@ -179,28 +208,32 @@ impl SpanRecord {
     /// Append the SERVER span, then the CLIENT span if the upstream was called, as
     /// encoded `ScopeSpans.spans` entries. `scratch` is reused between calls.
     pub fn encode(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        scratch.clear();
-        self.encode_server(scratch);
-        wire::bytes(out, wire::SCOPE_SPANS_SPANS, scratch);
+        wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
+            self.encode_server(b, scratch);
+        });
         if let Some(start) = self.client_start_ns {
-            scratch.clear();
-            self.encode_client(scratch, start);
-            wire::bytes(out, wire::SCOPE_SPANS_SPANS, scratch);
+            wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
+                self.encode_client(b, start);
+            });
         }
     }
 
     /// `http.request.method` (+ `_original`); returns the method word for the span name.
     fn method_attrs(&self, b: &mut Vec<u8>) -> &'static str {
         let known = METHODS[method_index(&self.method)];
-        str_attr(b, "http.request.method", known);
+        str_attr(b, key!("http.request.method"), known);
         if known == "_OTHER" {
-            str_attr(b, "http.request.method_original", self.method.as_str());
+            str_attr(
+                b,
+                key!("http.request.method_original"),
+                self.method.as_str(),
+            );
             return "HTTP";
         }
         known
     }
 
-    fn encode_server(&self, b: &mut Vec<u8>) {
+    fn encode_server(&self, b: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         let parent = self.trace.parent_span_id;
         wire::bytes(b, 1, &self.trace.trace_id);
         wire::bytes(b, 2, &self.trace.span_id);
@@ -217,44 +250,43 @@ impl SpanRecord {
         wire::fixed64(b, 8, self.end_ns);
         let method = self.method_attrs(b);
         wire::string_parts(b, 5, &[method, " ", &self.route]);
-        str_attr(b, "http.route", &self.route);
+        str_attr(b, key!("http.route"), &self.route);
         if let Some(status) = self.status {
-            int_attr(b, "http.response.status_code", i64::from(status));
+            int_attr(b, key!("http.response.status_code"), i64::from(status));
         }
-        str_attr(b, "url.path", self.uri.path());
+        str_attr(b, key!("url.path"), self.uri.path());
         if let Some(q) = self.uri.query() {
-            str_attr(b, "url.query", &self.runtime.redactor.query(q));
+            str_attr(b, key!("url.query"), &self.runtime.redactor.query(q));
         }
         let scheme = self.scheme();
-        str_attr(b, "url.scheme", scheme);
+        str_attr(b, key!("url.scheme"), scheme);
         if let Some((host, port)) = self.server_address(scheme) {
-            str_attr(b, "server.address", host);
-            int_attr(b, "server.port", i64::from(port));
+            str_attr(b, key!("server.address"), host);
+            int_attr(b, key!("server.port"), i64::from(port));
         }
         // By hand: `IpAddr`'s Display was a tenth of the cost of encoding a span.
-        let mut peer = Vec::with_capacity(45);
-        crate::proxy::headers::push_ip(&mut peer, self.client.ip());
-        let peer = std::str::from_utf8(&peer).unwrap_or_default();
-        str_attr(b, "client.address", self.forwarded_client().unwrap_or(peer));
-        str_attr(b, "network.peer.address", peer);
-        int_attr(b, "network.peer.port", i64::from(self.client.port()));
+        scratch.clear();
+        crate::proxy::headers::push_ip(scratch, self.client.ip());
+        let peer = std::str::from_utf8(scratch).unwrap_or_default();
+        str_attr(
+            b,
+            key!("client.address"),
+            self.forwarded_client().unwrap_or(peer),
+        );
+        str_attr(b, key!("network.peer.address"), peer);
+        int_attr(b, key!("network.peer.port"), i64::from(self.client.port()));
         let version = protocol_version(self.captured.version);
-        str_attr(b, "network.protocol.version", version);
+        str_attr(b, key!("network.protocol.version"), version);
         if let Some(ua) = &self.captured.user_agent {
-            str_attr(b, "user_agent.original", &text(ua));
+            str_attr(b, key!("user_agent.original"), &text(ua));
         }
         let error_type = self.error_type();
         if let Some(e) = &error_type {
-            str_attr(b, "error.type", e);
+            str_attr(b, key!("error.type"), e);
         }
-        str_attr(b, "redline.flow", &self.flow);
+        str_attr(b, key!("redline.flow"), &self.flow);
         let id = text(&self.request_id);
-        wire::attr_str_array(
-            b,
-            wire::SPAN_ATTRIBUTES,
-            "http.request.header.x-request-id",
-            &id,
-        );
+        wire::attr_str_array(b, key!("http.request.header.x-request-id"), &id);
         let failed = self.error.is_error();
         wire::status(
             b,
@@ -282,17 +314,17 @@ impl SpanRecord {
             Some(q) => &[scheme, "://", authority, path, "?", q],
             None => &[scheme, "://", authority, path],
         };
-        wire::attr_str_parts(b, wire::SPAN_ATTRIBUTES, "url.full", full);
-        str_attr(b, "url.template", &self.route);
-        str_attr(b, "server.address", &rt.upstream_host);
-        int_attr(b, "server.port", i64::from(rt.upstream_port));
-        str_attr(b, "network.protocol.version", "1.1");
+        wire::attr_str_parts(b, key!("url.full"), full);
+        str_attr(b, key!("url.template"), &self.route);
+        str_attr(b, key!("server.address"), &rt.upstream_host);
+        int_attr(b, key!("server.port"), i64::from(rt.upstream_port));
+        str_attr(b, key!("network.protocol.version"), "1.1");
         if let Some(status) = self.upstream_status {
-            int_attr(b, "http.response.status_code", i64::from(status));
+            int_attr(b, key!("http.response.status_code"), i64::from(status));
         }
         let error_type = self.client_error_type();
         if let Some(e) = &error_type {
-            str_attr(b, "error.type", e);
+            str_attr(b, key!("error.type"), e);
         }
         let code = if error_type.is_some() {
             STATUS_ERROR
@@ -352,13 +384,13 @@ const SPAN_KIND_CLIENT: u64 = 3;
 const STATUS_ERROR: i32 = 2;
 
 #[inline]
-fn str_attr(b: &mut Vec<u8>, key: &str, value: &str) {
-    wire::attr_str(b, wire::SPAN_ATTRIBUTES, key, value);
+fn str_attr(b: &mut Vec<u8>, key: &wire::Key, value: &str) {
+    wire::attr_str(b, key, value);
 }
 
 #[inline]
-fn int_attr(b: &mut Vec<u8>, key: &str, value: i64) {
-    wire::attr_int(b, wire::SPAN_ATTRIBUTES, key, value);
+fn int_attr(b: &mut Vec<u8>, key: &wire::Key, value: i64) {
+    wire::attr_int(b, key, value);
 }
 
 /// A header value as a protobuf string (which must be UTF-8): borrowed when it already
@@ -592,6 +624,28 @@ mod tests {
         assert_eq!(attr(&all[0], "error.type"), s("client_closed"));
         assert_eq!(attr(&all[0], "http.response.status_code"), None);
         assert_eq!(all[1].status, Some(Status::default()));
+    }
+
+    #[test]
+    fn forwarded_headers_win_and_the_first_of_repeated_ones_counts() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        headers.insert("host", HeaderValue::from_static("internal:3000"));
+        headers.insert("x-forwarded-host", HeaderValue::from_static("shop.example"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        let mut rec = record("GET", "/x", Some(200), true, ErrorType::None);
+        rec.captured = Captured::new(Version::HTTP_11, &headers);
+        let server = &spans(rec)[0];
+        assert_eq!(attr(server, "client.address"), s("198.51.100.7"));
+        assert_eq!(attr(server, "server.address"), s("shop.example"));
+        assert_eq!(
+            attr(server, "server.port"),
+            Some(any_value::Value::IntValue(443))
+        );
+        assert_eq!(attr(server, "url.scheme"), s("https"));
+        assert_eq!(attr(server, "user_agent.original"), None);
     }
 
     #[test]
