@@ -6,7 +6,8 @@
 # number of worker threads, then measures each target on loopback, interleaved, REPS times:
 #   (a) throughput: wrk, CONNS connections, DURATION seconds
 #   (b) latency p50/p99/p99.9 at fixed rates of 1,000 and 5,000 requests/s (open loop, loadgen)
-#   (c) peak RSS, and CPU seconds (total and user) per 100,000 requests during (a)
+#   (c) peak RSS, and CPU seconds (total and user) per 100,000 requests during (a), for the target
+#       and for the whole machine (and the collector's, for the full-telemetry row)
 # plus Redline's RSS with 1,000 open keep-alive client connections.
 # Prints a Markdown report (medians over REPS, ratios to nginx) on stdout.
 #
@@ -92,7 +93,7 @@ if [ -n "$ROTEL" ] && [ -x "$ROTEL" ]; then
   "$ROTEL" start --exporter blackhole --otlp-grpc-endpoint 127.0.0.1:$((OTLP + 10)) \
     --otlp-http-endpoint 127.0.0.1:$OTLP --pid-file "$WORK/rotel.pid" \
     --log-file "$WORK/rotel.log" >/dev/null 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); COLLECTOR_PID=$!
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on \
     TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/redline.yaml" \
     --listen 127.0.0.1:$RLF --admin 127.0.0.1:$((RLF + 100)) >/dev/null 2>"$WORK/rlf.err" &
@@ -136,22 +137,30 @@ cpu_ticks() { local u=0 s=0; for p in $(pids_of "$1"); do
 rss_kib() { local r=0; for p in $(pids_of "$1"); do
   v=$(awk '/^VmHWM:/{print $2}' /proc/$p/status 2>/dev/null || echo 0); r=$((r + ${v:-0})); done; echo $r; }
 HZ=$(getconf CLK_TCK)
+# Busy CPU ticks of the whole machine (every process: load generator, upstream, proxy, collector).
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+per_100k() { awk -v a="$1" -v b="$2" -v hz="$HZ" -v n="$3" 'BEGIN{printf "%.3f", (a - b) / hz / n * 100000}'; }
 
 for t in $TARGETS; do "$LOADGEN" --url "${URL[$t]}" --connections 8 --duration 2 >/dev/null; done # warm-up
 
 RES="$WORK/results.tsv"; : > "$RES"
 for rep in $(seq 1 "$REPS"); do
   for t in $TARGETS; do
-    before=$(cpu_ticks "$t")
+    before=$(cpu_ticks "$t"); m0=$(machine_ticks)
+    [ "$t" = redline_full ] && c0=$(awk '{print $14 + $15}' "/proc/$COLLECTOR_PID/stat")
     out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "${URL[$t]}")
-    after=$(cpu_ticks "$t")
+    after=$(cpu_ticks "$t"); m1=$(machine_ticks)
+    [ "$t" = redline_full ] && c1=$(awk '{print $14 + $15}' "/proc/$COLLECTOR_PID/stat")
     rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     total=$(awk '/requests in/{print $1}' <<<"$out")
     # CPU seconds per 100k requests: total, then its user part (the rest is the kernel's).
     cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="$total" 'BEGIN{split(a, x, " ");
       split(b, y, " "); u=(x[1]-y[1])/hz/n*100000; s=(x[2]-y[2])/hz/n*100000;
       printf "%.3f\t%.3f", u+s, u}')
-    echo -e "$rep\t$t\tthroughput\t$rps\t$cpu\t$(rss_kib "$t")" >> "$RES"
+    echo -e "$rep\t$t\tthroughput\t$rps\t$cpu\t$(rss_kib "$t")\t$(per_100k "$m1" "$m0" "$total")" >> "$RES"
+    if [ "$t" = redline_full ]; then
+      echo -e "$rep\t$t\tcollector\t$(per_100k "$c1" "$c0" "$total")" >> "$RES"
+    fi
     for rate in $RATES; do
       j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION")
       p=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['p50_us'], d['p99_us'], d['p999_us'], d['errors'], sep='\\t')" "$j")
@@ -188,11 +197,18 @@ rows = [l.rstrip("\n").split("\t") for l in open(res)]
 def med(t, kind, col):
     v = [float(r[col]) for r in rows if r[1] == t and r[2] == kind]
     return st.median(v) if v else float("nan")
-print(f"| target | req/s ({conns} conns, {dur}s) | vs nginx | CPU s / 100k req | of which user | peak RSS MiB |")
-print("|---|---|---|---|---|---|")
+print(f"| target | req/s ({conns} conns, {dur}s) | vs nginx | CPU s / 100k req | of which user | peak RSS MiB | machine CPU s / 100k req |")
+print("|---|---|---|---|---|---|---|")
 for t in targets:
     rps = med(t, "throughput", 3)
-    print(f"| {t} | {rps:,.0f} | {rps / med('nginx', 'throughput', 3):.2f}x | {med(t, 'throughput', 4):.2f} | {med(t, 'throughput', 5):.2f} | {med(t, 'throughput', 6) / 1024:.1f} |")
+    print(f"| {t} | {rps:,.0f} | {rps / med('nginx', 'throughput', 3):.2f}x | {med(t, 'throughput', 4):.2f} | {med(t, 'throughput', 5):.2f} | {med(t, 'throughput', 6) / 1024:.1f} | {med(t, 'throughput', 7):.2f} |")
+if "redline_full" in targets:
+    # On a saturated machine throughput is cores / machine CPU per request, so the collector's
+    # share bounds the full/metrics ratio even if Redline's own telemetry cost nothing.
+    m, c = med("redline", "throughput", 7), med("redline_full", "collector", 3)
+    ratio = med("redline_full", "throughput", 3) / med("redline", "throughput", 3)
+    print(f"\nredline_full / redline throughput: {ratio:.2f}x. The collector (rotel, same cores) used {c:.2f} CPU s / 100k req;"
+          f" with that alone added to redline's machine CPU the ratio would be {m / (m + c):.2f}x.")
 rates = sorted({r[2] for r in rows if r[2].startswith("rate")}, key=lambda k: int(k[4:]))
 print()
 print("| target | rate | p50 ms | p99 ms | p99.9 ms | errors |")
