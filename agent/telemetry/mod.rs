@@ -110,28 +110,21 @@ struct Pending {
     chunk: SpanChunk,
     scratch: Vec<u8>,
     queue: Option<SpanQueue>,
-    // Bytes the largest full chunk took: the next one after a full chunk starts with
-    // that much room, rather than growing (and copying itself) a dozen times on the
-    // request path. After a tick's partial chunk (little traffic) it starts empty, so
-    // the chunks waiting in the queue and batch do not each hold a full chunk's room.
+    // Bytes the next chunk is given when its first span arrives: as much as the last chunk
+    // took, and a quarter more, so that it does not grow (copying itself) a dozen times on
+    // the request path. Taken at the first span, not at the hand-over, so an idle worker
+    // holds no chunk.
     room: usize,
 }
 
 impl Pending {
     /// Hand the chunk to the queue this thread's spans go to (set by its first kept request).
-    fn send(&mut self, full: bool) {
+    fn send(&mut self) {
         let Some(queue) = &self.queue else { return };
-        let room = if full {
-            self.room = self.room.max(self.chunk.bytes.len());
-            self.room
-        } else {
-            0
-        };
-        let next = SpanChunk {
-            bytes: Vec::with_capacity(room),
-            ..SpanChunk::default()
-        };
-        queue.send(std::mem::replace(&mut self.chunk, next));
+        let used = self.chunk.bytes.len();
+        // Capped, so one burst of huge spans does not size every later chunk.
+        self.room = (used + used / 4).min(CHUNK_BYTES + CHUNK_BYTES / 4);
+        queue.send(std::mem::take(&mut self.chunk));
     }
 }
 
@@ -144,7 +137,7 @@ thread_local! {
 pub fn flush_this_thread() {
     PENDING.with_borrow_mut(|p| {
         if p.chunk.requests > 0 {
-            p.send(false);
+            p.send();
         }
     });
 }
@@ -241,6 +234,9 @@ impl Telemetry {
             return;
         };
         PENDING.with_borrow_mut(|p| {
+            if p.chunk.bytes.capacity() == 0 {
+                p.chunk.bytes.reserve(p.room);
+            }
             record.encode(&mut p.chunk.bytes, &mut p.scratch);
             p.chunk.requests += 1;
             p.chunk.spans += record.span_count();
@@ -248,7 +244,7 @@ impl Telemetry {
                 p.queue = Some(queue.clone());
             }
             if p.chunk.requests >= queue.chunk || p.chunk.bytes.len() >= CHUNK_BYTES {
-                p.send(true);
+                p.send();
             }
         });
     }
@@ -495,10 +491,14 @@ mod tests {
                 let rest = rx.try_recv().expect("flushed partial chunk");
                 assert_eq!((rest.requests, rest.spans), (1, 2));
                 assert_eq!(paths(&rest), ["/r4"]);
-                // After a full chunk the next starts with room for one; after a partial
-                // flush (little traffic) it starts empty.
+                // A chunk starts with room for as much as the last one took, once its
+                // first span arrives: a waiting worker holds no chunk.
                 assert!(second.bytes.capacity() >= first.bytes.len());
                 PENDING.with_borrow(|p| assert_eq!(p.chunk.bytes.capacity(), 0));
+                finish_one(&t, "/r5");
+                PENDING.with_borrow(|p| assert!(p.chunk.bytes.capacity() >= rest.bytes.len()));
+                flush_this_thread();
+                assert_eq!(paths(&rx.try_recv().expect("one more")), ["/r5"]);
                 flush_this_thread();
                 assert!(rx.try_recv().is_err(), "nothing left to flush");
             });

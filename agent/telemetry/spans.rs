@@ -14,7 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
-use super::wire;
+use super::wire::{self, attr_int, attr_str};
 use crate::metrics::{ErrorType, METHODS, method_index};
 use crate::state::Runtime;
 use crate::trace::TraceContext;
@@ -206,7 +206,7 @@ impl SpanRecord {
     }
 
     /// Append the SERVER span, then the CLIENT span if the upstream was called, as
-    /// encoded `ScopeSpans.spans` entries. `scratch` is reused between calls.
+    /// encoded `ScopeSpans.spans` entries. `scratch` (for the peer address's text) is reused between calls.
     pub fn encode(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
             self.encode_server(b, scratch);
@@ -221,9 +221,9 @@ impl SpanRecord {
     /// `http.request.method` (+ `_original`); returns the method word for the span name.
     fn method_attrs(&self, b: &mut Vec<u8>) -> &'static str {
         let known = METHODS[method_index(&self.method)];
-        str_attr(b, key!("http.request.method"), known);
+        attr_str(b, key!("http.request.method"), known);
         if known == "_OTHER" {
-            str_attr(
+            attr_str(
                 b,
                 key!("http.request.method_original"),
                 self.method.as_str(),
@@ -250,41 +250,41 @@ impl SpanRecord {
         wire::fixed64(b, 8, self.end_ns);
         let method = self.method_attrs(b);
         wire::string_parts(b, 5, &[method, " ", &self.route]);
-        str_attr(b, key!("http.route"), &self.route);
+        attr_str(b, key!("http.route"), &self.route);
         if let Some(status) = self.status {
-            int_attr(b, key!("http.response.status_code"), i64::from(status));
+            attr_int(b, key!("http.response.status_code"), i64::from(status));
         }
-        str_attr(b, key!("url.path"), self.uri.path());
+        attr_str(b, key!("url.path"), self.uri.path());
         if let Some(q) = self.uri.query() {
-            str_attr(b, key!("url.query"), &self.runtime.redactor.query(q));
+            attr_str(b, key!("url.query"), &self.runtime.redactor.query(q));
         }
         let scheme = self.scheme();
-        str_attr(b, key!("url.scheme"), scheme);
+        attr_str(b, key!("url.scheme"), scheme);
         if let Some((host, port)) = self.server_address(scheme) {
-            str_attr(b, key!("server.address"), host);
-            int_attr(b, key!("server.port"), i64::from(port));
+            attr_str(b, key!("server.address"), host);
+            attr_int(b, key!("server.port"), i64::from(port));
         }
         // By hand: `IpAddr`'s Display was a tenth of the cost of encoding a span.
         scratch.clear();
         crate::proxy::headers::push_ip(scratch, self.client.ip());
         let peer = std::str::from_utf8(scratch).unwrap_or_default();
-        str_attr(
+        attr_str(
             b,
             key!("client.address"),
             self.forwarded_client().unwrap_or(peer),
         );
-        str_attr(b, key!("network.peer.address"), peer);
-        int_attr(b, key!("network.peer.port"), i64::from(self.client.port()));
+        attr_str(b, key!("network.peer.address"), peer);
+        attr_int(b, key!("network.peer.port"), i64::from(self.client.port()));
         let version = protocol_version(self.captured.version);
-        str_attr(b, key!("network.protocol.version"), version);
+        attr_str(b, key!("network.protocol.version"), version);
         if let Some(ua) = &self.captured.user_agent {
-            str_attr(b, key!("user_agent.original"), &text(ua));
+            attr_str(b, key!("user_agent.original"), &text(ua));
         }
         let error_type = self.error_type();
         if let Some(e) = &error_type {
-            str_attr(b, key!("error.type"), e);
+            attr_str(b, key!("error.type"), e);
         }
-        str_attr(b, key!("redline.flow"), &self.flow);
+        attr_str(b, key!("redline.flow"), &self.flow);
         let id = text(&self.request_id);
         wire::attr_str_array(b, key!("http.request.header.x-request-id"), &id);
         let failed = self.error.is_error();
@@ -315,16 +315,16 @@ impl SpanRecord {
             None => &[scheme, "://", authority, path],
         };
         wire::attr_str_parts(b, key!("url.full"), full);
-        str_attr(b, key!("url.template"), &self.route);
-        str_attr(b, key!("server.address"), &rt.upstream_host);
-        int_attr(b, key!("server.port"), i64::from(rt.upstream_port));
-        str_attr(b, key!("network.protocol.version"), "1.1");
+        attr_str(b, key!("url.template"), &self.route);
+        attr_str(b, key!("server.address"), &rt.upstream_host);
+        attr_int(b, key!("server.port"), i64::from(rt.upstream_port));
+        attr_str(b, key!("network.protocol.version"), "1.1");
         if let Some(status) = self.upstream_status {
-            int_attr(b, key!("http.response.status_code"), i64::from(status));
+            attr_int(b, key!("http.response.status_code"), i64::from(status));
         }
         let error_type = self.client_error_type();
         if let Some(e) = &error_type {
-            str_attr(b, key!("error.type"), e);
+            attr_str(b, key!("error.type"), e);
         }
         let code = if error_type.is_some() {
             STATUS_ERROR
@@ -382,16 +382,6 @@ const SPAN_KIND_SERVER: u64 = 2;
 const SPAN_KIND_CLIENT: u64 = 3;
 /// `Status.code` ERROR.
 const STATUS_ERROR: i32 = 2;
-
-#[inline]
-fn str_attr(b: &mut Vec<u8>, key: &wire::Key, value: &str) {
-    wire::attr_str(b, key, value);
-}
-
-#[inline]
-fn int_attr(b: &mut Vec<u8>, key: &wire::Key, value: i64) {
-    wire::attr_int(b, key, value);
-}
 
 /// A header value as a protobuf string (which must be UTF-8): borrowed when it already
 /// is, as nearly all are; `from_utf8_lossy` alone walks the bytes far more slowly.
