@@ -7,7 +7,9 @@
 //!
 //! Methods match exactly (a `GET` pattern does not match `HEAD`). Paths are matched raw
 //! (no percent-decoding), anything from `?` or `#` on is ignored, an empty path is `/`,
-//! and a path not starting with `/` (e.g. `*`) matches nothing.
+//! and a path not starting with `/` (e.g. `*`) matches nothing. Path parameters
+//! (`;jsessionid=…` after a segment) are not part of a segment's name: `/cart;v=2`
+//! matches `/cart`, as the route templates drop them too.
 //!
 //! A lookup does not allocate and has no depth limit: instead of splitting the path into
 //! an array up front, the search peels one segment at a time while it walks the trie, so
@@ -117,7 +119,10 @@ impl Router {
         } else {
             path.strip_prefix('/')?
         };
-        self.root.find(method, Some(remaining))
+        // One scan of the whole path, so that segments are cut at `;` only when some have one
+        // (a cut per segment cost 45 % on the route templates' benchmark).
+        let params = remaining.contains(';');
+        self.root.find(method, Some(remaining), params)
     }
 }
 
@@ -162,7 +167,8 @@ impl Node {
 
     /// `remaining` is the path after the `/` that ends this node's segment; `None` once
     /// the path is exhausted. `Some("")` is an empty segment (trailing slash or `//`).
-    fn find(&self, method: &Method, remaining: Option<&str>) -> Option<RouteMatch> {
+    /// `params`: the path has a `;` somewhere, so segments must be cut there.
+    fn find(&self, method: &Method, remaining: Option<&str>, params: bool) -> Option<RouteMatch> {
         let Some(remaining) = remaining else {
             return pick(&self.terminals, method);
         };
@@ -170,13 +176,21 @@ impl Node {
             Some(i) => (&remaining[..i], Some(&remaining[i + 1..])),
             None => (remaining, None),
         };
+        let segment = match params {
+            true => segment.split_once(';').map_or(segment, |(name, _)| name),
+            false => segment,
+        };
         if let Ok(i) = self.literals.binary_search_by(|(k, _)| (**k).cmp(segment)) {
-            if let Some(m) = self.literals[i].1.find(method, next) {
+            if let Some(m) = self.literals[i].1.find(method, next, params) {
                 return Some(m);
             }
         }
         if !segment.is_empty() {
-            if let Some(m) = self.param.as_ref().and_then(|p| p.find(method, next)) {
+            if let Some(m) = self
+                .param
+                .as_ref()
+                .and_then(|p| p.find(method, next, params))
+            {
                 return Some(m);
             }
         }
@@ -379,6 +393,23 @@ mod tests {
             ],
         );
         assert_eq!(r.find(&Method::GET, ""), r.find(&Method::GET, "/"));
+    }
+
+    #[test]
+    fn path_parameters_are_not_part_of_the_segment() {
+        let r = router(&[&["/cart", "/cart/items"], &["/a/{id}/b"]]);
+        check(
+            &r,
+            &[
+                ("GET /cart;jsessionid=AB12", Some("0:/cart")),
+                ("GET /cart;a=1;b=2/items", Some("0:/cart/items")),
+                ("GET /cart/items;v=3?x=;y", Some("0:/cart/items")),
+                ("GET /a/7;rev=2/b", Some("1:/a/{id}/b")),
+                // Only parameters: an empty name, which `{id}` does not match.
+                ("GET /a/;rev=2/b", None),
+                ("GET /cartx;v=1", None),
+            ],
+        );
     }
 
     #[test]
