@@ -33,7 +33,9 @@ ROTEL=$(command -v rotel-agent || python3 -c \
   "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))" 2>/dev/null || true)
 [ -x "$ROTEL" ] || { echo "rotel-agent not found: python3 -m pip install rotel==0.0.1a15" >&2; exit 2; }
 
-cargo build --release --quiet --bin redline --example loadgen
+# Two commands: built together, the binary would get the load generator's dev-dependency
+# features and differ (0.5 MB larger) from what `cargo build --release` ships.
+cargo build --release --quiet --bin redline && cargo build --release --quiet --example loadgen
 REDLINE=target/release/redline
 LOADGEN=target/release/examples/loadgen
 

@@ -83,7 +83,7 @@ const KEY_MAX: usize = 64;
 
 /// An attribute key, encoded once at compile time: `KeyValue.key` (field 1) and the tag
 /// of `KeyValue.value` (field 2). Writing an attribute then copies this prefix instead of
-/// working out and writing three tags and a length (half of what encoding a span cost).
+/// working out and writing two tags and the key's length for every attribute of every span.
 ///
 /// ```
 /// use redline::telemetry::wire::{Key, attr_str};
@@ -99,7 +99,8 @@ pub struct Key {
 }
 
 impl Key {
-    /// The encoded prefix of `key`; a key longer than 64 bytes fails the build.
+    /// The encoded prefix of `key`. A key longer than 64 bytes panics, which in a `static`
+    /// (as [`Key`]s are meant to be) fails the build.
     pub const fn new(key: &str) -> Key {
         let k = key.as_bytes();
         assert!(k.len() <= KEY_MAX, "attribute key too long");
