@@ -133,6 +133,11 @@ fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
             "expected a path without a fragment ('#'): clients never send it, found {path:?}"
         ));
     }
+    if path.contains(';') {
+        return Err(format!(
+            "expected a path without path parameters (';'): requests are matched without them, found {path:?}"
+        ));
+    }
     if let Some(c) = path.chars().find(|c| c.is_control()) {
         return Err(format!(
             "expected printable characters in the path, found {c:?}"
@@ -305,6 +310,7 @@ mod tests {
             ("GET /a\tb", "expected no whitespace inside the path"),
             ("/a?b=1", "expected a path without a query string"),
             ("/a#top", "expected a path without a fragment"),
+            ("/cart;v=1", "expected a path without path parameters (';')"),
         ];
         for (input, want) in cases {
             let msg = err(input);
