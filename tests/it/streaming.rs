@@ -132,7 +132,12 @@ async fn streamed_upload_reaches_the_upstream_whole_and_the_connection_stays_usa
         }
     });
     let resp = sender
-        .send_request(Request::post("/upload").body(channel_body(rx)).unwrap())
+        .send_request(
+            Request::post("/upload")
+                .header("host", "shop")
+                .body(channel_body(rx))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
