@@ -17,9 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::*;
 
-/// An upstream that answers each request and then closes its connection at once, without
-/// saying `Connection: close`: the race every keep-alive proxy meets when an app's idle
-/// timeout is short. Counts the requests it answered.
+/// An upstream that answers one request per connection without saying `Connection:
+/// close`, and closes the connection, unanswered, when the next request arrives on it:
+/// the race every keep-alive proxy meets when an app's idle timeout is short, made
+/// deterministic (the close always meets a request in flight). Counts the answers.
 async fn closes_after_each_answer() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -41,6 +42,8 @@ async fn closes_after_each_answer() -> (SocketAddr, Arc<AtomicUsize>) {
                 if stream.write_all(answer).await.is_ok() {
                     count.fetch_add(1, Ordering::SeqCst);
                 }
+                // The next request (or the end) arrives: drop the connection under it.
+                let _ = stream.read(&mut chunk).await;
             });
         }
     });
