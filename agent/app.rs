@@ -200,7 +200,7 @@ async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         }
         let now = shared.clock.now_ms();
         for flow in shared.all_flows() {
@@ -231,7 +231,7 @@ async fn watch_signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = server::stopped(&mut external) => break,
+            _ = crate::shutdown::stopped(&mut external) => break,
             _ = hup.recv() => crate::reload::request(&shared, crate::audit::Trigger::Signal),
         }
     }

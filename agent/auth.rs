@@ -132,7 +132,7 @@ pub fn refusal(access: Access) -> http::Response<Full<Bytes>> {
              requests needing the token are refused until it does",
         ),
     };
-    let mut resp = crate::admin::error(status, message);
+    let mut resp = crate::http_json::error(status, message);
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,

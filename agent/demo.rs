@@ -331,7 +331,7 @@ async fn generate_traffic(proxy: SocketAddr, started: Instant, mut stop: watch::
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         }
         let incident = in_incident(started);
         if incident != was_incident {

@@ -17,13 +17,16 @@ pub mod demo;
 pub mod flows;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod http_json;
 pub mod metrics;
+pub mod netfmt;
 pub mod notify;
 pub mod proxy;
 pub mod redact;
 pub mod reload;
 pub mod rules_export;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod stats;
 pub mod telemetry;

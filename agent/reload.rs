@@ -524,7 +524,7 @@ async fn reload_loop(
                 None => return,
             },
             _ = poll.tick() => Trigger::Poll,
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         };
         let shared = shared.clone();
         // File reads and parsing block; keep them off the async workers.
@@ -539,7 +539,7 @@ async fn reload_loop(
 pub async fn handle_api(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     use http_body::Body as _;
     if !req.body().is_end_stream() {
-        if let Err(refused) = crate::admin::read_json::<ReloadRequest>(req).await {
+        if let Err(refused) = crate::http_json::read_json::<ReloadRequest>(req).await {
             return refused;
         }
     }
@@ -548,19 +548,19 @@ pub async fn handle_api(shared: Arc<Shared>, req: Request<Incoming>) -> Response
         Ok(Ok(Outcome::Applied(changes))) => {
             let mut body = serde_json::to_value(&changes).unwrap_or_default();
             body["result"] = json!("success");
-            crate::admin::json_response(StatusCode::OK, &body)
+            crate::http_json::json_response(StatusCode::OK, &body)
         }
         Ok(Ok(Outcome::Unchanged)) => {
-            crate::admin::json_response(StatusCode::OK, &json!({ "result": "unchanged" }))
+            crate::http_json::json_response(StatusCode::OK, &json!({ "result": "unchanged" }))
         }
         Ok(Err(ReloadError::NoConfigFile)) => {
-            crate::admin::error(StatusCode::CONFLICT, &ReloadError::NoConfigFile.to_string())
+            crate::http_json::error(StatusCode::CONFLICT, &ReloadError::NoConfigFile.to_string())
         }
-        Ok(Err(ReloadError::Rejected(error))) => crate::admin::json_response(
+        Ok(Err(ReloadError::Rejected(error))) => crate::http_json::json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "result": "failure", "error": error }),
         ),
-        Err(_) => crate::admin::error(
+        Err(_) => crate::http_json::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the reload task failed; the running config is unchanged",
         ),

@@ -13,10 +13,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use crate::proxy::Proxy;
 use crate::proxy::fast::{self, Drain, Prefixed, Served};
+use crate::shutdown::{ShutdownRx, stopped};
 use crate::watchdog::{Busy, ConnKey};
 
 /// Limits applied to every client connection.
@@ -29,9 +29,6 @@ pub struct ConnLimits {
     /// Largest accepted request header block; larger ones get 431.
     pub max_header_bytes: usize,
 }
-
-/// Shutdown signal shared by listeners: flips to `true` once.
-pub type ShutdownRx = watch::Receiver<bool>;
 
 /// Where a server's connections come from.
 #[derive(Debug)]
@@ -137,11 +134,6 @@ pub async fn serve<F, Fut, B>(
     {
         tracing::warn!(grace = %humantime::format_duration(grace), "Grace period over; closing remaining connections.");
     }
-}
-
-/// Resolves once the shutdown flag is set (or its sender is gone).
-pub async fn stopped(rx: &mut ShutdownRx) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 fn builder(limits: ConnLimits, watchdog: bool) -> auto::Builder<TokioExecutor> {

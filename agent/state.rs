@@ -1,7 +1,7 @@
 //! What a running Redline shares between tasks: the swappable runtime snapshot and the state that outlives reloads.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -13,6 +13,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
+use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
 /// Flow name used for requests no configured flow matches.
@@ -91,7 +92,7 @@ pub struct FlowState {
     /// Trace ids of recent failed or slow requests.
     pub exemplars: Exemplars,
     /// Good/bad counts per minute for SLO burn rates; only flows with an `slo` get one.
-    pub slo: std::sync::OnceLock<crate::alerting::slo::SloCounter>,
+    pub slo: OnceLock<SloCounter>,
 }
 
 /// One flow as the current configuration defines it.
@@ -233,7 +234,7 @@ impl Shared {
                     .chain(f.slo.as_ref().and_then(|s| s.latency))
                     .min();
                 let state = self.flow_state(&f.name, longest);
-                crate::alerting::slo::attach(&state.slo, f.slo.as_ref(), self.clock.now_ms());
+                attach_slo(&state.slo, f.slo.as_ref(), self.clock.now_ms());
                 FlowRuntime {
                     state,
                     timeout: config.flow_timeout(i),
@@ -287,7 +288,7 @@ impl Shared {
             window: FlowWindow::new(longest, now),
             active: self.registry.active(&name),
             exemplars: Exemplars::default(),
-            slo: std::sync::OnceLock::new(),
+            slo: OnceLock::new(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -304,6 +305,17 @@ impl Shared {
     }
 }
 
+/// Give a flow its SLO counter when its config has an SLO (a reload that adds one too), and
+/// apply the SLO's latency. The counter then stays for the flow's life: its history survives a
+/// reload that removes and re-adds the SLO, and a flow without one never gets a counter.
+pub fn attach_slo(slot: &OnceLock<SloCounter>, slo: Option<&crate::config::Slo>, now_ms: u64) {
+    let Some(slo) = slo else {
+        return;
+    };
+    slot.get_or_init(|| SloCounter::new(slo.latency, now_ms))
+        .set_latency(slo.latency);
+}
+
 fn empty_runtime() -> Runtime {
     Runtime {
         config: Arc::new(Config::default()),
@@ -316,7 +328,7 @@ fn empty_runtime() -> Runtime {
                 window: FlowWindow::new(MIN_WINDOW, 0),
                 active: Arc::new(ActiveRequests::new(Arc::from(UNMATCHED))),
                 exemplars: Exemplars::default(),
-                slo: std::sync::OnceLock::new(),
+                slo: OnceLock::new(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,

@@ -11,7 +11,8 @@ use std::num::NonZeroUsize;
 
 use tokio::net::TcpListener;
 
-use crate::server::{Connections, ShutdownRx, stopped};
+use crate::server::Connections;
+use crate::shutdown::{ShutdownRx, stopped};
 
 /// How many proxy threads to run: `TOKIO_WORKER_THREADS` (as for the main runtime), else one per core.
 pub fn count() -> usize {

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::Engine;
 use super::silences::NewSilence;
-use crate::admin::{error, json_response, read_json};
+use crate::http_json::{error, json_response, read_json};
 use crate::state::Shared;
 
 const SILENCE_PREFIX: &str = "/api/silences/";

@@ -73,7 +73,7 @@ async fn run(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = engine.woken() => {}
-            _ = crate::server::stopped(&mut stop) => break,
+            _ = crate::shutdown::stopped(&mut stop) => break,
         }
         tick(&engine, &shared, &events).await;
     }

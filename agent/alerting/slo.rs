@@ -1,6 +1,6 @@
 //! SLO burn-rate alerts: the SRE workbook's multi-window pairs, judged from a per-flow 1 m counter.
 //!
-//! A flow with `slo:` gets a [`SloCounter`] on its [`FlowState`](crate::state::FlowState): one
+//! A flow with `slo:` gets a [`SloCounter`] on its `FlowState` (`state.rs`): one
 //! lock-free good/bad count per minute over 3 days, where bad = error or slower than the SLO
 //! latency. Two alerts named `FlowSLOBurnRate` come from it: severity `page` (14.4× over 1 h
 //! and 5 m, or 6× over 6 h and 30 m) and `warning` (1× over 3 d and 6 h). A pair breaches when
@@ -8,14 +8,12 @@
 //! before the counter has seen at least the pair's short window, so a fresh start cannot page
 //! on a few minutes of data passed off as three days.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::rules::{AlertKey, Condition, Evaluation, RuleDef, rule_with};
 use super::state_machine::Verdict;
-use crate::stats::histogram::nanos;
-use crate::stats::{CoarseCounter, Sample};
+use crate::stats::CoarseCounter;
+pub use crate::stats::slo::SloCounter;
 
 /// The alert name of every burn-rate alert.
 pub const ALERT_NAME: &str = "FlowSLOBurnRate";
@@ -27,7 +25,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3_600);
 
 /// The longest window of any pair: what the counter must hold.
-pub const LONGEST: Duration = Duration::from_secs(3 * 24 * 3_600);
+pub const LONGEST: Duration = crate::stats::slo::SLO_SPAN;
 
 /// One multi-window burn-rate condition.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,52 +58,6 @@ pub const WARNING_PAIRS: [BurnPair; 1] = [BurnPair {
     long: LONGEST,
     short: Duration::from_secs(6 * 3_600),
 }];
-
-/// Good/bad counts of one SLO flow, recorded on the request path.
-#[derive(Debug)]
-pub struct SloCounter {
-    counter: CoarseCounter,
-    /// Requests slower than this (nanoseconds) are bad; `u64::MAX` when the SLO has no latency.
-    latency_ns: AtomicU64,
-}
-
-impl SloCounter {
-    /// A 3-day counter created at `now_ms`.
-    pub fn new(latency: Option<Duration>, now_ms: u64) -> Self {
-        Self {
-            counter: CoarseCounter::new(LONGEST, now_ms),
-            latency_ns: AtomicU64::new(latency.map_or(u64::MAX, nanos)),
-        }
-    }
-
-    /// Count one finished request. Lock-free: a relaxed load and one or two atomic adds.
-    #[inline]
-    pub fn record(&self, now_ms: u64, sample: &Sample) {
-        let slow = nanos(sample.latency) > self.latency_ns.load(Ordering::Relaxed);
-        self.counter.record(now_ms, sample.error || slow);
-    }
-
-    /// The per-minute counts.
-    pub fn counter(&self) -> &CoarseCounter {
-        &self.counter
-    }
-
-    fn set_latency(&self, latency: Option<Duration>) {
-        self.latency_ns
-            .store(latency.map_or(u64::MAX, nanos), Ordering::Relaxed);
-    }
-}
-
-/// Give a flow its SLO counter when its config has an SLO (a reload that adds one too), and
-/// apply the SLO's latency. The counter then stays for the flow's life: its history survives a
-/// reload that removes and re-adds the SLO, and a flow without one never gets a counter.
-pub fn attach(slot: &OnceLock<SloCounter>, slo: Option<&crate::config::Slo>, now_ms: u64) {
-    let Some(slo) = slo else {
-        return;
-    };
-    slot.get_or_init(|| SloCounter::new(slo.latency, now_ms))
-        .set_latency(slo.latency);
-}
 
 /// The two burn-rate alerts of a flow's SLO.
 pub fn rules(flow: &str, objective: f64) -> [RuleDef; 2] {
@@ -208,8 +160,11 @@ fn fastest_breach(outcomes: &[PairOutcome]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
     use super::*;
-    use crate::stats::{Clock, ManualClock};
+    use crate::state::attach_slo as attach;
+    use crate::stats::{Clock, ManualClock, Sample};
 
     const T0: u64 = 1_700_000_040_000; // a whole minute
     const M: Duration = MINUTE;

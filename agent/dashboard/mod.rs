@@ -12,7 +12,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use crate::admin::{error, json_response};
+use crate::http_json::{error, json_response};
 use crate::state::{FlowState, Shared};
 use crate::stats::window::SLOT_MS;
 use crate::stats::{FlowWindow, SlotSummary};

@@ -16,7 +16,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
-use crate::server;
 
 use super::Timing;
 use super::deliver::Ctx;
@@ -194,7 +193,7 @@ pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
         tokio::select! {
             _ = sleep_until(wait) => {}
             _ = queue.wake.notified() => due.clear(),
-            _ = server::stopped(&mut stop) => {}
+            _ = crate::shutdown::stopped(&mut stop) => {}
         }
     }
 }

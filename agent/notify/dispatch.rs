@@ -8,7 +8,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ReceiverKind;
-use crate::server;
 
 use super::alertmanager::{self, ActiveSet, AmQueue};
 use super::deliver::Ctx;
@@ -76,9 +75,9 @@ impl Dispatcher {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.route(event).await,
-                    None => { server::stopped(&mut stop).await; break; }
+                    None => { crate::shutdown::stopped(&mut stop).await; break; }
                 },
-                _ = server::stopped(&mut stop) => break,
+                _ = crate::shutdown::stopped(&mut stop) => break,
             }
         }
         // Events the evaluator sent before shutdown still belong in the outbox.

@@ -7,7 +7,6 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
-use crate::server;
 
 use super::deliver::{Attempt, Ctx};
 use super::event::AlertEvent;
@@ -137,13 +136,13 @@ pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, mut stop: watch::Receive
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = queue.wake.notified() => {}
-                    _ = server::stopped(&mut stop) => {}
+                    _ = crate::shutdown::stopped(&mut stop) => {}
                 }
             }
             Next::Idle => {
                 tokio::select! {
                     _ = queue.wake.notified() => {}
-                    _ = server::stopped(&mut stop) => {}
+                    _ = crate::shutdown::stopped(&mut stop) => {}
                 }
             }
         }

@@ -30,7 +30,7 @@ use super::env::{Batching, Protocol, Signal, Target, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
 use super::wire;
 use crate::metrics::Registry;
-use crate::server::stopped;
+use crate::shutdown::stopped;
 
 /// Collector answers are read up to this size (they are tiny; a bigger one is not trusted).
 const MAX_RESPONSE: usize = 64 * 1024;

@@ -266,7 +266,7 @@ impl SpanRecord {
         }
         // By hand: `IpAddr`'s Display was a tenth of the cost of encoding a span.
         scratch.clear();
-        crate::proxy::headers::push_ip(scratch, self.client.ip());
+        crate::netfmt::push_ip(scratch, self.client.ip());
         let peer = std::str::from_utf8(scratch).unwrap_or_default();
         attr_str(
             b,
