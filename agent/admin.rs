@@ -11,9 +11,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use crate::alerting::Engine;
 use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
+use crate::reload::ReloadState;
 use crate::state::{FlowState, Shared};
 use crate::stats::WindowSummary;
 
@@ -27,12 +29,18 @@ const FLOW_WINDOWS: [(&str, Duration); 2] = [
 #[derive(Debug, Clone)]
 pub struct Admin {
     shared: Arc<Shared>,
+    reload: Arc<ReloadState>,
+    alerts: Arc<Engine>,
 }
 
 impl Admin {
-    /// Admin API over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Admin { shared }
+    /// Admin API over `shared`, its hot reload and its alert engine.
+    pub fn new(shared: Arc<Shared>, reload: Arc<ReloadState>, alerts: Arc<Engine>) -> Self {
+        Admin {
+            shared,
+            reload,
+            alerts,
+        }
     }
 
     /// Route one admin request.
@@ -59,7 +67,7 @@ impl Admin {
     fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
         let runtime = self.shared.runtime.load();
         let admin = &runtime.config.admin;
-        let listener = self.shared.reload.admin_listener().unwrap_or(admin.listen);
+        let listener = self.reload.admin_listener().unwrap_or(admin.listen);
         let path = req.uri().path();
         match auth::check_request(admin, listener, req.method(), path, req.headers()) {
             Access::Granted => None,
@@ -81,14 +89,14 @@ impl Admin {
             (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
             (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
             (&Method::POST, "/api/reload") => {
-                crate::reload::handle_api(self.shared.clone(), req).await
+                crate::reload::handle_api(self.shared.clone(), self.reload.clone(), req).await
             }
             (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
             (&Method::GET, path) if dashboard::is_series_path(path) => {
                 dashboard::series(&self.shared, path)
             }
             (_, path) if crate::alerting::api::owns(path) => {
-                crate::alerting::api::handle(&self.shared, req).await
+                crate::alerting::api::handle(&self.shared, &self.alerts, req).await
             }
             (_, "/") => error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -138,7 +146,8 @@ impl Admin {
                         .collect::<Vec<_>>()
                 );
                 v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
-                v["alerts"] = crate::alerting::api::flow_alerts(&self.shared, &cfg.name);
+                v["alerts"] =
+                    crate::alerting::api::flow_alerts(&self.shared, &self.alerts, &cfg.name);
                 v
             })
             .collect();
@@ -167,7 +176,7 @@ impl Admin {
     fn config(&self) -> Value {
         let runtime = self.shared.runtime.load();
         // `last_reload`, `last_reload_error` (file:line:column, redacted), `needs_restart`.
-        let mut out = self.shared.reload.status_json();
+        let mut out = self.reload.status_json();
         out["config"] = runtime.config.redacted_json();
         out
     }

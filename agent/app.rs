@@ -13,6 +13,7 @@ use crate::access_log::{AccessLog, Format};
 use crate::admin::Admin;
 use crate::config::{AccessLogFormat, Config};
 use crate::proxy::Proxy;
+use crate::reload::ReloadState;
 use crate::server::{self, ConnLimits};
 use crate::state::{BuildError, Shared};
 use crate::stats::{Clock, SystemClock};
@@ -77,8 +78,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let (listen, admin_addr) = (config.listen, config.admin.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let shared = Shared::new(config, clock, access_log.clone())?;
-    // Before any request can arrive: the request path reads the trace handle it installs.
-    let telemetry = crate::telemetry::start(&shared, &|name| std::env::var(name).ok());
+    // Trace propagation, sampling and span export: the proxy holds the request-path handle.
+    let (tracing, telemetry) = crate::telemetry::start(&shared, &|name| std::env::var(name).ok());
     let proxy_listener = bind("proxy", listen).await?;
     let admin_listener = bind("admin", admin_addr).await?;
     let bound = (
@@ -86,7 +87,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         local_addr(&admin_listener, admin_addr),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let proxy = Proxy::new(shared.clone());
+    let spans_on = tracing.exports_spans();
+    let proxy = Proxy::new(shared.clone(), Some(tracing));
     let fast = proxy.clone();
     let handler = move |req, peer| {
         let proxy = proxy.clone();
@@ -95,7 +97,6 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         Box::pin(async move { proxy.handle(req, peer).await })
     };
     let proxy_stop = stop_rx.clone();
-    let spans_on = shared.telemetry.get().is_some_and(|t| t.exports_spans());
     let serve = move |listener| {
         let serving = server::serve(
             listener,
@@ -139,22 +140,30 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         proxy: bound.0,
         admin: bound.1,
     };
+    let reload = Arc::new(ReloadState::default());
     crate::reload::start(
         &shared,
+        &reload,
         hooks.config_path,
         hooks.reload,
         listeners,
         crate::reload::Options::default(),
         stop_rx.clone(),
     );
-    tokio::spawn(watch_signals(shared.clone(), stop_tx, hooks.shutdown));
+    tokio::spawn(watch_signals(
+        shared.clone(),
+        reload.clone(),
+        stop_tx,
+        hooks.shutdown,
+    ));
 
     // Alert events flow evaluator → notifier on a bounded queue, off the request path.
     let (alert_tx, alert_rx) = tokio::sync::mpsc::channel::<crate::notify::AlertEvent>(1024);
-    let alert_engine = crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx.clone());
+    let (alerts, alert_engine) =
+        crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx.clone());
     let notifier = crate::notify::spawn(&shared, alert_rx);
 
-    let admin = Admin::new(shared.clone());
+    let admin = Admin::new(shared.clone(), reload, alerts);
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(server::serve(
         server::Connections::Listener(admin_listener),
@@ -212,6 +221,7 @@ async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// SIGTERM/SIGINT start draining; SIGHUP reloads the config file.
 async fn watch_signals(
     shared: Arc<Shared>,
+    reload: Arc<ReloadState>,
     stop: watch::Sender<bool>,
     external: Option<watch::Receiver<bool>>,
 ) {
@@ -232,7 +242,7 @@ async fn watch_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = crate::shutdown::stopped(&mut external) => break,
-            _ = hup.recv() => crate::reload::request(&shared, crate::audit::Trigger::Signal),
+            _ = hup.recv() => crate::reload::request(&reload, crate::audit::Trigger::Signal),
         }
     }
     tracing::info!("Shutting down: draining in-flight requests.");

@@ -3,6 +3,28 @@
 //! A request enters in [`proxy`], is matched to a flow by [`flows`], is
 //! measured in [`proxy::ctx`] into [`metrics`] and [`stats`], and is logged by
 //! [`access_log`]. [`admin`] serves what was measured; [`app`] runs it all.
+//!
+//! ## Layers
+//!
+//! Every top-level module is in one layer, lowest first. A module names (`crate::x`) only
+//! modules of its own layer or lower, and modules of one layer never name each other in a
+//! circle; `app` is the one place that wires the parts together. `tests/it/architecture.rs`
+//! reads this list and fails on a module that breaks it, on a module missing from it, and on a
+//! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
+//!
+//! ```text
+//! stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt
+//! flows / access_log
+//! config
+//! state / auth
+//! telemetry / dashboard / reload
+//! proxy
+//! server
+//! notify / workers
+//! alerting
+//! admin
+//! app / demo / cli / rules_export
+//! ```
 
 pub mod access_log;
 pub mod admin;

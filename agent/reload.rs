@@ -27,12 +27,13 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::audit::{self, ReloadChanges, Trigger};
 use crate::auth::{self, Token};
 use crate::config::{Config, DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY_PARAMS};
 use crate::redact::Redactor;
+use crate::shutdown::ShutdownRx;
 use crate::state::Shared;
 
 /// Quiet time after the last file event before reloading, so one save is one reload.
@@ -99,7 +100,7 @@ pub enum Outcome {
     Applied(ReloadChanges),
 }
 
-/// Reload machinery and status, one per process, kept in [`Shared`].
+/// Reload machinery and status, one per process; `app::run` hands it to the admin API.
 #[derive(Default)]
 pub struct ReloadState {
     source: OnceLock<Source>,
@@ -204,13 +205,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `load` re-applies flags and environment; without it the file alone is loaded.
 pub fn start(
     shared: &Arc<Shared>,
+    state: &Arc<ReloadState>,
     path: Option<PathBuf>,
     load: Option<LoadFn>,
     listeners: Listeners,
     options: Options,
-    stop: watch::Receiver<bool>,
+    stop: ShutdownRx,
 ) {
-    let state = &shared.reload;
     let _ = state.listeners.set(listeners);
     let _ = state.startup.set(shared.runtime.load().config.clone());
     let Some(path) = path else {
@@ -223,9 +224,10 @@ pub fn start(
     let _ = state.source.set(Source { path, load });
     let _ = state.queue.set(tx);
     // One small file read at start-up, before anything can queue a reload.
-    catch_up(shared);
+    catch_up(shared, state);
     tokio::spawn(reload_loop(
         shared.clone(),
+        state.clone(),
         rx,
         options.poll_every,
         stop,
@@ -234,8 +236,8 @@ pub fn start(
 }
 
 /// Ask the reload task for a reload (used for SIGHUP); never waits.
-pub fn request(shared: &Shared, trigger: Trigger) {
-    match shared.reload.queue.get() {
+pub fn request(state: &ReloadState, trigger: Trigger) {
+    match state.queue.get() {
         // A full queue already holds reloads that will read the newest file.
         Some(queue) => {
             let _ = queue.try_send(trigger);
@@ -252,8 +254,11 @@ pub fn request(shared: &Shared, trigger: Trigger) {
 /// File and poll triggers skip the reload when the contents have not changed since they
 /// were last read; SIGHUP and the API always reload. Every attempt that runs is
 /// counted in `redline_config_reloads_total`, audited, and shown by `GET /api/config`.
-pub fn reload_now(shared: &Shared, trigger: Trigger) -> Result<Outcome, ReloadError> {
-    let state = &shared.reload;
+pub fn reload_now(
+    shared: &Shared,
+    state: &ReloadState,
+    trigger: Trigger,
+) -> Result<Outcome, ReloadError> {
     let Some(source) = state.source.get() else {
         return Err(ReloadError::NoConfigFile);
     };
@@ -269,19 +274,18 @@ pub fn reload_now(shared: &Shared, trigger: Trigger) -> Result<Outcome, ReloadEr
         return Ok(Outcome::Unchanged);
     }
     *last_hash = hash;
-    let result = apply(shared, source);
+    let result = apply(shared, state, source);
     state.record(shared, trigger, &result);
     result.map(Outcome::Applied).map_err(ReloadError::Rejected)
 }
 
 /// Load, check and swap in the new config; the error is redacted.
-fn apply(shared: &Shared, source: &Source) -> Result<ReloadChanges, String> {
+fn apply(shared: &Shared, state: &ReloadState, source: &Source) -> Result<ReloadChanges, String> {
     let running = shared.runtime.load_full();
     let scrub = |e: String| scrubber(&running.config).text(&e).into_owned();
     let config = (source.load)(&source.path).map_err(scrub)?;
-    check_usable(&config, shared.reload.listeners.get()).map_err(scrub)?;
-    let startup = shared
-        .reload
+    check_usable(&config, state.listeners.get()).map_err(scrub)?;
+    let startup = state
         .startup
         .get()
         .cloned()
@@ -493,24 +497,25 @@ fn concerns(event: &notify_debouncer_full::notify::Event, name: &OsString) -> bo
 
 /// Reload when the file changed between the first load and the start of the watch,
 /// which no event reports. Runs after the watch is in place, so nothing falls between.
-fn catch_up(shared: &Shared) {
-    let Some(source) = shared.reload.source.get() else {
+fn catch_up(shared: &Shared, state: &ReloadState) {
+    let Some(source) = state.source.get() else {
         return;
     };
     let running = shared.runtime.load_full();
     if (source.load)(&source.path).is_ok_and(|c| c == *running.config) {
         return;
     }
-    *lock(&shared.reload.applying) = None;
-    let _ = reload_now(shared, Trigger::File);
+    *lock(&state.applying) = None;
+    let _ = reload_now(shared, state, Trigger::File);
 }
 
 /// Runs queued reloads one at a time, plus the poll, until `stop` fires.
 async fn reload_loop(
     shared: Arc<Shared>,
+    state: Arc<ReloadState>,
     mut queue: mpsc::Receiver<Trigger>,
     poll_every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: ShutdownRx,
     // Held so the watch lives exactly as long as this task.
     _watcher: Option<FileWatcher>,
 ) {
@@ -526,9 +531,9 @@ async fn reload_loop(
             _ = poll.tick() => Trigger::Poll,
             _ = crate::shutdown::stopped(&mut stop) => return,
         };
-        let shared = shared.clone();
+        let (shared, state) = (shared.clone(), state.clone());
         // File reads and parsing block; keep them off the async workers.
-        let _ = tokio::task::spawn_blocking(move || reload_now(&shared, trigger)).await;
+        let _ = tokio::task::spawn_blocking(move || reload_now(&shared, &state, trigger)).await;
     }
 }
 
@@ -536,14 +541,18 @@ async fn reload_loop(
 ///
 /// The body must be empty or `{}`: anything else is a client mistake worth a 4xx
 /// rather than being silently ignored.
-pub async fn handle_api(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle_api(
+    shared: Arc<Shared>,
+    state: Arc<ReloadState>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     use http_body::Body as _;
     if !req.body().is_end_stream() {
         if let Err(refused) = crate::http_json::read_json::<ReloadRequest>(req).await {
             return refused;
         }
     }
-    let task = tokio::task::spawn_blocking(move || reload_now(&shared, Trigger::Api));
+    let task = tokio::task::spawn_blocking(move || reload_now(&shared, &state, Trigger::Api));
     match task.await {
         Ok(Ok(Outcome::Applied(changes))) => {
             let mut body = serde_json::to_value(&changes).unwrap_or_default();
@@ -609,17 +618,29 @@ mod tests {
     async fn valid_applies_invalid_is_rejected_and_unchanged_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let (shared, path) = shared_from(dir.path(), BASE);
-        let (_stop_tx, stop) = watch::channel(false);
+        let state = Arc::new(ReloadState::default());
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let quiet = Options {
             debounce: DEBOUNCE,
             poll_every: Duration::from_secs(3600),
         };
-        start(&shared, Some(path.clone()), None, listeners(), quiet, stop);
+        start(
+            &shared,
+            &state,
+            Some(path.clone()),
+            None,
+            listeners(),
+            quiet,
+            stop,
+        );
 
-        assert_eq!(reload_now(&shared, Trigger::Poll), Ok(Outcome::Unchanged));
+        assert_eq!(
+            reload_now(&shared, &state, Trigger::Poll),
+            Ok(Outcome::Unchanged)
+        );
         let added = format!("{BASE}  - name: search\n    match: GET /search\n");
         std::fs::write(&path, &added).unwrap();
-        let Ok(Outcome::Applied(c)) = reload_now(&shared, Trigger::Signal) else {
+        let Ok(Outcome::Applied(c)) = reload_now(&shared, &state, Trigger::Signal) else {
             panic!("valid config must apply");
         };
         assert_eq!(c.flows_added, ["search"]);
@@ -627,11 +648,11 @@ mod tests {
         assert_eq!(shared.runtime.load().config.flows.len(), 2);
 
         std::fs::write(&path, format!("{added}bogus_key: 1\n")).unwrap();
-        let Err(ReloadError::Rejected(e)) = reload_now(&shared, Trigger::Api) else {
+        let Err(ReloadError::Rejected(e)) = reload_now(&shared, &state, Trigger::Api) else {
             panic!("unknown key must be rejected");
         };
         assert!(e.contains(&format!("{}:7:1", path.display())), "{e}");
-        assert_eq!(shared.reload.last_error().as_deref(), Some(e.as_str()));
+        assert_eq!(state.last_error().as_deref(), Some(e.as_str()));
         assert_eq!(
             shared.runtime.load().config.flows.len(),
             2,
@@ -647,10 +668,12 @@ mod tests {
     async fn a_change_before_the_watch_starts_is_caught_up() {
         let dir = tempfile::tempdir().unwrap();
         let (shared, path) = shared_from(dir.path(), BASE);
+        let state = Arc::new(ReloadState::default());
         std::fs::write(&path, BASE.replace("checkout", "late")).unwrap();
-        let (_stop_tx, stop) = watch::channel(false);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         start(
             &shared,
+            &state,
             Some(path),
             None,
             listeners(),
@@ -658,10 +681,7 @@ mod tests {
             stop,
         );
         assert_eq!(shared.runtime.load().config.flows[0].name, "late");
-        assert_eq!(
-            shared.reload.status_json()["last_reload"]["trigger"],
-            "file"
-        );
+        assert_eq!(state.status_json()["last_reload"]["trigger"], "file");
         assert_eq!(reloads(&shared, "success"), 1.0);
     }
 
@@ -707,7 +727,8 @@ mod tests {
     async fn poll_picks_up_changes_without_file_events() {
         let dir = tempfile::tempdir().unwrap();
         let (shared, path) = shared_from(dir.path(), BASE);
-        let (_stop_tx, stop) = watch::channel(false);
+        let state = Arc::new(ReloadState::default());
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         // A debounce far longer than the test: only the poll can deliver the change.
         let poll_only = Options {
             debounce: Duration::from_secs(3600),
@@ -715,6 +736,7 @@ mod tests {
         };
         start(
             &shared,
+            &state,
             Some(path.clone()),
             None,
             listeners(),
@@ -727,7 +749,7 @@ mod tests {
             assert!(std::time::Instant::now() < until, "poll did not reload");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let status = shared.reload.status_json();
+        let status = state.status_json();
         assert_eq!(status["last_reload"]["trigger"], "poll");
         assert_eq!(reloads(&shared, "success"), 1.0);
     }

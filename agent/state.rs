@@ -149,6 +149,9 @@ pub enum BuildError {
 }
 
 /// State shared by the proxy, the admin API and background tasks.
+///
+/// Only what lower layers need: the parts built on top of it (hot reload, the alert
+/// engine, telemetry) are wired to their users by `app::run`.
 pub struct Shared {
     /// The current runtime; `load()` per request, `store()` on reload.
     pub runtime: ArcSwap<Runtime>,
@@ -166,12 +169,6 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// Process start, for uptime.
     pub started: Instant,
-    /// Hot reload: file source, watcher queue, last result and needs-restart list.
-    pub reload: crate::reload::ReloadState,
-    /// The alert engine, once `alerting::spawn` started it.
-    pub alerts: std::sync::OnceLock<Arc<crate::alerting::Engine>>,
-    /// Trace propagation, sampling and the OTLP span queue, once `telemetry::start` ran.
-    pub telemetry: std::sync::OnceLock<crate::telemetry::Telemetry>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -200,9 +197,6 @@ impl Shared {
             ready: AtomicBool::new(false),
             access_log,
             started: Instant::now(),
-            reload: crate::reload::ReloadState::default(),
-            alerts: std::sync::OnceLock::new(),
-            telemetry: std::sync::OnceLock::new(),
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;

@@ -23,13 +23,11 @@ pub fn owns(path: &str) -> bool {
 }
 
 /// Serve one request for a path [`owns`] accepts.
-pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(engine) = shared.alerts.get().cloned() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the alert engine is not running",
-        );
-    };
+pub async fn handle(
+    shared: &Shared,
+    engine: &Arc<Engine>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let now = shared.clock.now_ms();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -38,9 +36,9 @@ pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Fu
         (&Method::GET, "/api/silences") => {
             json_response(StatusCode::OK, &engine.silences_json(now))
         }
-        (&Method::POST, "/api/silences") => create(&engine, req, now).await,
+        (&Method::POST, "/api/silences") => create(engine, req, now).await,
         (&Method::DELETE, p) if p.starts_with(SILENCE_PREFIX) => {
-            delete(&engine, p.strip_prefix(SILENCE_PREFIX).unwrap_or(""), now).await
+            delete(engine, p.strip_prefix(SILENCE_PREFIX).unwrap_or(""), now).await
         }
         _ => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -49,11 +47,9 @@ pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Fu
     }
 }
 
-/// The alerts of one flow for `GET /api/flows`; empty before the engine runs.
-pub fn flow_alerts(shared: &Shared, flow: &str) -> Value {
-    shared.alerts.get().map_or(Value::Array(Vec::new()), |e| {
-        e.flow_alerts_json(flow, shared.clock.now_ms())
-    })
+/// The alerts of one flow for `GET /api/flows`.
+pub fn flow_alerts(shared: &Shared, engine: &Engine, flow: &str) -> Value {
+    engine.flow_alerts_json(flow, shared.clock.now_ms())
 }
 
 async fn create(engine: &Arc<Engine>, req: Request<Incoming>, now: u64) -> Response<Full<Bytes>> {

@@ -6,7 +6,7 @@
 //! - [`engine`]: evaluates every `eval_interval`, decides notifications ([`AlertEvent`]s).
 //! - [`silences`], [`persist`], [`api`]: muting, `data_dir` durability, admin endpoints.
 //!
-//! [`spawn`] starts it from `app::run`; the admin API reaches it through `Shared::alerts`.
+//! [`spawn`] starts it from `app::run`, which hands the engine to the admin API.
 
 pub mod api;
 pub mod engine;
@@ -24,46 +24,43 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 pub use engine::Engine;
 pub use fingerprint::fingerprint;
 
 use crate::notify::AlertEvent;
+use crate::shutdown::ShutdownRx;
 use crate::state::Shared;
 
-/// Build the engine (restoring `data_dir` state), publish it in `shared.alerts`, and run it
-/// until `stop`; events go to `events`. Await the handle on shutdown: the last state and the
-/// queued events are flushed before it ends.
+/// Build the engine (restoring `data_dir` state) and run it until `stop`; events go to
+/// `events`. Returns the engine (for the admin API) and the task: await it on shutdown, the
+/// last state and the queued events are flushed before it ends.
 pub fn spawn(
     shared: &Arc<Shared>,
     events: mpsc::Sender<AlertEvent>,
     admin: SocketAddr,
-    stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+    stop: ShutdownRx,
+) -> (Arc<Engine>, tokio::task::JoinHandle<()>) {
     let engine = start(shared, admin);
-    tokio::spawn(run(engine, shared.clone(), events, stop))
+    let task = tokio::spawn(run(engine.clone(), shared.clone(), events, stop));
+    (engine, task)
 }
 
-/// The engine of `shared`, created and restored on first call.
-pub fn start(shared: &Arc<Shared>, admin: SocketAddr) -> Arc<Engine> {
-    shared
-        .alerts
-        .get_or_init(|| {
-            let data_dir = shared.runtime.load().config.data_dir.clone();
-            let store = data_dir.as_deref().map(persist::Store::new);
-            let engine = Arc::new(Engine::new(store, admin_url(admin)));
-            engine.restore(&shared.registry, shared.clock.now_ms());
-            engine
-        })
-        .clone()
+/// A new engine for `shared`, its state restored from `data_dir`.
+pub fn start(shared: &Shared, admin: SocketAddr) -> Arc<Engine> {
+    let data_dir = shared.runtime.load().config.data_dir.clone();
+    let store = data_dir.as_deref().map(persist::Store::new);
+    let engine = Arc::new(Engine::new(store, admin_url(admin)));
+    engine.restore(&shared.registry, shared.clock.now_ms());
+    engine
 }
 
 async fn run(
     engine: Arc<Engine>,
     shared: Arc<Shared>,
     events: mpsc::Sender<AlertEvent>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: ShutdownRx,
 ) {
     // Events restored from a crash go out first.
     engine.flush_outbox(&events);

@@ -14,6 +14,7 @@ use crate::access_log::Entry;
 use crate::metrics::{ActiveGuard, ErrorType, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
+use crate::telemetry::Telemetry;
 use crate::trace::TraceContext;
 
 /// Status recorded when the client left before any response was sent (nginx's convention).
@@ -22,6 +23,7 @@ pub const CLIENT_CLOSED_STATUS: u16 = 499;
 /// One request's measurements, from arrival to the last response byte.
 pub struct RequestCtx {
     shared: Arc<Shared>,
+    telemetry: Option<Arc<Telemetry>>,
     runtime: Arc<Runtime>,
     flow: Option<usize>,
     route_metrics: Arc<RouteMetrics>,
@@ -49,12 +51,13 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// Match the request to a flow and route and start its clocks.
     pub fn start(
-        shared: &Arc<Shared>,
+        proxy: &super::Proxy,
         runtime: Arc<Runtime>,
         parts: &http::request::Parts,
         client: SocketAddr,
     ) -> Self {
         let started = Instant::now();
+        let shared = &proxy.shared;
         let method_idx = method_index(&parts.method);
         let path = parts.uri.path();
         let (flow, route_metrics) = match runtime.router.find(&parts.method, path) {
@@ -67,9 +70,10 @@ impl RequestCtx {
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         let active = flow_rt.state.active.start(method_idx);
-        let (trace, span) = crate::telemetry::begin(shared.telemetry.get(), parts);
+        let (trace, span) = crate::telemetry::begin(proxy.telemetry.as_deref(), parts);
         RequestCtx {
             shared: shared.clone(),
+            telemetry: proxy.telemetry.clone(),
             flow,
             route_metrics,
             method: parts.method.clone(),
@@ -89,6 +93,11 @@ impl RequestCtx {
             _active: active,
             runtime,
         }
+    }
+
+    /// Trace propagation and span export for this request (`None`: W3C propagation only).
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_deref()
     }
 
     /// The flow this request belongs to (the `unmatched` pseudo-flow when none).
@@ -186,7 +195,7 @@ impl RequestCtx {
             let now_ms = self.shared.clock.now_ms();
             flow.state.exemplars.push(now_ms, self.trace.trace_id_hex());
         }
-        let Some(telemetry) = self.shared.telemetry.get() else {
+        let Some(telemetry) = self.telemetry.as_deref() else {
             return;
         };
         let outcome = crate::telemetry::Outcome {

@@ -35,10 +35,13 @@ pub use ctx::RequestCtx;
 
 use crate::metrics::ErrorType;
 use crate::state::Shared;
+use crate::telemetry::Telemetry;
 
 /// Forwards requests to the configured upstream and measures them.
 pub struct Proxy {
     shared: Arc<Shared>,
+    /// Trace propagation, sampling and span export; `None`: W3C propagation, no export.
+    telemetry: Option<Arc<Telemetry>>,
     /// Every request goes through hyper (`REDLINE_HTTP1_ENGINE=hyper`): the fast path
     /// still admits each connection's first head, then hands it over. For comparing the
     /// engines, and a way out should the fast path misbehave.
@@ -52,11 +55,16 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy over `shared` state; upstream connections are kept alive per worker thread.
-    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+    /// A proxy over `shared` state, tracing through `telemetry`; upstream connections are
+    /// kept alive per worker thread.
+    pub fn new(shared: Arc<Shared>, telemetry: Option<Arc<Telemetry>>) -> Arc<Self> {
         let hyper_only = std::env::var("REDLINE_HTTP1_ENGINE")
             .is_ok_and(|v| v.trim().eq_ignore_ascii_case("hyper"));
-        Arc::new(Proxy { shared, hyper_only })
+        Arc::new(Proxy {
+            shared,
+            telemetry,
+            hyper_only,
+        })
     }
 
     /// Serve one request from a client at `client`. Never fails: errors become responses.
@@ -67,7 +75,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let runtime = self.shared.runtime.load_full();
         let (parts, body) = req.into_parts();
-        let mut ctx = RequestCtx::start(&self.shared, runtime, &parts, client);
+        let mut ctx = RequestCtx::start(self, runtime, &parts, client);
         let target = phases::Target::of_uri(&parts.uri);
         let pairs = parts
             .headers
@@ -116,7 +124,7 @@ impl Proxy {
         framing: phases::BodyLen,
     ) -> Request<CountingBody> {
         let (mut parts, body) = req.into_parts();
-        phases::rewrite(&self.shared, &mut parts, ctx, client, upgrade, framing);
+        phases::rewrite(&mut parts, ctx, client, upgrade, framing);
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
         let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
         Request::from_parts(parts, CountingBody::new(body, progress))

@@ -31,7 +31,6 @@ use super::headers;
 use super::upstream::UpstreamError;
 use super::wire;
 use crate::metrics::ErrorType;
-use crate::state::Shared;
 
 /// The form of a request target (RFC 9112 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +315,6 @@ pub fn valid_host(value: &[u8]) -> bool {
 /// client's host, no hop-by-hop headers, X-Forwarded-*, request id, trace context,
 /// HTTP/1.1, and the body framing admission decided (`body`).
 pub fn rewrite(
-    shared: &Shared,
     parts: &mut http::request::Parts,
     ctx: &mut RequestCtx,
     client: SocketAddr,
@@ -342,12 +340,7 @@ pub fn rewrite(
         .headers
         .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
     // The upstream's parent is Redline's CLIENT span (traceparent, b3, … per OTEL_PROPAGATORS).
-    crate::telemetry::inject(
-        shared.telemetry.get(),
-        &mut parts.headers,
-        &ctx.trace,
-        &ctx.span,
-    );
+    crate::telemetry::inject(ctx.telemetry(), &mut parts.headers, &ctx.trace, &ctx.span);
     if let Some(protocol) = upgrade {
         headers::set_upgrade(&mut parts.headers, protocol);
     }

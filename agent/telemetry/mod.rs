@@ -152,7 +152,7 @@ pub async fn flush_this_thread_every(every: Duration) {
     }
 }
 
-/// Used before [`start`] ran (and by embedders that never call it): W3C propagation, no export.
+/// Used by a proxy built without a handle from [`start`]: W3C propagation, no export.
 static UNSTARTED: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
     propagators: Propagators::default(),
     sampler: Sampler::default(),
@@ -283,9 +283,10 @@ impl Exporters {
     }
 }
 
-/// Resolve `OTEL_*` (through `lookup`) over the config, install the request-path handle in
-/// `shared`, and spawn the exporters. Without an endpoint nothing is spawned and nothing is logged above debug.
-pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> Exporters {
+/// Resolve `OTEL_*` (through `lookup`) over the config, spawn the exporters, and return the
+/// request-path handle (for `Proxy::new`) with them. Without an endpoint nothing is spawned
+/// and nothing is logged above debug.
+pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Exporters) {
     let config = shared.runtime.load().config.clone();
     let settings = Settings::resolve(lookup, &config);
     for warning in &settings.warnings {
@@ -348,10 +349,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> Exporters {
         keep_slower_than: settings.keep_slower_than,
         spans,
     };
-    if shared.telemetry.set(telemetry).is_err() {
-        tracing::warn!("Telemetry was already started; keeping the first setup.");
-    }
-    Exporters { stop, tasks }
+    (Arc::new(telemetry), Exporters { stop, tasks })
 }
 
 fn transport(target: Target) -> Option<Transport> {
