@@ -7,113 +7,29 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::fingerprint::fingerprint;
+use super::events::{log_event, removed, step};
+use super::model::{Instance, Scope};
 use super::persist::{Snapshot, Store};
 use super::rules::{AlertKey, Evaluation, RuleDef, compile};
 use super::silences::{NewSilence, Silence, SilenceError, Silences};
-use super::state_machine::{AlertState, Phase, Reason, Transition};
-use super::{rfc3339, system_time};
-use crate::config::{Config, FlowConfig, format_duration};
+use super::state_machine::Phase;
+use crate::config::{Config, FlowConfig};
 use crate::metrics::Registry;
-use crate::notify::{AlertEvent, AlertStatus};
+use crate::notify::AlertEvent;
 use crate::state::{FlowState, Runtime, Shared};
 
 /// Events kept at most while the notifier does not take them; the oldest go first.
 const OUTBOX_CAP: usize = 1_000;
 
-/// How many offending trace ids an alert carries.
-const TRACE_IDS: usize = 3;
-
-/// One alert: its lifecycle and what was last measured and said about it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Instance {
-    /// Identity.
-    pub key: AlertKey,
-    /// Lifecycle.
-    pub state: AlertState,
-    /// A firing notification went out for the current episode.
-    pub notified: bool,
-    /// Muted at the last evaluation.
-    pub silenced: bool,
-    /// When the last firing notification went out.
-    pub last_sent_ms: Option<u64>,
-    /// Sequence of the last event.
-    pub sequence: u64,
-    /// Last measured value, in the rule's unit.
-    pub value: Option<f64>,
-    /// That value as people read it (`8.6%`).
-    pub value_text: Option<String>,
-    /// Requests in the window at the last evaluation.
-    pub requests: u64,
-    /// Bad requests counted since the episode started firing.
-    pub affected: u64,
-    /// Bad requests before this instant (a slot start) are in `affected`.
-    pub accounted_to_ms: u64,
-    /// Labels at the last evaluation.
-    pub labels: BTreeMap<String, String>,
-    /// Annotations at the last evaluation.
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl Instance {
-    fn new(key: AlertKey) -> Self {
-        Instance {
-            key,
-            ..Instance::default()
-        }
-    }
-
-    fn gauge_labels(&self) -> [&str; 3] {
-        [&self.key.flow, &self.key.alertname, &self.key.severity]
-    }
-
-    /// Add the bad requests of the whole slots since the last accounting; `to_now` includes
-    /// the current, partial slot (at resolution).
-    fn account(&mut self, rule: &RuleDef, flow: &FlowState, now_ms: u64, to_now: bool) {
-        let slot = rule.slot_ms().max(1);
-        let current = now_ms / slot * slot;
-        let (until, next) = if to_now {
-            (now_ms, now_ms.saturating_add(1))
-        } else if current > self.accounted_to_ms {
-            (current - 1, current)
-        } else {
-            return;
-        };
-        if until >= self.accounted_to_ms {
-            self.affected += rule.bad_in(flow, self.accounted_to_ms, until);
-            self.accounted_to_ms = next;
-        }
-    }
-
-    fn next_sequence(&mut self, now_ms: u64) -> u64 {
-        // Wall-clock based, so it keeps growing across restarts without data_dir too.
-        self.sequence = self.sequence.saturating_add(1).max(now_ms);
-        self.sequence
-    }
-}
-
-/// What one evaluation needs to know besides the rule.
-struct Scope<'a> {
-    now_ms: u64,
-    flow_cfg: &'a FlowConfig,
-    flow: &'a FlowState,
-    service: &'a str,
-    base_url: &'a str,
-    repeat: Duration,
-}
-
 /// Mutable engine state, behind one mutex.
 #[derive(Debug, Default)]
-struct Inner {
-    alerts: BTreeMap<AlertKey, Instance>,
-    silences: Silences,
+pub(super) struct Inner {
+    pub(super) alerts: BTreeMap<AlertKey, Instance>,
+    pub(super) silences: Silences,
     outbox: VecDeque<AlertEvent>,
     /// Bumped per snapshot taken, so the store writes snapshots in order.
     generation: u64,
@@ -228,7 +144,7 @@ impl Engine {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated in a way worse
         // than a skipped evaluation; keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -391,54 +307,6 @@ impl Engine {
         self.wake.notified().await;
     }
 
-    /// `GET /api/alerts`: every alert not inactive.
-    pub fn alerts_json(&self, now_ms: u64) -> Value {
-        let inner = self.lock();
-        let alerts: Vec<Value> = inner
-            .alerts
-            .values()
-            .filter(|i| i.state.phase != Phase::Inactive)
-            .map(|i| alert_json(i, &inner.silences.matching(&i.key, now_ms)))
-            .collect();
-        json!({ "alerts": alerts })
-    }
-
-    /// The alerts of one flow, inactive included, for `GET /api/flows`.
-    pub fn flow_alerts_json(&self, flow: &str, now_ms: u64) -> Value {
-        let inner = self.lock();
-        let alerts: Vec<Value> = inner
-            .alerts
-            .values()
-            .filter(|i| i.key.flow == flow)
-            .map(|i| {
-                json!({
-                    "alertname": i.key.alertname,
-                    "severity": i.key.severity,
-                    "state": i.state.phase.as_str(),
-                    "value": i.value,
-                    "summary": i.annotations.get("summary"),
-                    "active_since": i.state.active_since_ms.map(rfc3339),
-                    "starts_at": i.state.fired_at_ms.map(rfc3339),
-                    "silenced": !inner.silences.matching(&i.key, now_ms).is_empty(),
-                })
-            })
-            .collect();
-        Value::Array(alerts)
-    }
-
-    /// `GET /api/silences`: active silences.
-    pub fn silences_json(&self, now_ms: u64) -> Value {
-        let inner = self.lock();
-        let list: Vec<Value> = inner
-            .silences
-            .list()
-            .iter()
-            .filter(|s| s.is_active(now_ms))
-            .map(Silence::to_json)
-            .collect();
-        json!({ "silences": list })
-    }
-
     /// Add a silence; it mutes notifications from the next evaluation on.
     pub fn add_silence(&self, new: NewSilence, now_ms: u64) -> Result<Silence, SilenceError> {
         let silence = new.into_silence(now_ms)?;
@@ -452,238 +320,10 @@ impl Engine {
     }
 }
 
-/// One alert's evaluation: step its state, refresh what it says, and return the event due.
-fn step(
-    inst: &mut Instance,
-    rule: &RuleDef,
-    eval: &Evaluation,
-    silenced: bool,
-    scope: &Scope<'_>,
-) -> Option<AlertEvent> {
-    let now = scope.now_ms;
-    let transition = inst.state.step(eval.verdict, now, &rule.timing);
-    if let Some(v) = eval.value {
-        inst.value = Some(v);
-        inst.value_text = Some(rule.format_value(v));
-    }
-    inst.requests = eval.requests;
-    let was_silenced = std::mem::replace(&mut inst.silenced, silenced);
-    let resolved = matches!(transition, Transition::Resolved { .. });
-    if inst.state.phase == Phase::Inactive && !resolved {
-        return None;
-    }
-    inst.labels = labels(&inst.key, scope);
-    inst.annotations = annotations(rule, eval, scope, resolved);
-    match transition {
-        Transition::Resolved {
-            reason,
-            fired_at_ms,
-        } => {
-            inst.account(rule, scope.flow, now, true);
-            resolve(inst, reason, fired_at_ms, now, scope.base_url)
-        }
-        Transition::Fired => {
-            inst.notified = false;
-            inst.affected = 0;
-            let slot = rule.slot_ms().max(1);
-            let window_start = now.saturating_sub(millis(rule.over));
-            inst.accounted_to_ms = window_start / slot * slot;
-            inst.account(rule, scope.flow, now, false);
-            firing_due(inst, silenced, was_silenced, scope)
-        }
-        _ if inst.state.phase == Phase::Firing => {
-            inst.account(rule, scope.flow, now, false);
-            firing_due(inst, silenced, was_silenced, scope)
-        }
-        _ => None,
-    }
-}
-
-/// A firing notification, when due: first of the episode, a silence just ended, or
-/// `repeat_interval` since the last one. Never while silenced.
-fn firing_due(
-    inst: &mut Instance,
-    silenced: bool,
-    was_silenced: bool,
-    scope: &Scope<'_>,
-) -> Option<AlertEvent> {
-    let now = scope.now_ms;
-    let repeat_due = inst
-        .last_sent_ms
-        .is_some_and(|t| u128::from(now.saturating_sub(t)) >= scope.repeat.as_millis());
-    if silenced || (inst.notified && !was_silenced && !repeat_due) {
-        return None;
-    }
-    inst.notified = true;
-    inst.last_sent_ms = Some(now);
-    let sequence = inst.next_sequence(now);
-    Some(event(
-        inst,
-        AlertStatus::Firing,
-        inst.annotations.clone(),
-        None,
-        sequence,
-        scope.base_url,
-    ))
-}
-
-/// The resolved notification of an episode, if its firing was ever notified: a receiver that
-/// never heard of the alert needs no resolve, one that did must get it even during a silence.
-fn resolve(
-    inst: &mut Instance,
-    reason: Reason,
-    fired_at_ms: u64,
-    now_ms: u64,
-    base_url: &str,
-) -> Option<AlertEvent> {
-    let notified = std::mem::replace(&mut inst.notified, false);
-    inst.last_sent_ms = None;
-    if !notified {
-        return None;
-    }
-    let mut annotations = inst.annotations.clone();
-    let duration = Duration::from_millis(now_ms.saturating_sub(fired_at_ms) / 1000 * 1000);
-    annotations.insert(
-        "value".into(),
-        inst.value_text.clone().unwrap_or_else(|| "no data".into()),
-    );
-    annotations.insert("duration".into(), format_duration(duration));
-    annotations.insert("requests_affected".into(), inst.affected.to_string());
-    annotations.insert("reason".into(), reason.as_str().into());
-    let sequence = inst.next_sequence(now_ms);
-    let mut ev = event(
-        inst,
-        AlertStatus::Resolved,
-        annotations,
-        Some(now_ms),
-        sequence,
-        base_url,
-    );
-    ev.starts_at = system_time(fired_at_ms);
-    Some(ev)
-}
-
-/// An alert whose rule left the configuration: resolve it if it was firing.
-fn removed(inst: &mut Instance, now_ms: u64, base_url: &str) -> Option<AlertEvent> {
-    match inst.state.force_resolve(Reason::RuleRemoved, now_ms) {
-        Transition::Resolved {
-            reason,
-            fired_at_ms,
-        } => {
-            let summary = format!(
-                "{}: alert {} was removed from the configuration",
-                inst.key.flow, inst.key.alertname
-            );
-            inst.annotations.insert("summary".into(), summary);
-            resolve(inst, reason, fired_at_ms, now_ms, base_url)
-        }
-        _ => None,
-    }
-}
-
-fn event(
-    inst: &Instance,
-    status: AlertStatus,
-    annotations: BTreeMap<String, String>,
-    ends_at_ms: Option<u64>,
-    sequence: u64,
-    base_url: &str,
-) -> AlertEvent {
-    AlertEvent {
-        status,
-        labels: inst.labels.clone(),
-        annotations,
-        starts_at: system_time(inst.state.fired_at_ms.unwrap_or_default()),
-        ends_at: ends_at_ms.map(system_time),
-        generator_url: format!("{base_url}/api/alerts"),
-        fingerprint: fingerprint(&inst.labels),
-        sequence,
-        value: inst.value.unwrap_or(0.0),
-    }
-}
-
-/// `alertname, flow, severity, owner, service`; `owner` only when the flow has one.
-fn labels(key: &AlertKey, scope: &Scope<'_>) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        ("alertname".to_string(), key.alertname.clone()),
-        ("flow".to_string(), key.flow.clone()),
-        ("severity".to_string(), key.severity.clone()),
-        ("service".to_string(), scope.service.to_string()),
-    ]);
-    if let Some(owner) = scope.flow_cfg.owner.as_ref().filter(|o| !o.is_empty()) {
-        labels.insert("owner".into(), owner.clone());
-    }
-    labels
-}
-
-/// `summary`, `runbook_url` (when the flow has one), `dashboard_url`, `trace_ids` (when any).
-fn annotations(
-    rule: &RuleDef,
-    eval: &Evaluation,
-    scope: &Scope<'_>,
-    resolved: bool,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    out.insert("summary".into(), rule.summary(eval, resolved));
-    if let Some(runbook) = &scope.flow_cfg.runbook {
-        out.insert("runbook_url".into(), runbook.clone());
-    }
-    out.insert(
-        "dashboard_url".into(),
-        format!("{}/#flow={}", scope.base_url, rule.key.flow),
-    );
-    let since = scope.now_ms.saturating_sub(millis(rule.over));
-    let traces = scope.flow.exemplars.recent(since, TRACE_IDS);
-    if !traces.is_empty() {
-        out.insert("trace_ids".into(), traces.join(","));
-    }
-    out
-}
-
-fn alert_json(inst: &Instance, silenced_by: &[String]) -> Value {
-    json!({
-        "labels": inst.labels,
-        "annotations": inst.annotations,
-        "state": inst.state.phase.as_str(),
-        "active_since": inst.state.active_since_ms.map(rfc3339),
-        "starts_at": inst.state.fired_at_ms.map(rfc3339),
-        "value": inst.value,
-        "requests": inst.requests,
-        "silenced": !silenced_by.is_empty(),
-        "silenced_by": silenced_by,
-        "fingerprint": fingerprint(&inst.labels),
-    })
-}
-
-fn log_event(event: &AlertEvent) {
-    let label = |k: &str| event.labels.get(k).map_or("", String::as_str);
-    let note = |k: &str| event.annotations.get(k).map_or("", String::as_str);
-    let status = match event.status {
-        AlertStatus::Firing => "firing",
-        AlertStatus::Resolved => "resolved",
-    };
-    tracing::info!(
-        alert_status = status,
-        alertname = label("alertname"),
-        flow = label("flow"),
-        severity = label("severity"),
-        fingerprint = %event.fingerprint,
-        summary = note("summary"),
-        reason = note("reason"),
-        duration = note("duration"),
-        requests_affected = note("requests_affected"),
-        "Alert notification queued."
-    );
-}
-
 /// `service` label: `OTEL_SERVICE_NAME` when set, else the config's `service`.
 fn service_name(config: &Config) -> String {
     std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| config.service.clone())
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

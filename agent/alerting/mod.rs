@@ -3,19 +3,23 @@
 //! - [`rules`]: alert rules compiled from a flow's config and judged over its windows.
 //! - [`slo`]: the per-flow SLO counter (the only request-path part) and burn-rate pairs.
 //! - [`state_machine`]: inactive → pending → firing → resolved, per alert.
-//! - [`engine`]: evaluates every `eval_interval`, decides notifications ([`AlertEvent`]s).
+//! - [`engine`]: evaluates every `eval_interval`, decides notifications ([`AlertEvent`]s);
+//!   [`events`] builds them, [`views`] is its JSON for the admin API, [`model`] the alert record.
 //! - [`silences`], [`persist`], [`api`]: muting, `data_dir` durability, admin endpoints.
 //!
 //! [`spawn`] starts it from `app::run`, which hands the engine to the admin API.
 
 pub mod api;
 pub mod engine;
+pub mod events;
 pub mod fingerprint;
+pub mod model;
 pub mod persist;
 pub mod rules;
 pub mod silences;
 pub mod slo;
 pub mod state_machine;
+pub mod views;
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Instance;
+use super::model::Instance;
 use super::silences::Silence;
 use crate::notify::AlertEvent;
 

@@ -28,6 +28,7 @@ pub mod otlp_metrics;
 pub mod propagation;
 pub mod sampler;
 pub mod spans;
+pub mod transport;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -43,10 +44,11 @@ use tokio::task::JoinHandle;
 pub use spans::{Outcome, RequestSpan};
 
 use env::{Lookup, Settings, Signal, Target};
-use exporter::{Health, MetricExport, SpanExport, Transport};
+use exporter::{Health, MetricExport, SpanExport};
 use propagation::Propagators;
 use sampler::Sampler;
 use spans::SpanRecord;
+use transport::Transport;
 
 use crate::state::Shared;
 use crate::trace::TraceContext;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerting_engine;
+mod architecture;
 mod dashboard;
 mod demo;
 mod engines;
