@@ -13,7 +13,7 @@
 //! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
 //!
 //! ```text
-//! stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt
+//! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt
 //! flows / access_log
 //! config
 //! state / auth
@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod error;
 pub mod flows;
 #[cfg(test)]
 mod fuzz_tests;
