@@ -6,24 +6,12 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::slo::{self, BurnPair};
+pub use super::state_machine::{AlertKey, Evaluation};
 use super::state_machine::{Timing, Verdict};
 use crate::config::{AlertRule, FlowConfig, When, format_duration, format_percent};
 use crate::state::FlowState;
 use crate::stats::window::SLOT_MS;
-
-/// One alert's identity: state is kept per key, across reloads and restarts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AlertKey {
-    /// Flow name.
-    pub flow: String,
-    /// `alertname` label.
-    pub alertname: String,
-    /// `severity` label.
-    pub severity: String,
-}
 
 /// What a rule tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,18 +42,30 @@ pub struct RuleDef {
     pub min_requests: u64,
 }
 
-/// One evaluation of one rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    /// Breach, Ok or Unknown.
-    pub verdict: Verdict,
-    /// Measured value in the rule's unit (seconds, fraction, requests/s, burn factor);
-    /// `None` when there was nothing to measure.
-    pub value: Option<f64>,
-    /// Requests in the (long) window.
-    pub requests: u64,
-    /// For SLO rules, the pair the value comes from.
-    pub pair: Option<usize>,
+/// The two burn-rate alerts of a flow's SLO.
+pub fn slo_rules(flow: &str, objective: f64) -> [RuleDef; 2] {
+    let make = |severity: &str, pairs: &'static [BurnPair]| {
+        let key = AlertKey {
+            flow: flow.to_string(),
+            alertname: slo::ALERT_NAME.to_string(),
+            severity: severity.to_string(),
+        };
+        let over = pairs.first().map_or(slo::MINUTE, |p| p.short);
+        // The pairs are the debounce (Sloth emits no `for`); Ok must hold a minute to resolve.
+        let condition = Condition::Burn { objective, pairs };
+        rule_with(
+            key,
+            condition,
+            over,
+            Duration::ZERO,
+            slo::MINUTE,
+            slo::MIN_REQUESTS,
+        )
+    };
+    [
+        make("page", &slo::PAGE_PAIRS),
+        make("warning", &slo::WARNING_PAIRS),
+    ]
 }
 
 /// Times Unknown may last while firing, in units of `over` (PRODUCT §6).
@@ -80,7 +80,7 @@ pub fn compile(flow: &FlowConfig) -> Vec<RuleDef> {
         .map(|r| threshold_rule(&flow.name, r))
         .collect();
     if let Some(s) = &flow.slo {
-        rules.extend(slo::rules(&flow.name, s.objective));
+        rules.extend(slo_rules(&flow.name, s.objective));
     }
     let mut seen = std::collections::HashSet::new();
     rules.retain(|r| seen.insert(r.key.clone()));

@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use super::rules::{AlertKey, Condition, Evaluation, RuleDef, rule_with};
-use super::state_machine::Verdict;
+use super::state_machine::{Evaluation, Verdict};
 use crate::stats::CoarseCounter;
 pub use crate::stats::slo::SloCounter;
 
@@ -21,7 +20,7 @@ pub const ALERT_NAME: &str = "FlowSLOBurnRate";
 /// Requests the short window needs before a pair is judged (the rules' default `min_requests`).
 pub const MIN_REQUESTS: u64 = 10;
 
-const MINUTE: Duration = Duration::from_secs(60);
+pub(super) const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3_600);
 
 /// The longest window of any pair: what the counter must hold.
@@ -58,22 +57,6 @@ pub const WARNING_PAIRS: [BurnPair; 1] = [BurnPair {
     long: LONGEST,
     short: Duration::from_secs(6 * 3_600),
 }];
-
-/// The two burn-rate alerts of a flow's SLO.
-pub fn rules(flow: &str, objective: f64) -> [RuleDef; 2] {
-    let make = |severity: &str, pairs: &'static [BurnPair]| {
-        let key = AlertKey {
-            flow: flow.to_string(),
-            alertname: ALERT_NAME.to_string(),
-            severity: severity.to_string(),
-        };
-        let over = pairs.first().map_or(MINUTE, |p| p.short);
-        // The pairs are the debounce (Sloth emits no `for`); Ok must hold a minute to resolve.
-        let condition = Condition::Burn { objective, pairs };
-        rule_with(key, condition, over, Duration::ZERO, MINUTE, MIN_REQUESTS)
-    };
-    [make("page", &PAGE_PAIRS), make("warning", &WARNING_PAIRS)]
-}
 
 /// One pair's judgement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,6 +145,7 @@ fn fastest_breach(outcomes: &[PairOutcome]) -> Option<usize> {
 mod tests {
     use std::sync::OnceLock;
 
+    use super::super::rules::slo_rules as rules;
     use super::*;
     use crate::state::attach_slo as attach;
     use crate::stats::{Clock, ManualClock, Sample};

@@ -210,6 +210,31 @@ impl AlertState {
     }
 }
 
+/// One alert's identity: state is kept per key, across reloads and restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AlertKey {
+    /// Flow name.
+    pub flow: String,
+    /// `alertname` label.
+    pub alertname: String,
+    /// `severity` label.
+    pub severity: String,
+}
+
+/// One evaluation of one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Breach, Ok or Unknown.
+    pub verdict: Verdict,
+    /// Measured value in the rule's unit (seconds, fraction, requests/s, burn factor);
+    /// `None` when there was nothing to measure.
+    pub value: Option<f64>,
+    /// Requests in the (long) window.
+    pub requests: u64,
+    /// For SLO rules, the pair the value comes from.
+    pub pair: Option<usize>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

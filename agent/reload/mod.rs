@@ -12,8 +12,8 @@
 //! first inode. A slow poll compares a hash of the contents for filesystems that send
 //! no events (NFS, some container mounts).
 //!
-//! Here: the reload state, the triggers and [`reload_now`]; [`watch`] has the file watcher,
-//! the catch-up read and the reload task, [`apply`] loads, checks, swaps and diffs, [`api`]
+//! Here: the reload state, the triggers and [`reload_now`]; `watch` has the file watcher,
+//! the catch-up read and the reload task, `apply` loads, checks, swaps and diffs, `api`
 //! serves `POST /api/reload`.
 
 use std::net::SocketAddr;

@@ -15,13 +15,24 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-use super::SpanChunk;
 use super::env::{Batching, Signal, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
 use super::transport::{ExportError, Payload, Transport};
 use super::wire;
 use crate::metrics::Registry;
 use crate::shutdown::stopped;
+
+/// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
+/// worker thread, on their way to the exporter.
+#[derive(Debug, Default)]
+pub struct SpanChunk {
+    /// The spans, each a complete length-delimited `ScopeSpans.spans` field.
+    pub bytes: Vec<u8>,
+    /// Requests encoded (what batch and queue sizes count).
+    pub requests: usize,
+    /// Spans encoded (what drop counts count).
+    pub spans: u64,
+}
 
 /// Failures and drops are logged at most this often per signal.
 const LOG_EVERY: Duration = Duration::from_secs(60);

@@ -41,6 +41,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use exporter::SpanChunk;
 pub use spans::{Outcome, RequestSpan};
 
 use env::{Lookup, Settings, Signal, Target};
@@ -80,18 +81,6 @@ impl SpanQueue {
             self.health.dropped(chunk.spans);
         }
     }
-}
-
-/// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
-/// worker thread, on their way to the exporter.
-#[derive(Debug, Default)]
-pub struct SpanChunk {
-    /// The spans, each a complete length-delimited `ScopeSpans.spans` field.
-    pub bytes: Vec<u8>,
-    /// Requests encoded (what batch and queue sizes count).
-    pub requests: usize,
-    /// Spans encoded (what drop counts count).
-    pub spans: u64,
 }
 
 /// Most requests per chunk: small enough that an idle worker holds little back,
