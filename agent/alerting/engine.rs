@@ -123,7 +123,7 @@ fn judge_all(runtime: &Runtime, now_ms: u64) -> Vec<Judged<'_>> {
     judged
 }
 
-/// The alert engine; shared with the admin API through [`Shared::alerts`].
+/// The alert engine; `app::run` hands it to the admin API (`Admin::new`).
 #[derive(Debug)]
 pub struct Engine {
     inner: Mutex<Inner>,
