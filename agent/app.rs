@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::access_log::{AccessLog, Format};
 use crate::admin::Admin;
@@ -15,6 +14,7 @@ use crate::config::{AccessLogFormat, Config};
 use crate::proxy::Proxy;
 use crate::reload::ReloadState;
 use crate::server::{self, ConnLimits};
+use crate::shutdown::{self, ShutdownRx, ShutdownTx};
 use crate::state::{BuildError, Shared};
 use crate::stats::{Clock, SystemClock};
 
@@ -48,7 +48,7 @@ pub struct Hooks {
     /// Receives the bound (proxy, admin) addresses once listening.
     pub bound: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
     /// Fires shutdown like SIGTERM does, when set to `true`.
-    pub shutdown: Option<watch::Receiver<bool>>,
+    pub shutdown: Option<ShutdownRx>,
     /// File re-read on SIGHUP; overrides are re-applied by `reload`.
     pub config_path: Option<PathBuf>,
     /// Re-applied to every reloaded file (flag/env values win over the file).
@@ -86,7 +86,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         local_addr(&proxy_listener, listen),
         local_addr(&admin_listener, admin_addr),
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = shutdown::channel();
     let spans_on = tracing.exports_spans();
     let proxy = Proxy::new(shared.clone(), Some(tracing));
     let fast = proxy.clone();
@@ -164,7 +164,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let notifier = crate::notify::spawn(&shared, alert_rx);
 
     let admin = Admin::new(shared.clone(), reload, alerts);
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let (admin_stop_tx, admin_stop_rx) = shutdown::channel();
     let admin_task = tokio::spawn(server::serve(
         server::Connections::Listener(admin_listener),
         limits,
@@ -204,7 +204,7 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
 }
 
 /// Pre-clear upcoming window slots every second, so the request path rarely resets one.
-async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn tick_windows(shared: Arc<Shared>, mut stop: ShutdownRx) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -222,8 +222,8 @@ async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 async fn watch_signals(
     shared: Arc<Shared>,
     reload: Arc<ReloadState>,
-    stop: watch::Sender<bool>,
-    external: Option<watch::Receiver<bool>>,
+    stop: ShutdownTx,
+    external: Option<ShutdownRx>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -235,7 +235,7 @@ async fn watch_signals(
         return;
     };
     // Without an external trigger, keep its sender alive so the branch never fires.
-    let (_keep, fallback) = watch::channel(false);
+    let (_keep, fallback) = shutdown::channel();
     let mut external = external.unwrap_or(fallback);
     loop {
         tokio::select! {

@@ -17,11 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::app::{self, Hooks, RunError};
 use crate::config::{Config, ConfigError};
 use crate::server::{self, ConnLimits};
+use crate::shutdown::{self, ShutdownRx};
 
 /// Proxy address the demo prefers; an ephemeral port if it is taken.
 pub const DEFAULT_PROXY: &str = "127.0.0.1:8080";
@@ -60,7 +61,7 @@ pub enum DemoError {
 /// Run the demo until `duration` elapses (or forever), or until SIGINT/SIGTERM.
 pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
     let started = Instant::now();
-    let (app_stop_tx, app_stop_rx) = watch::channel(false);
+    let (app_stop_tx, app_stop_rx) = shutdown::channel();
     let app_addr = start_app(started, app_stop_rx).await?;
     let (config, console) = demo_config(
         app_addr,
@@ -68,7 +69,7 @@ pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
         free_or_ephemeral(DEFAULT_ADMIN),
     )?;
     let (bound_tx, bound_rx) = oneshot::channel();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = shutdown::channel();
     let hooks = Hooks {
         bound: Some(bound_tx),
         shutdown: Some(shutdown_rx),
@@ -81,7 +82,7 @@ pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
         return Err(DemoError::NotListening);
     };
     print_banner(proxy, admin, app_addr, console, duration);
-    let (traffic_stop_tx, traffic_stop_rx) = watch::channel(false);
+    let (traffic_stop_tx, traffic_stop_rx) = shutdown::channel();
     let traffic = tokio::spawn(generate_traffic(proxy, started, traffic_stop_rx));
     let ended_by_signal = tokio::select! {
         _ = sleep_or_forever(duration) => None,
@@ -224,7 +225,7 @@ fn incident_at(elapsed: Duration) -> bool {
 
 type AppBody = Full<Bytes>;
 
-async fn start_app(started: Instant, stop: watch::Receiver<bool>) -> Result<SocketAddr, DemoError> {
+async fn start_app(started: Instant, stop: ShutdownRx) -> Result<SocketAddr, DemoError> {
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(DemoError::App)?;
@@ -322,7 +323,7 @@ fn json(status: StatusCode, body: &'static str) -> Response<AppBody> {
 }
 
 /// Sends a mix of requests through the proxy, and says when the app's incident starts and ends.
-async fn generate_traffic(proxy: SocketAddr, started: Instant, mut stop: watch::Receiver<bool>) {
+async fn generate_traffic(proxy: SocketAddr, started: Instant, mut stop: ShutdownRx) {
     let client: Client<HttpConnector, AppBody> = Client::builder(TokioExecutor::new()).build_http();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut every = tokio::time::interval(REQUEST_EVERY);

@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
+use crate::shutdown::ShutdownRx;
 
 use super::Timing;
 use super::deliver::Ctx;
@@ -171,7 +172,7 @@ struct Due {
 }
 
 /// Push the active set until `stop`; then push once more to URLs that are due and return.
-pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
     let mut due: HashMap<String, Due> = HashMap::new();
     loop {
         let stopping = *stop.borrow();

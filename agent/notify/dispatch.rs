@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::ReceiverKind;
+use crate::shutdown::{self, ShutdownRx, ShutdownTx};
 
 use super::alertmanager::{self, ActiveSet, AmQueue};
 use super::deliver::Ctx;
@@ -49,7 +50,7 @@ pub struct Dispatcher {
     data_dir: Option<PathBuf>,
     queues: HashMap<(String, ReceiverKind), Queue>,
     workers: JoinSet<()>,
-    stop_workers: watch::Sender<bool>,
+    stop_workers: ShutdownTx,
 }
 
 impl Dispatcher {
@@ -60,16 +61,12 @@ impl Dispatcher {
             data_dir,
             queues: HashMap::new(),
             workers: JoinSet::new(),
-            stop_workers: watch::channel(false).0,
+            stop_workers: shutdown::channel().0,
         }
     }
 
     /// Route events until `stop`, drain what is already queued, then let workers flush.
-    pub async fn run(
-        mut self,
-        mut events: mpsc::Receiver<AlertEvent>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, mut events: mpsc::Receiver<AlertEvent>, mut stop: ShutdownRx) {
         self.restore().await;
         loop {
             tokio::select! {

@@ -30,11 +30,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::ReceiverConfig;
 use crate::metrics::Registry;
+use crate::shutdown::{self, ShutdownTx};
 use crate::state::Shared;
 
 /// The receivers to deliver to, read at each delivery so reloads apply without a restart.
@@ -127,7 +128,7 @@ pub enum NotifyError {
 /// The running notifier; call [`Notifier::shutdown`] to flush it.
 #[derive(Debug)]
 pub struct Notifier {
-    stop: watch::Sender<bool>,
+    stop: ShutdownTx,
     task: JoinHandle<()>,
 }
 
@@ -140,7 +141,7 @@ impl Notifier {
         let client = http::client()?;
         let ctx = deliver::Ctx::new(client, options.registry, options.receivers, options.timing);
         let dispatcher = dispatch::Dispatcher::new(Arc::new(ctx), options.data_dir);
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = shutdown::channel();
         let task = tokio::spawn(dispatcher.run(events, stop_rx));
         Ok(Notifier { stop, task })
     }

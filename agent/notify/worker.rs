@@ -3,10 +3,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
+use crate::shutdown::ShutdownRx;
 
 use super::deliver::{Attempt, Ctx};
 use super::event::AlertEvent;
@@ -120,7 +121,7 @@ impl EventQueue {
 }
 
 /// Deliver until `stop`; then deliver what is due right now and return.
-pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
     loop {
         let stopping = *stop.borrow();
         if !stopping && ctx.receiver(&queue.name, queue.kind).is_none() {

@@ -13,14 +13,14 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::env::{Batching, Signal, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
 use super::transport::{ExportError, Payload, Transport};
 use super::wire;
 use crate::metrics::Registry;
-use crate::shutdown::stopped;
+use crate::shutdown::{ShutdownRx, stopped};
 
 /// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
 /// worker thread, on their way to the exporter.
@@ -125,11 +125,7 @@ const POLL: Duration = Duration::from_millis(50);
 ///
 /// A batch goes out when it holds `max_batch` requests (a chunk that would overfill it waits for
 /// the next one) or its oldest chunk has waited `delay`.
-pub async fn run_spans(
-    job: SpanExport,
-    mut rx: mpsc::Receiver<SpanChunk>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, mut stop: ShutdownRx) {
     let max = job.batching.max_batch;
     let mut tick = tokio::time::interval(POLL.min(job.batching.delay));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,11 +244,7 @@ pub struct MetricExport {
 }
 
 /// Export the registry every interval until `stop`, then once more.
-pub async fn run_metrics(
-    job: MetricExport,
-    registry: Arc<Registry>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, mut stop: ShutdownRx) {
     let mut builder = MetricsBuilder::new(job.temporality, job.start_ns);
     let first = tokio::time::Instant::now() + job.interval;
     let mut tick = tokio::time::interval_at(first, job.interval);
@@ -291,7 +283,7 @@ pub async fn run_metrics(
 pub async fn report_health(
     registry: Arc<Registry>,
     healths: Vec<Arc<Health>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: ShutdownRx,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut last_log: Vec<Option<Instant>> = vec![None; healths.len()];

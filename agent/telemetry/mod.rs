@@ -38,7 +38,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use exporter::SpanChunk;
@@ -51,6 +51,7 @@ use sampler::Sampler;
 use spans::SpanRecord;
 use transport::Transport;
 
+use crate::shutdown::{self, ShutdownTx};
 use crate::state::Shared;
 use crate::trace::TraceContext;
 
@@ -249,7 +250,7 @@ impl Telemetry {
 /// Running exporter tasks; [`Exporters::flush`] stops them after sending what is queued.
 #[derive(Debug)]
 pub struct Exporters {
-    stop: watch::Sender<bool>,
+    stop: ShutdownTx,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -291,7 +292,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
             .collect(),
         ..Default::default()
     };
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = shutdown::channel();
     let mut tasks = Vec::new();
     let mut healths = Vec::new();
     let spans = settings.traces.clone().and_then(|target| {
