@@ -17,9 +17,11 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::server::{Connections, ShutdownRx, stopped};
 
-/// Accepted connections each worker's queue holds: as many as the kernel's accept queue
-/// (tokio listens with a backlog of 1024). When every worker's queue is full the acceptor
-/// waits for room, so the next connections wait in the kernel's queue instead of in memory.
+/// Accepted connections each worker's queue holds: eight times the kernel's own accept
+/// queue for the listener (tokio binds through mio with a backlog of 128), so a burst the
+/// kernel took never waits here; the queue fills only when a worker has stopped taking
+/// connections. When every worker's queue is full the acceptor waits for room, and new
+/// connections wait in the kernel's queue instead of in memory (a file descriptor each).
 pub const QUEUE: usize = 1024;
 
 /// How many proxy threads to run: `TOKIO_WORKER_THREADS` (as for the main runtime), else one per core.
