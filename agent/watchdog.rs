@@ -293,15 +293,16 @@ impl Drop for Registration {
 }
 
 /// Run `work` until it finishes (`Some`) or `timeout` after `started` passes (`None`, and
-/// `work` is dropped). `started` is read on tokio's clock (the same as the system's, except
-/// in tests that pause it: take it from `tokio::time::Instant::now().into_std()` there). `work` is polled first, so a ready result always wins, as with
+/// `work` is dropped). `work` is polled first, so a ready result always wins, as with
 /// `tokio::time::timeout`. On a thread with a watchdog, a real timer is armed only if
-/// `work` is still pending after [`ESCALATE_AFTER`].
+/// `work` is still pending after [`ESCALATE_AFTER`]. `started` is read on tokio's clock:
+/// the system's, except in tests that pause it (take it from
+/// `tokio::time::Instant::now().into_std()` there).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// let slow = tokio::time::sleep(Duration::from_secs(5));
 /// let out = redline::watchdog::limit(Instant::now(), Duration::from_millis(10), slow).await;
 /// assert!(out.is_none(), "the timeout came first");
