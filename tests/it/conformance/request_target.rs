@@ -21,7 +21,6 @@ pub fn cases() -> Vec<Case> {
     let mut c = Vec::new();
     // Host (RFC 9112 §3.2, spec16 §4).
     c.push(reject("host-missing", 400, b"GET $P HTTP/1.1\r\n$I\r\n"));
-    // nginx: 400 for a second Host line
     c.push(reject("host-twice-same", 400, b"GET $P HTTP/1.1\r\nhost: a\r\nhost: a\r\n$I\r\n"));
     c.push(reject("host-twice-different", 400, b"GET $P HTTP/1.1\r\nhost: a\r\nhost: b\r\n$I\r\n"));
     c.push(reject("host-twice-case", 400, b"GET $P HTTP/1.1\r\nHost: a\r\nHOST: a\r\n$I\r\n"));
@@ -29,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         ("host-empty", &b""[..]),
         ("host-space", b"a b"),
         ("host-slash", b"a/b"),
+        // nginx: 200, forwarded verbatim with `proxy_set_header Host $host`
         ("host-userinfo", b"user@a"),
         ("host-backslash", b"a\\b"),
         ("host-port-not-digits", b"a:8x"),
@@ -87,6 +87,7 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(&[(200, "up:/")]),
     );
+    // nginx: 200, the scheme is not checked (ftp://x/y goes up as GET /y, host x)
     c.push(reject("abs-ftp", 400, b"GET ftp://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
     c.push(reject("abs-ws", 400, b"GET ws://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
     c.push(reject("abs-without-host-header", 400, b"GET http://b.example$P HTTP/1.1\r\n$I\r\n"));
@@ -94,6 +95,7 @@ pub fn cases() -> Vec<Case> {
     c.push(reject("abs-userinfo", 400, b"GET http://u:p@b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
     c.push(reject("abs-empty-authority", 400, b"GET http://$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
     // `*` only with OPTIONS; authority form only with CONNECT, which is refused.
+    // nginx: 400 (invalid request line)
     c.push(
         pass(
             "options-star",
@@ -109,6 +111,7 @@ pub fn cases() -> Vec<Case> {
     // Method names are case-sensitive: `connect` is not CONNECT, so its authority form is 400.
     c.push(reject("authority-form-lowercase-connect", 400, b"connect b.example:443 HTTP/1.1\r\nhost: a\r\n$I\r\n"));
     for (name, t) in [
+        // nginx: 400 (invalid request line) for the authority form
         ("connect-authority", &b"CONNECT b.example:443 HTTP/1.1\r\nhost: b.example:443\r\n$I\r\n"[..]),
         ("connect-origin", b"CONNECT $P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
         ("connect-absolute", b"CONNECT http://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
@@ -119,7 +122,10 @@ pub fn cases() -> Vec<Case> {
     }
     // Versions: HTTP/1.0 and 1.1 only (spec16 §1).
     for (name, t) in [
+        // nginx: http09 is answered body-only (HTTP/0.9) and forwarded as HTTP/1.1;
+        // http12 is served as HTTP/1.1
         ("http09", &b"GET $P\r\n"[..]),
+        ("http09-long-path", b"GET $P-with-a-longer-path-xxxxxxxxxxxxxxxx\r\n"),
         ("http12", b"GET $P HTTP/1.2\r\nhost: a\r\n$I\r\n"),
         ("http20-not-preface", b"GET $P HTTP/2.0\r\nhost: a\r\n$I\r\n"),
         ("http-lowercase", b"GET $P http/1.1\r\nhost: a\r\n$I\r\n"),
@@ -143,6 +149,7 @@ pub fn cases() -> Vec<Case> {
         .closing(),
     );
     // Expect goes to hyper; 100-continue is answered there, the body then follows.
+    // nginx: sends 100 Continue itself and removes Expect upstream
     c.push(
         pass(
             "expect-continue-wait",
@@ -162,6 +169,7 @@ pub fn cases() -> Vec<Case> {
         b"POST $P HTTP/1.1\r\nhost: a\r\n$Iexpect: 100-continue\r\n$Ftransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     ));
     // An expectation Redline does not know is the upstream's to judge (RFC 9110 §10.1.1).
+    // nginx: no 417, Expect removed upstream
     c.push(pass(
         "expect-other",
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IExpect: something\r\n\r\n",
@@ -221,8 +229,8 @@ fn pipelined() -> Vec<Case> {
         // A GET whose body is a request: one request upstream, one answer.
         pass(
             "pipe-request-in-get-body",
-            b"GET $P HTTP/1.1\r\nhost: a\r\n$IContent-Length: 37\r\n\r\nGET /q/smuggled-2 HTTP/1.1\r\nhost: a\r\n\r\n",
-            b"GET $P HTTP/1.1\r\nhost: a\r\n$Icontent-length: 37\r\n$F\r\nGET /q/smuggled-2 HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IContent-Length: 39\r\n\r\nGET /q/smuggled-2 HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$Icontent-length: 39\r\n$F\r\nGET /q/smuggled-2 HTTP/1.1\r\nhost: a\r\n\r\n",
         ),
         then_bad(
             "pipe-then-cl-te",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::harness::{Client, Reply, Upstream, show};
-use super::runner::{check_marker, check_reject};
+use super::runner::{check_marker, check_marker_upstream, check_reject};
 
 pub enum RWant {
     /// This status and raw body, with these headers (`Some(v)`: exactly one, valued `v`;
@@ -107,6 +107,7 @@ pub fn cases() -> Vec<RCase> {
         ok("plain", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", ABC, CL3, true),
         ok("chunked", &chunked(b"3\r\nabc\r\n0\r\n\r\n"), ABC_CHUNKED, NO_CL_CHUNKED, true),
         // Both framings: chunked wins, no length reaches the client, the connection goes.
+        // nginx: same answer, but reuses the upstream connection
         ok(
             "cl-te",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -129,6 +130,7 @@ pub fn cases() -> Vec<RCase> {
             CL3,
             true,
         ),
+        // nginx: takes "3, 3" as no length (reads until close, or times out)
         ok("cl-list-same", b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", ABC, CL3, true),
         // A body longer than its length: the rest is never read as the next response.
         ok("cl-body-longer", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", ABC, CL3, false),
@@ -138,6 +140,7 @@ pub fn cases() -> Vec<RCase> {
         // Interim heads are dropped, the final answer passes.
         ok("interim-100", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", ABC, CL3, true),
         ok("interim-102", b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", ABC, CL3, true),
+        // nginx: takes the 103 as the final response
         ok(
             "interim-103",
             b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
@@ -152,6 +155,7 @@ pub fn cases() -> Vec<RCase> {
             CL3,
             true,
         ),
+        // nginx: passes the 101 on and tunnels
         bad("switching-without-upgrade", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
         // Bodiless statuses: whatever follows the head is not passed and the connection goes.
         ok("no-content", b"HTTP/1.1 204 No Content\r\n\r\n", (204, b""), &[], true),
@@ -204,8 +208,10 @@ pub fn cases() -> Vec<RCase> {
     ];
     // Lengths that are not one valid number, and HTTP/1.0 with a transfer coding: 502.
     for (name, head) in [
+        // nginx: the last value wins (200)
         ("cl-twice-different", &b"Content-Length: 3\r\nContent-Length: 4"[..]),
         ("cl-list-different", b"Content-Length: 3, 4"),
+        // nginx: an invalid length is taken as no length (reads until close)
         ("cl-plus", b"Content-Length: +3"),
         ("cl-minus", b"Content-Length: -1"),
         ("cl-hex", b"Content-Length: 0x3"),
@@ -215,6 +221,7 @@ pub fn cases() -> Vec<RCase> {
     ] {
         c.push(bad(name, &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat()));
     }
+    // nginx: 200, de-chunked and re-chunked; the connection is not reused
     c.push(bad("http10-te", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
     c.push(bad(
         "http10-te-cl",
@@ -222,6 +229,7 @@ pub fn cases() -> Vec<RCase> {
     ));
     // Chunked that breaks after the head went out.
     for (name, body) in [
+        // nginx: closes the client connection without any status (it buffers first)
         ("chunk-ext-bare-lf", &b"3;a=b\nabc\r\n0\r\n\r\n"[..]),
         ("chunk-ext-bare-cr", b"3;a\rb\r\nabc\r\n0\r\n\r\n"),
         ("chunk-ext-nul", b"3;a\x00b\r\nabc\r\n0\r\n\r\n"),
@@ -232,6 +240,7 @@ pub fn cases() -> Vec<RCase> {
         ("chunk-size-17-hex", b"00000000000000003\r\nabc\r\n0\r\n\r\n"),
         ("chunk-data-no-crlf", b"3\r\nabcX\r\n0\r\n\r\n"),
         ("chunk-data-bare-lf", b"3\r\nabc\n0\r\n\r\n"),
+        // nginx: accepted (trailers dropped), the connection is reused
         ("chunk-trailer-blank-line", b"3\r\nabc\r\n0\r\n \r\n\r\n"),
         ("chunk-trailer-no-colon", b"3\r\nabc\r\n0\r\nbogus\r\n\r\n"),
     ] {
@@ -307,6 +316,7 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> 
         }
     }
     problems.extend(check_marker(proxy, open.then_some(client), name).await);
+    problems.extend(check_marker_upstream(up, mark, name));
     let seen = up.requests_since(mark);
     let on = |target: String| -> Vec<usize> {
         seen.iter().filter(|s| s.target == target).map(|s| s.conn).collect()

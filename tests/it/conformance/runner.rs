@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::harness::{Client, Resp, Upstream, fill_in, find, show};
+use super::harness::{Client, Mark, Resp, Upstream, fill_in, find, show};
 
 /// What the client writes: bytes, or a pause until Redline sends `100 Continue`.
 pub enum Seg {
@@ -156,6 +156,28 @@ pub fn split_at_marker(got: &[u8], name: &str) -> (Vec<u8>, Vec<String>) {
     (got[..at].to_vec(), problems)
 }
 
+/// The upstream parsed the marker as a request of its own, byte for byte: nothing of an
+/// earlier request was left in front of it (a desync shows here).
+pub fn check_marker_upstream(up: &Upstream, mark: Mark, name: &str) -> Vec<String> {
+    let (_, want) = marker(name);
+    let target = format!("/next-{name}");
+    let seen = up.requests_since(mark);
+    let Some(at) = seen.iter().position(|r| r.target == target) else {
+        return vec![format!(
+            "upstream parsed no request {target} (got {:?})",
+            seen.iter().map(|r| r.target.as_str()).collect::<Vec<_>>()
+        )];
+    };
+    let mut p = Vec::new();
+    if seen[at].raw != want {
+        p.push(format!("upstream desync: the next request arrived as {}", show(&seen[at].raw)));
+    }
+    if let Some(after) = seen.get(at + 1) {
+        p.push(format!("upstream got a request after the next one: {}", show(&after.raw)));
+    }
+    p
+}
+
 /// The checks of a Redline rejection: status, JSON error, close announced, id echoed.
 pub fn check_reject(r: &Resp, status: u16, error: &str) -> Vec<String> {
     let mut p = Vec::new();
@@ -243,7 +265,8 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &Case) -> Vec<String> {
         }
     }
     problems.extend(check_marker(proxy, open.then_some(client), case.name).await);
-    let (got, marker_problems) = split_at_marker(&up.bytes_since(mark), case.name);
+    let (got, mut marker_problems) = split_at_marker(&up.bytes_since(mark), case.name);
+    marker_problems.extend(check_marker_upstream(up, mark, case.name));
     match &case.up {
         Up::Nothing if !got.is_empty() => {
             problems.push(format!("upstream: want nothing, got {}", show(&got)));
