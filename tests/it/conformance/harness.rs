@@ -26,7 +26,10 @@ pub struct Reply {
 /// The answer the upstream gives any request it has no script for: `up:<target>`.
 pub fn echo(target: &str) -> Reply {
     let body = format!("up:{target}");
-    let bytes = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let bytes = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
     Reply {
         bytes: bytes.into_bytes(),
         close: false,
@@ -97,7 +100,11 @@ impl Upstream {
                 _ => return,
             };
             buf.extend_from_slice(&chunk[..n]);
-            self.log.lock().unwrap().chunks.push((id, chunk[..n].to_vec()));
+            self.log
+                .lock()
+                .unwrap()
+                .chunks
+                .push((id, chunk[..n].to_vec()));
             loop {
                 let (len, target) = match request_len(&buf) {
                     Ok(Some(found)) => found,
@@ -109,7 +116,10 @@ impl Upstream {
                     }
                 };
                 let raw: Vec<u8> = buf.drain(..len).collect();
-                let reply = script.get(&target).cloned().unwrap_or_else(|| echo(&target));
+                let reply = script
+                    .get(&target)
+                    .cloned()
+                    .unwrap_or_else(|| echo(&target));
                 self.log.lock().unwrap().requests.push(Seen {
                     conn: id,
                     target,
@@ -167,7 +177,10 @@ fn request_len(buf: &[u8]) -> Result<Option<(usize, String)>, ()> {
     let target = req.path.unwrap_or("").to_string();
     let chunked = req.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("transfer-encoding")
-            && h.value.to_ascii_lowercase().trim_ascii_end().ends_with(b"chunked")
+            && h.value
+                .to_ascii_lowercase()
+                .trim_ascii_end()
+                .ends_with(b"chunked")
     });
     if !chunked {
         let length = match req
@@ -226,7 +239,12 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn show(bytes: &[u8]) -> String {
     let s = bytes.escape_ascii().to_string();
     if s.len() > 700 {
-        format!("{}…({} bytes)…{}", &s[..500], bytes.len(), &s[s.len() - 150..])
+        format!(
+            "{}…({} bytes)…{}",
+            &s[..500],
+            bytes.len(),
+            &s[s.len() - 150..]
+        )
     } else {
         s
     }
@@ -360,10 +378,16 @@ impl Client {
     }
 
     /// Read the body of `resp` per its framing.
-    pub async fn response_body(&mut self, resp: &mut Resp, head_request: bool) -> Result<(), String> {
+    pub async fn response_body(
+        &mut self,
+        resp: &mut Resp,
+        head_request: bool,
+    ) -> Result<(), String> {
         let until = Instant::now() + WAIT;
         let status = resp.status;
-        let te = resp.header("transfer-encoding").map(str::to_ascii_lowercase);
+        let te = resp
+            .header("transfer-encoding")
+            .map(str::to_ascii_lowercase);
         if head_request || status == 204 || status == 304 || status == 101 {
             resp.complete = true;
         } else if te.is_some_and(|t| t.trim_end().ends_with("chunked")) {
@@ -402,7 +426,11 @@ impl Client {
     /// The peer closes (or resets) within [`WAIT`] and sends nothing more first.
     pub async fn closes(&mut self) -> Result<(), String> {
         let until = Instant::now() + WAIT;
-        while self.fill(until).await.map_err(|_| "connection left open".to_string())? {}
+        while self
+            .fill(until)
+            .await
+            .map_err(|_| "connection left open".to_string())?
+        {}
         if self.buf.is_empty() {
             Ok(())
         } else {
@@ -441,7 +469,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
 /// Replace `$P` (the case's path `/q/<name>`), `$I` (its request id line) and `$F` (the
 /// X-Forwarded-* lines for host `a`) in a template.
 pub fn fill_in(template: &[u8], path: &str, id: &str) -> Vec<u8> {
-    let forwarded = "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\n";
+    let forwarded =
+        "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\n";
     let id_line = format!("x-request-id: {id}\r\n");
     let mut out = Vec::with_capacity(template.len() + 64);
     let mut i = 0;

@@ -36,7 +36,10 @@ fn start(upstream: SocketAddr) -> Redline {
 /// Print the failing cases as a table and fail if there are any.
 fn report(table: &str, total: usize, started: Instant, failed: &[(&str, Vec<String>)]) {
     let took = started.elapsed();
-    eprintln!("{table}: {total} cases, {} failed, {took:.1?}", failed.len());
+    eprintln!(
+        "{table}: {total} cases, {} failed, {took:.1?}",
+        failed.len()
+    );
     if failed.is_empty() {
         return;
     }
@@ -48,10 +51,7 @@ fn report(table: &str, total: usize, started: Instant, failed: &[(&str, Vec<Stri
             out.push_str(&format!("  {shown:width$} | {p}\n"));
         }
     }
-    panic!(
-        "{table}: {} of {total} cases failed:\n{out}",
-        failed.len()
-    );
+    panic!("{table}: {} of {total} cases failed:\n{out}", failed.len());
 }
 
 fn assert_unique<'a>(names: impl Iterator<Item = &'a str>) {
@@ -75,7 +75,7 @@ async fn request_side_framing_conformance() {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let problems = runner::run(rl.proxy, &up, case).await;
+        let problems = runner::run(rl.proxy, &rl.stdout, &up, case).await;
         if !problems.is_empty() {
             failed.push((case.name, problems));
         }
@@ -96,7 +96,7 @@ async fn response_side_framing_conformance() {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let problems = response::run(rl.proxy, &up, case).await;
+        let problems = response::run(rl.proxy, &rl.stdout, &up, case).await;
         if !problems.is_empty() {
             failed.push((case.name, problems));
         }

@@ -7,8 +7,7 @@
 use super::runner::{Case, broken, pass, reject};
 
 /// What the upstream gets for a 5-byte body `hello` sent with a length (fast path).
-const UP_CL5: &[u8] =
-    b"POST $P HTTP/1.1\r\nhost: a\r\n$Icontent-length: 5\r\n$F\r\nhello";
+const UP_CL5: &[u8] = b"POST $P HTTP/1.1\r\nhost: a\r\n$Icontent-length: 5\r\n$F\r\nhello";
 /// What the upstream gets for the chunked body `hello` (hyper re-frames it).
 const UP_CHUNKED: &[u8] =
     b"POST $P HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
@@ -123,7 +122,10 @@ pub fn cases() -> Vec<Case> {
     for (name, te) in [
         // nginx: 400 (duplicate header line)
         ("te-twice", &b"chunked\r\nTransfer-Encoding: chunked"[..]),
-        ("te-chunked-then-identity-line", b"chunked\r\nTransfer-Encoding: identity"),
+        (
+            "te-chunked-then-identity-line",
+            b"chunked\r\nTransfer-Encoding: identity",
+        ),
         ("te-chunked-identity", b"chunked, identity"),
         ("te-identity-chunked", b"identity, chunked"),
         ("te-xchunked", b"xchunked"),
@@ -282,21 +284,81 @@ pub fn cases() -> Vec<Case> {
             b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-Name: caf\xc3\xa9\r\n\r\n",
             b"GET $P HTTP/1.1\r\nhost: a\r\n$Ix-name: caf\xc3\xa9\r\n$F\r\n",
         ),
-        reject("bare-cr-in-value", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\rc\r\n\r\n"),
-        reject("bare-cr-line-end", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\rX-B: c\r\n\r\n"),
-        reject("bare-cr-request-line", 400, b"GET $P HTTP/1.1\rhost: a\r\n$I\r\n"),
-        reject("bare-cr-in-target", 400, b"GET $P\rx HTTP/1.1\r\nhost: a\r\n$I\r\n"),
-        reject("nul-in-value", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x00c\r\n\r\n"),
-        reject("nul-in-name", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-\x00A: b\r\n\r\n"),
-        reject("ctl-in-value", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x01c\r\n\r\n"),
-        reject("del-in-value", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x7fc\r\n\r\n"),
-        reject("space-in-target", 400, b"GET $P x HTTP/1.1\r\nhost: a\r\n$I\r\n"),
-        reject("empty-header-name", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$I: v\r\n\r\n"),
-        reject("space-in-header-name", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX A: b\r\n\r\n"),
-        reject("header-without-colon", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A b\r\n\r\n"),
-        reject("obs-fold-space", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\r\n c\r\n\r\n"),
-        reject("obs-fold-tab", 400, b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\r\n\tc\r\n\r\n"),
-        reject("bad-method-token", 400, b"G(T $P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
+        reject(
+            "bare-cr-in-value",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\rc\r\n\r\n",
+        ),
+        reject(
+            "bare-cr-line-end",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\rX-B: c\r\n\r\n",
+        ),
+        reject(
+            "bare-cr-request-line",
+            400,
+            b"GET $P HTTP/1.1\rhost: a\r\n$I\r\n",
+        ),
+        reject(
+            "bare-cr-in-target",
+            400,
+            b"GET $P\rx HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
+        reject(
+            "nul-in-value",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x00c\r\n\r\n",
+        ),
+        reject(
+            "nul-in-name",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-\x00A: b\r\n\r\n",
+        ),
+        reject(
+            "ctl-in-value",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x01c\r\n\r\n",
+        ),
+        reject(
+            "del-in-value",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\x7fc\r\n\r\n",
+        ),
+        reject(
+            "space-in-target",
+            400,
+            b"GET $P x HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
+        reject(
+            "empty-header-name",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$I: v\r\n\r\n",
+        ),
+        reject(
+            "space-in-header-name",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX A: b\r\n\r\n",
+        ),
+        reject(
+            "header-without-colon",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A b\r\n\r\n",
+        ),
+        reject(
+            "obs-fold-space",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\r\n c\r\n\r\n",
+        ),
+        reject(
+            "obs-fold-tab",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\n$IX-A: b\r\n\tc\r\n\r\n",
+        ),
+        reject(
+            "bad-method-token",
+            400,
+            b"G(T $P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
     ]);
     c.extend(chunked_bodies());
     c
@@ -343,7 +405,10 @@ fn chunked_bodies() -> Vec<Case> {
         ("chunk-size-0x", b"0x5\r\nhello\r\n0\r\n\r\n"),
         ("chunk-size-leading-space", b" 5\r\nhello\r\n0\r\n\r\n"),
         ("chunk-size-not-hex", b"g\r\nhello\r\n0\r\n\r\n"),
-        ("chunk-size-overflow", b"10000000000000000\r\nhello\r\n0\r\n\r\n"),
+        (
+            "chunk-size-overflow",
+            b"10000000000000000\r\nhello\r\n0\r\n\r\n",
+        ),
         ("chunk-ext-bare-lf", b"5;a=b\nhello\r\n0\r\n\r\n"),
         ("chunk-ext-bare-cr", b"5;a=b\rc\r\nhello\r\n0\r\n\r\n"),
         // nginx: accepts an 8 KiB extension and drops it (20 KB not tried)

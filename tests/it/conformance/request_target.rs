@@ -18,12 +18,25 @@ fn up_get_host(host: &str) -> Vec<u8> {
 }
 
 pub fn cases() -> Vec<Case> {
-    let mut c = Vec::new();
     // Host (RFC 9112 §3.2, spec16 §4).
-    c.push(reject("host-missing", 400, b"GET $P HTTP/1.1\r\n$I\r\n"));
-    c.push(reject("host-twice-same", 400, b"GET $P HTTP/1.1\r\nhost: a\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("host-twice-different", 400, b"GET $P HTTP/1.1\r\nhost: a\r\nhost: b\r\n$I\r\n"));
-    c.push(reject("host-twice-case", 400, b"GET $P HTTP/1.1\r\nHost: a\r\nHOST: a\r\n$I\r\n"));
+    let mut c = vec![
+        reject("host-missing", 400, b"GET $P HTTP/1.1\r\n$I\r\n"),
+        reject(
+            "host-twice-same",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\nhost: a\r\n$I\r\n",
+        ),
+        reject(
+            "host-twice-different",
+            400,
+            b"GET $P HTTP/1.1\r\nhost: a\r\nhost: b\r\n$I\r\n",
+        ),
+        reject(
+            "host-twice-case",
+            400,
+            b"GET $P HTTP/1.1\r\nHost: a\r\nHOST: a\r\n$I\r\n",
+        ),
+    ];
     for (name, value) in [
         ("host-empty", &b""[..]),
         ("host-space", b"a b"),
@@ -88,12 +101,32 @@ pub fn cases() -> Vec<Case> {
         .answers(&[(200, "up:/")]),
     );
     // nginx: 200, the scheme is not checked (ftp://x/y goes up as GET /y, host x)
-    c.push(reject("abs-ftp", 400, b"GET ftp://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("abs-ws", 400, b"GET ws://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("abs-without-host-header", 400, b"GET http://b.example$P HTTP/1.1\r\n$I\r\n"));
+    c.push(reject(
+        "abs-ftp",
+        400,
+        b"GET ftp://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
+    c.push(reject(
+        "abs-ws",
+        400,
+        b"GET ws://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
+    c.push(reject(
+        "abs-without-host-header",
+        400,
+        b"GET http://b.example$P HTTP/1.1\r\n$I\r\n",
+    ));
     // Userinfo would reach the upstream as `host: u:p@b.example`, which §4 refuses as a Host.
-    c.push(reject("abs-userinfo", 400, b"GET http://u:p@b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("abs-empty-authority", 400, b"GET http://$P HTTP/1.1\r\nhost: a\r\n$I\r\n"));
+    c.push(reject(
+        "abs-userinfo",
+        400,
+        b"GET http://u:p@b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
+    c.push(reject(
+        "abs-empty-authority",
+        400,
+        b"GET http://$P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
     // `*` only with OPTIONS; authority form only with CONNECT, which is refused.
     // nginx: 400 (invalid request line)
     c.push(
@@ -104,19 +137,54 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(&[(200, "up:*")]),
     );
-    c.push(reject("get-star", 400, b"GET * HTTP/1.1\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("post-star", 400, b"POST * HTTP/1.1\r\nhost: a\r\n$IContent-Length: 0\r\n\r\n"));
-    c.push(reject("authority-form-get", 400, b"GET b.example:80 HTTP/1.1\r\nhost: a\r\n$I\r\n"));
-    c.push(reject("authority-form-options", 400, b"OPTIONS b.example:80 HTTP/1.1\r\nhost: a\r\n$I\r\n"));
+    c.push(reject(
+        "get-star",
+        400,
+        b"GET * HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
+    c.push(reject(
+        "post-star",
+        400,
+        b"POST * HTTP/1.1\r\nhost: a\r\n$IContent-Length: 0\r\n\r\n",
+    ));
+    c.push(reject(
+        "authority-form-get",
+        400,
+        b"GET b.example:80 HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
+    c.push(reject(
+        "authority-form-options",
+        400,
+        b"OPTIONS b.example:80 HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
     // Method names are case-sensitive: `connect` is not CONNECT, so its authority form is 400.
-    c.push(reject("authority-form-lowercase-connect", 400, b"connect b.example:443 HTTP/1.1\r\nhost: a\r\n$I\r\n"));
+    c.push(reject(
+        "authority-form-lowercase-connect",
+        400,
+        b"connect b.example:443 HTTP/1.1\r\nhost: a\r\n$I\r\n",
+    ));
     for (name, t) in [
         // nginx: 400 (invalid request line) for the authority form
-        ("connect-authority", &b"CONNECT b.example:443 HTTP/1.1\r\nhost: b.example:443\r\n$I\r\n"[..]),
-        ("connect-origin", b"CONNECT $P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
-        ("connect-absolute", b"CONNECT http://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
-        ("connect-http10", b"CONNECT b.example:443 HTTP/1.0\r\n$I\r\n"),
-        ("connect-with-body", b"CONNECT b.example:443 HTTP/1.1\r\nhost: a\r\n$IContent-Length: 5\r\n\r\nhello"),
+        (
+            "connect-authority",
+            &b"CONNECT b.example:443 HTTP/1.1\r\nhost: b.example:443\r\n$I\r\n"[..],
+        ),
+        (
+            "connect-origin",
+            b"CONNECT $P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
+        (
+            "connect-absolute",
+            b"CONNECT http://b.example$P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
+        (
+            "connect-http10",
+            b"CONNECT b.example:443 HTTP/1.0\r\n$I\r\n",
+        ),
+        (
+            "connect-with-body",
+            b"CONNECT b.example:443 HTTP/1.1\r\nhost: a\r\n$IContent-Length: 5\r\n\r\nhello",
+        ),
     ] {
         c.push(reject(name, 405, t));
     }
@@ -125,12 +193,24 @@ pub fn cases() -> Vec<Case> {
         // nginx: http09 is answered body-only (HTTP/0.9) and forwarded as HTTP/1.1;
         // http12 is served as HTTP/1.1
         ("http09", &b"GET $P\r\n"[..]),
-        ("http09-long-path", b"GET $P-with-a-longer-path-xxxxxxxxxxxxxxxx\r\n"),
+        (
+            "http09-long-path",
+            b"GET $P-with-a-longer-path-xxxxxxxxxxxxxxxx\r\n",
+        ),
         ("http12", b"GET $P HTTP/1.2\r\nhost: a\r\n$I\r\n"),
-        ("http20-not-preface", b"GET $P HTTP/2.0\r\nhost: a\r\n$I\r\n"),
+        (
+            "http20-not-preface",
+            b"GET $P HTTP/2.0\r\nhost: a\r\n$I\r\n",
+        ),
         ("http-lowercase", b"GET $P http/1.1\r\nhost: a\r\n$I\r\n"),
-        ("version-trailing-space", b"GET $P HTTP/1.1 \r\nhost: a\r\n$I\r\n"),
-        ("request-line-double-space", b"GET  $P HTTP/1.1\r\nhost: a\r\n$I\r\n"),
+        (
+            "version-trailing-space",
+            b"GET $P HTTP/1.1 \r\nhost: a\r\n$I\r\n",
+        ),
+        (
+            "request-line-double-space",
+            b"GET  $P HTTP/1.1\r\nhost: a\r\n$I\r\n",
+        ),
     ] {
         c.push(reject(name, 400, t));
     }
@@ -139,7 +219,14 @@ pub fn cases() -> Vec<Case> {
         b"GET $P HTTP/1.0\r\nhost: a\r\n$IConnection: keep-alive\r\n\r\n",
         UP_GET,
     ));
-    c.push(pass("http10-close", b"GET $P HTTP/1.0\r\nhost: a\r\n$I\r\n", UP_GET).closing());
+    c.push(
+        pass(
+            "http10-close",
+            b"GET $P HTTP/1.0\r\nhost: a\r\n$I\r\n",
+            UP_GET,
+        )
+        .closing(),
+    );
     c.push(
         pass(
             "http10-post-cl",

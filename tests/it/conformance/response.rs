@@ -12,7 +12,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::harness::{Client, Reply, Upstream, show};
-use super::runner::{check_marker, check_marker_upstream, check_reject};
+use super::runner::{
+    AccessLog, check_error_type, check_marker, check_marker_upstream, check_reject,
+};
 
 pub enum RWant {
     /// This status and raw body, with these headers (`Some(v)`: exactly one, valued `v`;
@@ -96,8 +98,10 @@ fn head_request(mut c: RCase) -> RCase {
 const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 const ABC: (u16, &[u8]) = (200, b"abc");
 const ABC_CHUNKED: (u16, &[u8]) = (200, b"3\r\nabc\r\n0\r\n\r\n");
-const NO_CL_CHUNKED: &[(&str, Option<&str>)] =
-    &[("content-length", None), ("transfer-encoding", Some("chunked"))];
+const NO_CL_CHUNKED: &[(&str, Option<&str>)] = &[
+    ("content-length", None),
+    ("transfer-encoding", Some("chunked")),
+];
 const CL3: &[(&str, Option<&str>)] = &[("content-length", Some("3")), ("transfer-encoding", None)];
 
 pub fn cases() -> Vec<RCase> {
@@ -209,7 +213,10 @@ pub fn cases() -> Vec<RCase> {
     // Lengths that are not one valid number, and HTTP/1.0 with a transfer coding: 502.
     for (name, head) in [
         // nginx: the last value wins (200)
-        ("cl-twice-different", &b"Content-Length: 3\r\nContent-Length: 4"[..]),
+        (
+            "cl-twice-different",
+            &b"Content-Length: 3\r\nContent-Length: 4"[..],
+        ),
         ("cl-list-different", b"Content-Length: 3, 4"),
         // nginx: an invalid length is taken as no length (reads until close)
         ("cl-plus", b"Content-Length: +3"),
@@ -219,10 +226,16 @@ pub fn cases() -> Vec<RCase> {
         ("cl-inner-space", b"Content-Length: 3 3"),
         ("cl-20-digits", b"Content-Length: 00000000000000000003"),
     ] {
-        c.push(bad(name, &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat()));
+        c.push(bad(
+            name,
+            &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat(),
+        ));
     }
     // nginx: 200, de-chunked and re-chunked; the connection is not reused
-    c.push(bad("http10-te", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    c.push(bad(
+        "http10-te",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ));
     c.push(bad(
         "http10-te-cl",
         b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -237,7 +250,10 @@ pub fn cases() -> Vec<RCase> {
         ("chunk-size-minus-one", b"-1\r\nabc\r\n0\r\n\r\n"),
         ("chunk-size-0x", b"0x3\r\nabc\r\n0\r\n\r\n"),
         ("chunk-size-leading-space", b" 3\r\nabc\r\n0\r\n\r\n"),
-        ("chunk-size-17-hex", b"00000000000000003\r\nabc\r\n0\r\n\r\n"),
+        (
+            "chunk-size-17-hex",
+            b"00000000000000003\r\nabc\r\n0\r\n\r\n",
+        ),
         ("chunk-data-no-crlf", b"3\r\nabcX\r\n0\r\n\r\n"),
         ("chunk-data-bare-lf", b"3\r\nabc\n0\r\n\r\n"),
         // nginx: accepted (trailers dropped), the connection is reused
@@ -258,7 +274,7 @@ pub fn script(cases: &[RCase]) -> HashMap<String, Reply> {
 }
 
 /// Run one response-side case; its problems.
-pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> {
+pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase) -> Vec<String> {
     let mark = up.mark();
     let mut problems = Vec::new();
     let mut client = Client::connect(proxy).await;
@@ -280,7 +296,12 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> 
                         problems.push(format!("interim heads passed on: {:?}", r.interim));
                     }
                     for (h, v) in headers {
-                        let got: Vec<&str> = r.headers.iter().filter(|(n, _)| n == h).map(|(_, v)| v.as_str()).collect();
+                        let got: Vec<&str> = r
+                            .headers
+                            .iter()
+                            .filter(|(n, _)| n == h)
+                            .map(|(_, v)| v.as_str())
+                            .collect();
                         if got != v.iter().copied().collect::<Vec<_>>() {
                             problems.push(format!("header {h}: want {v:?}, got {got:?}"));
                         }
@@ -291,7 +312,11 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> 
             RWant::BadGateway => match client.response(false).await {
                 Ok(r) => {
                     open = r.header("connection") != Some("close");
-                    problems.extend(check_reject(&r, 502, "upstream_error"));
+                    let failed = check_reject(&r, 502, "upstream_error");
+                    if failed.is_empty() {
+                        problems.extend(check_error_type(log, name, 502, "upstream_error").await);
+                    }
+                    problems.extend(failed);
                 }
                 Err(e) => problems.push(format!("want 502: {e}")),
             },
@@ -305,9 +330,16 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> 
                     }
                     match client.response_body(&mut r, false).await {
                         Ok(()) if r.complete => {
-                            problems.push(format!("want a cut body, got a whole one: {}", show(&r.body)));
+                            problems.push(format!(
+                                "want a cut body, got a whole one: {}",
+                                show(&r.body)
+                            ));
                         }
-                        Ok(()) => {}
+                        Ok(()) => {
+                            problems.extend(
+                                check_error_type(log, name, *status, "upstream_error").await,
+                            );
+                        }
                         Err(e) => problems.push(format!("want the connection closed: {e}")),
                     }
                 }
@@ -319,13 +351,21 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &RCase) -> Vec<String> 
     problems.extend(check_marker_upstream(up, mark, name));
     let seen = up.requests_since(mark);
     let on = |target: String| -> Vec<usize> {
-        seen.iter().filter(|s| s.target == target).map(|s| s.conn).collect()
+        seen.iter()
+            .filter(|s| s.target == target)
+            .map(|s| s.conn)
+            .collect()
     };
-    match (on(format!("/r/{name}")).as_slice(), on(format!("/next-{name}")).as_slice()) {
+    match (
+        on(format!("/r/{name}")).as_slice(),
+        on(format!("/next-{name}")).as_slice(),
+    ) {
         ([first], [next]) => {
             if (first == next) != case.reuse {
                 let how = if case.reuse { "reused" } else { "not reused" };
-                problems.push(format!("upstream connection: want {how}, got connections {first} then {next}"));
+                problems.push(format!(
+                    "upstream connection: want {how}, got connections {first} then {next}"
+                ));
             }
         }
         (cases, nexts) => problems.push(format!(

@@ -2,6 +2,8 @@
 //! upstream got, then prove the next request gets its own answer.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::harness::{Client, Mark, Resp, Upstream, fill_in, find, show};
 
@@ -91,7 +93,12 @@ impl Case {
         let p = path(self.name);
         let list = answers
             .iter()
-            .map(|(s, b)| (*s, (!b.is_empty()).then(|| b.replace("$P", &p).into_bytes())))
+            .map(|(s, b)| {
+                (
+                    *s,
+                    (!b.is_empty()).then(|| b.replace("$P", &p).into_bytes()),
+                )
+            })
             .collect();
         self.want = Want::Answers(list, keep);
         self
@@ -130,7 +137,10 @@ pub async fn check_marker(proxy: SocketAddr, client: Option<Client>, name: &str)
     };
     match got {
         Ok(r) if r.status == 200 && r.body == want.as_bytes() => vec![],
-        Ok(r) => vec![format!("next request: want 200 {want}, got {}", r.summary())],
+        Ok(r) => vec![format!(
+            "next request: want 200 {want}, got {}",
+            r.summary()
+        )],
         Err(e) => vec![format!("next request: {e}")],
     }
 }
@@ -141,7 +151,10 @@ pub fn split_at_marker(got: &[u8], name: &str) -> (Vec<u8>, Vec<String>) {
     let (_, want) = marker(name);
     let line = format!("GET /next-{name} HTTP/1.1\r\n");
     let Some(at) = find(got, line.as_bytes()) else {
-        return (got.to_vec(), vec!["upstream never got the next request".into()]);
+        return (
+            got.to_vec(),
+            vec!["upstream never got the next request".into()],
+        );
     };
     let rest = &got[at..];
     let problems = if rest == want.as_slice() {
@@ -170,12 +183,40 @@ pub fn check_marker_upstream(up: &Upstream, mark: Mark, name: &str) -> Vec<Strin
     };
     let mut p = Vec::new();
     if seen[at].raw != want {
-        p.push(format!("upstream desync: the next request arrived as {}", show(&seen[at].raw)));
+        p.push(format!(
+            "upstream desync: the next request arrived as {}",
+            show(&seen[at].raw)
+        ));
     }
     if let Some(after) = seen.get(at + 1) {
-        p.push(format!("upstream got a request after the next one: {}", show(&after.raw)));
+        p.push(format!(
+            "upstream got a request after the next one: {}",
+            show(&after.raw)
+        ));
     }
     p
+}
+
+/// Redline's access log (its stdout lines).
+pub type AccessLog = Arc<Mutex<Vec<String>>>;
+
+/// The access-log `error_type` of the request `id` answered with `status` is `want`.
+pub async fn check_error_type(log: &AccessLog, id: &str, status: u16, want: &str) -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found = log.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["request_id"] == id && v["status"] == status).then(|| v["error_type"].clone())
+        });
+        match found {
+            Some(t) if t == want => return vec![],
+            Some(t) => return vec![format!("access log error_type: want {want:?}, got {t}")],
+            None if Instant::now() > until => {
+                return vec![format!("no access log line for {id} with status {status}")];
+            }
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// The checks of a Redline rejection: status, JSON error, close announced, id echoed.
@@ -199,7 +240,7 @@ pub fn check_reject(r: &Resp, status: u16, error: &str) -> Vec<String> {
 }
 
 /// Run one request-side case; its problems (empty: it passed).
-pub async fn run(proxy: SocketAddr, up: &Upstream, case: &Case) -> Vec<String> {
+pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &Case) -> Vec<String> {
     let mark = up.mark();
     let mut problems = Vec::new();
     let mut client = Client::connect(proxy).await;
@@ -227,6 +268,11 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &Case) -> Vec<String> {
                     if rejected.is_empty() && !announced {
                         problems.push("no connection: close".into());
                     }
+                    // The id is known only when the head could be read.
+                    if rejected.is_empty() && r.header("x-request-id") == Some(case.name) {
+                        problems
+                            .extend(check_error_type(log, case.name, *status, "bad_request").await);
+                    }
                     problems.extend(rejected);
                     if let Err(e) = client.closes().await {
                         problems.push(e);
@@ -239,12 +285,23 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &Case) -> Vec<String> {
                 for (i, (status, body)) in answers.iter().enumerate() {
                     match client.response(false).await {
                         Ok(r) if body.is_none() && *status >= 400 => {
-                            problems.extend(check_reject(&r, *status, "bad_request"));
+                            let rejected = check_reject(&r, *status, "bad_request");
+                            if rejected.is_empty() && r.header("x-request-id") == Some(case.name) {
+                                problems.extend(
+                                    check_error_type(log, case.name, *status, "bad_request").await,
+                                );
+                            }
+                            problems.extend(rejected);
                         }
-                        Ok(r) if r.status == *status && body.as_ref().is_none_or(|b| *b == r.body) => {}
+                        Ok(r)
+                            if r.status == *status
+                                && body.as_ref().is_none_or(|b| *b == r.body) => {}
                         Ok(r) => {
                             let want = body.as_deref().map(show).unwrap_or_default();
-                            problems.push(format!("answer {i}: want {status} {want}, got {}", r.summary()));
+                            problems.push(format!(
+                                "answer {i}: want {status} {want}, got {}",
+                                r.summary()
+                            ));
                         }
                         Err(e) => {
                             problems.push(format!("answer {i}: want {status}: {e}"));
@@ -274,7 +331,11 @@ pub async fn run(proxy: SocketAddr, up: &Upstream, case: &Case) -> Vec<String> {
         Up::Exact(want) => {
             let want = replace(want, b"$U", up.addr.to_string().as_bytes());
             if got != want {
-                problems.push(format!("upstream: want {}, got {}", show(&want), show(&got)));
+                problems.push(format!(
+                    "upstream: want {}, got {}",
+                    show(&want),
+                    show(&got)
+                ));
             }
         }
         Up::NoRequest => {
