@@ -5,6 +5,7 @@ mod alerting_engine;
 mod conformance;
 mod dashboard;
 mod demo;
+mod engines;
 mod fast_path;
 mod fleet;
 mod lifecycle;
