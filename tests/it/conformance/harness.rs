@@ -231,6 +231,25 @@ pub fn chunked_len(buf: &[u8]) -> Result<Option<usize>, ()> {
     }
 }
 
+/// The data of a whole chunked body (extensions and trailers dropped).
+pub fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut at = 0;
+    loop {
+        let Ok(httparse::Status::Complete((n, size))) = httparse::parse_chunk_size(raw.get(at..)?)
+        else {
+            return None;
+        };
+        at += n;
+        if size == 0 {
+            return (chunked_len(raw) == Ok(Some(raw.len()))).then_some(data);
+        }
+        let end = at + usize::try_from(size).ok()?;
+        data.extend_from_slice(raw.get(at..end)?);
+        at = end + 2;
+    }
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -25,11 +25,15 @@ use std::time::Instant;
 use crate::support::{Redline, config_for};
 use harness::Upstream;
 
-fn start(upstream: SocketAddr) -> Redline {
+fn start(upstream: SocketAddr, engine: &str) -> Redline {
     Redline::start_with(
         &config_for(upstream, ""),
         &[],
-        &[("TOKIO_WORKER_THREADS", "1"), ("OTEL_PROPAGATORS", "none")],
+        &[
+            ("TOKIO_WORKER_THREADS", "1"),
+            ("OTEL_PROPAGATORS", "none"),
+            ("REDLINE_HTTP1_ENGINE", engine),
+        ],
     )
 }
 
@@ -64,7 +68,7 @@ fn assert_unique<'a>(names: impl Iterator<Item = &'a str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_side_framing_conformance() {
     let up = Upstream::start(HashMap::new()).await;
-    let rl = start(up.addr);
+    let rl = start(up.addr, "fast");
     let mut cases = request_framing::cases();
     cases.extend(request_target::cases());
     assert_unique(cases.iter().map(|c| c.name));
@@ -85,10 +89,20 @@ async fn request_side_framing_conformance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_side_framing_conformance() {
+    response_side("fast").await;
+}
+
+/// The same hostile responses met by the hyper engine (`REDLINE_HTTP1_ENGINE=hyper`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_side_framing_conformance_hyper_engine() {
+    response_side("hyper").await;
+}
+
+async fn response_side(engine: &str) {
     let cases = response::cases();
     assert_unique(cases.iter().map(|c| c.name));
     let up = Upstream::start(response::script(&cases)).await;
-    let rl = start(up.addr);
+    let rl = start(up.addr, engine);
     let only = std::env::var("CONFORMANCE_CASE").ok();
     let started = Instant::now();
     let mut failed = Vec::new();
@@ -101,5 +115,10 @@ async fn response_side_framing_conformance() {
             failed.push((case.name, problems));
         }
     }
-    report("response side", cases.len(), started, &failed);
+    report(
+        &format!("response side ({engine} engine)"),
+        cases.len(),
+        started,
+        &failed,
+    );
 }

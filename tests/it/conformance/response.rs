@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::harness::{Client, Reply, Upstream, show};
+use super::harness::{Client, Reply, Upstream, dechunk, show};
 use super::runner::{
     AccessLog, check_error_type, check_marker, check_marker_upstream, check_reject,
 };
@@ -31,8 +31,8 @@ pub struct RCase {
     pub head_request: bool,
     pub reply: Reply,
     pub want: RWant,
-    /// Whether the next request may go on the same upstream connection.
-    pub reuse: bool,
+    /// Whether the next request goes on the same upstream connection (`None`: either).
+    pub reuse: Option<bool>,
 }
 
 fn reply(bytes: &[u8]) -> Reply {
@@ -49,14 +49,14 @@ fn ok(
     bytes: &[u8],
     (status, body): (u16, &[u8]),
     headers: &[(&'static str, Option<&'static str>)],
-    reuse: bool,
+    reuse: impl Into<Option<bool>>,
 ) -> RCase {
     RCase {
         name,
         head_request: false,
         reply: reply(bytes),
         want: RWant::Pass(status, body.to_vec(), headers.to_vec()),
-        reuse,
+        reuse: reuse.into(),
     }
 }
 
@@ -67,7 +67,7 @@ fn bad(name: &'static str, bytes: &[u8]) -> RCase {
         head_request: false,
         reply: reply(bytes),
         want: RWant::BadGateway,
-        reuse: false,
+        reuse: Some(false),
     }
 }
 
@@ -81,7 +81,7 @@ fn cut(name: &'static str, head: &[u8], body: &[u8]) -> RCase {
         head_request: false,
         reply: r,
         want: RWant::Cut(200),
-        reuse: false,
+        reuse: Some(false),
     }
 }
 
@@ -192,7 +192,7 @@ pub fn cases() -> Vec<RCase> {
         ok("chunk-ext", &chunked(b"3;name=value;flag\r\nabc\r\n0\r\n\r\n"), (200, b"3;name=value;flag\r\nabc\r\n0\r\n\r\n"), NO_CL_CHUNKED, true),
         ok("chunk-ext-4000", &chunked(&long_ext(4000)), (200, &long_ext(4000)), NO_CL_CHUNKED, true),
         ok("chunk-size-16-hex", &chunked(b"0000000000000003\r\nabc\r\n0\r\n\r\n"), (200, b"0000000000000003\r\nabc\r\n0\r\n\r\n"), NO_CL_CHUNKED, true),
-        ok("chunk-trailer", &chunked(b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n"), (200, b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n"), NO_CL_CHUNKED, true),
+        ok("chunk-trailer", &chunked(b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n"), (200, b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n"), NO_CL_CHUNKED, None),
         ok(
             "te-gzip-chunked",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -224,7 +224,7 @@ pub fn cases() -> Vec<RCase> {
         ("cl-hex", b"Content-Length: 0x3"),
         ("cl-empty", b"Content-Length: "),
         ("cl-inner-space", b"Content-Length: 3 3"),
-        ("cl-20-digits", b"Content-Length: 00000000000000000003"),
+        ("cl-overflow", b"Content-Length: 99999999999999999999"),
     ] {
         c.push(bad(
             name,
@@ -289,7 +289,10 @@ pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase
             RWant::Pass(status, body, headers) => match client.response(case.head_request).await {
                 Ok(r) => {
                     open = r.header("connection") != Some("close");
-                    if (r.status, &r.body, r.complete) != (*status, body, true) {
+                    // Chunked bodies compare as their data: an engine may frame chunks anew.
+                    let same = r.body == *body
+                        || dechunk(&r.body).is_some_and(|b| Some(b) == dechunk(body));
+                    if (r.status, same, r.complete) != (*status, true, true) {
                         problems.push(format!("want {status} {}, got {}", show(body), r.summary()));
                     }
                     if !r.interim.is_empty() {
@@ -361,10 +364,14 @@ pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase
         on(format!("/next-{name}")).as_slice(),
     ) {
         ([first], [next]) => {
-            if (first == next) != case.reuse {
-                let how = if case.reuse { "reused" } else { "not reused" };
+            if case.reuse.is_some_and(|r| (first == next) != r) {
+                let how = if first == next {
+                    "reused"
+                } else {
+                    "not reused"
+                };
                 problems.push(format!(
-                    "upstream connection: want {how}, got connections {first} then {next}"
+                    "upstream connection: {how} (connections {first} then {next})"
                 ));
             }
         }

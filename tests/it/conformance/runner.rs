@@ -86,8 +86,9 @@ impl Case {
         self
     }
 
-    /// Several answers (pipelining): each `(status, body)`; `$P` in a body is the path; an
-    /// empty body is not checked, except that a 4xx/5xx one must be Redline's own refusal.
+    /// Several answers (pipelining): each `(status, body)`; `$P` in a body is the path. An
+    /// empty body is not checked, except that a 4xx/5xx one must be Redline's own refusal
+    /// (JSON, `bad_request`); `*` is any body.
     pub fn answers(mut self, answers: &[(u16, &str)]) -> Case {
         let keep = matches!(self.want, Want::Answers(_, true));
         let p = path(self.name);
@@ -295,7 +296,7 @@ pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &Case)
                         }
                         Ok(r)
                             if r.status == *status
-                                && body.as_ref().is_none_or(|b| *b == r.body) => {}
+                                && body.as_ref().is_none_or(|b| *b == r.body || b == b"*") => {}
                         Ok(r) => {
                             let want = body.as_deref().map(show).unwrap_or_default();
                             problems.push(format!(
