@@ -231,6 +231,18 @@ pub fn cases() -> Vec<RCase> {
             &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat(),
         ));
     }
+    // Header lines that are not HTTP: a proxy must not pass them on (RFC 9112 §5.1, §5.2).
+    for (name, head) in [
+        ("header-space-before-colon", &b"Content-Length : 3"[..]),
+        ("header-obs-fold", b"Content-Length: 3\r\nX-A: b\r\n c"),
+        ("header-nul", b"Content-Length: 3\r\nX-A: b\x00c"),
+        ("header-bare-cr", b"Content-Length: 3\r\nX-A: b\rc"),
+    ] {
+        c.push(bad(
+            name,
+            &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat(),
+        ));
+    }
     // nginx: 200, de-chunked and re-chunked; the connection is not reused
     c.push(bad(
         "http10-te",
