@@ -187,6 +187,12 @@ pub fn cases() -> Vec<Case> {
             b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\n\r\n",
             UP_GET,
         ),
+        // X-Forwarded-* a front proxy set: for appended to, proto and host kept.
+        pass(
+            "forwarded-headers-kept",
+            b"GET $P HTTP/1.1\r\nhost: a\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop\r\n$I\r\n",
+            b"GET $P HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 203.0.113.9, 127.0.0.1\r\nx-forwarded-proto: https\r\nx-forwarded-host: shop\r\n$I\r\n",
+        ),
         // Content-Length: 1-19 digits, one value; identical repeats collapse into one.
         // nginx: 400 for a duplicate Content-Length, even an identical one
         pass(

@@ -116,6 +116,12 @@ pub fn cases() -> Vec<Case> {
         400,
         b"GET http://b.example$P HTTP/1.1\r\n$I\r\n",
     ));
+    // The Host header is ignored for the absolute form, but must still be valid.
+    c.push(reject(
+        "abs-invalid-host-header",
+        400,
+        b"GET http://b.example$P HTTP/1.1\r\nhost: a b\r\n$I\r\n",
+    ));
     // Userinfo would reach the upstream as `host: u:p@b.example`, which §4 refuses as a Host.
     c.push(reject(
         "abs-userinfo",
