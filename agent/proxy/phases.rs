@@ -46,6 +46,9 @@ pub enum Target {
     Authority,
     /// A scheme other than http or https.
     OtherScheme,
+    /// Absolute form whose authority is not `host[:port]`: userinfo (`user:pass@`, which
+    /// RFC 9110 §4.2.4 says to treat as an error), spaces, or nothing.
+    BadAuthority,
 }
 
 impl Target {
@@ -59,7 +62,13 @@ impl Target {
         if target.starts_with('/') {
             Target::Origin
         } else if scheme("http://") || scheme("https://") {
-            Target::Absolute
+            let rest = &target[target.find("://").map_or(0, |i| i + 3)..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if valid_host(&rest.as_bytes()[..end]) {
+                Target::Absolute
+            } else {
+                Target::BadAuthority
+            }
         } else if target == "*" {
             Target::Asterisk
         } else if target.contains("://") {
@@ -72,8 +81,14 @@ impl Target {
     /// The form of a target hyper parsed into a URI.
     pub fn of_uri(uri: &Uri) -> Target {
         match (uri.scheme_str(), uri.authority()) {
-            (Some(s), _) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
-                Target::Absolute
+            (Some(s), Some(a))
+                if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") =>
+            {
+                if valid_host(a.as_str().as_bytes()) {
+                    Target::Absolute
+                } else {
+                    Target::BadAuthority
+                }
             }
             (Some(_), _) => Target::OtherScheme,
             (None, Some(_)) => Target::Authority,
@@ -157,6 +172,7 @@ pub fn admit<'h>(
             return Err(refuse(BAD, "authority-form targets are for CONNECT only"));
         }
         Target::OtherScheme => return Err(refuse(BAD, "only http and https targets are proxied")),
+        Target::BadAuthority => return Err(refuse(BAD, "invalid authority in the target")),
     }
     let http10 = version == Version::HTTP_10 || version == Version::HTTP_09;
     let h2 = version >= Version::HTTP_2;

@@ -171,6 +171,20 @@ fn targets_and_methods() {
         status(judge("GET", "HTTP://other.example/x", V11, &host)),
         200
     );
+    assert_eq!(
+        status(judge("GET", "http://other.example:8080?q", V11, &host)),
+        200
+    );
+    for bad in [
+        "http://user:pw@shop/x",
+        "http:///x",
+        "https://a b/",
+        "http://sh\\op/",
+    ] {
+        assert_eq!(status(judge("GET", bad, V11, &host)), 400, "{bad}");
+    }
+    let uri: Uri = "http://user@shop/x".parse().unwrap();
+    assert_eq!(Target::of_uri(&uri), Target::BadAuthority);
     let h2 = Method::GET;
     let uri: Uri = "http://shop/a".parse().unwrap();
     let none: [(&[u8], &[u8]); 0] = [];
