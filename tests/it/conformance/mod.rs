@@ -8,9 +8,11 @@
 //! own answer, so a desync (a smuggled request, shifted responses) shows. Response-side
 //! cases also check whether the upstream connection was reused.
 //!
-//! One Redline per table (one worker thread, so upstream connections are reused
-//! predictably; no trace propagation, so upstream bytes are deterministic). Cases run
+//! One Redline per table and engine (one worker thread, so upstream connections are
+//! reused predictably; no trace propagation, so upstream bytes are deterministic); each
+//! table runs on the fast engine and again with `REDLINE_HTTP1_ENGINE=hyper`. Cases run
 //! one after another and every failure is collected, then reported as one table.
+//! `CONFORMANCE_CASE=<name>` runs one case.
 
 mod harness;
 mod request_framing;
@@ -67,8 +69,18 @@ fn assert_unique<'a>(names: impl Iterator<Item = &'a str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_side_framing_conformance() {
+    request_side("fast").await;
+}
+
+/// The same hostile requests, every admitted one carried by hyper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_side_framing_conformance_hyper_engine() {
+    request_side("hyper").await;
+}
+
+async fn request_side(engine: &str) {
     let up = Upstream::start(HashMap::new()).await;
-    let rl = start(up.addr, "fast");
+    let rl = start(up.addr, engine);
     let mut cases = request_framing::cases();
     cases.extend(request_target::cases());
     assert_unique(cases.iter().map(|c| c.name));
@@ -79,12 +91,17 @@ async fn request_side_framing_conformance() {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let problems = runner::run(rl.proxy, &rl.stdout, &up, case).await;
+        let problems = runner::run(rl.proxy, &rl.stdout, &up, case, engine == "hyper").await;
         if !problems.is_empty() {
             failed.push((case.name, problems));
         }
     }
-    report("request side", cases.len(), started, &failed);
+    report(
+        &format!("request side ({engine} engine)"),
+        cases.len(),
+        started,
+        &failed,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
