@@ -37,7 +37,7 @@ use super::direct::{self, Conn, Head};
 use super::phases::{self, Refusal};
 use super::wire::{self, Framing};
 use super::{Proxy, RequestCtx};
-use crate::metrics::ErrorType;
+use crate::error::ErrorType;
 use crate::watchdog::ConnKey;
 use head::{Limits, Parsed, Plain, parse_request};
 use pool::{make_room, put_out, recycle, take_out};
@@ -231,8 +231,8 @@ async fn forward(
             put_out(out);
             return written && !close;
         }
-        Some(Err(e)) => phases::Failure::Upstream(e),
-        None => phases::Failure::Timeout(timeout),
+        Some(Err(e)) => e,
+        None => phases::timed_out(timeout),
     };
     let resp = super::upstream_failed(ctx, &failure);
     let written = write_local(client, resp, &mut out, close).await;
