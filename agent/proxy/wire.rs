@@ -282,3 +282,5 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod oracle;
