@@ -55,18 +55,16 @@
 //! `PROPTEST_CASES` overrides the default case counts (512, 512, 256).
 //! Recorded large run: see the end of this comment.
 
-use std::convert::Infallible;
-use std::time::Duration;
+mod hyper_side;
+mod strategies;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use hyper_side::{hyper_client, hyper_server_length};
+use strategies::{Wire, chunked_body, request_length, response};
 
 /// Cases per property: `PROPTEST_CASES`, or `default`.
 fn config(default: u32) -> Config {
@@ -79,98 +77,6 @@ fn config(default: u32) -> Config {
         failure_persistence: None,
         ..Config::default()
     }
-}
-
-thread_local! {
-    static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RT.with(|rt| rt.block_on(f))
-}
-
-/// An error and its sources, for matching hyper's messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// What hyper's HTTP/1.1 client made of a response.
-#[derive(Debug)]
-struct Hyper {
-    /// Status of the final response head, or why there was none.
-    status: Result<u16, String>,
-    /// The body's data, or the error reading it.
-    body: Result<Vec<u8>, String>,
-    /// The connection then ended cleanly: no stray byte after the response.
-    clean: bool,
-}
-
-/// Send `method /` with hyper's client and answer with `pieces`, one write each, then EOF.
-fn hyper_client(method: &http::Method, pieces: &[&[u8]]) -> Hyper {
-    block_on(async {
-        let (client, mut server) = tokio::io::duplex(1 << 20);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
-            .await
-            .expect("handshake");
-        let conn = tokio::spawn(conn);
-        let req = http::Request::builder()
-            .method(method.clone())
-            .uri("/")
-            .header("host", "oracle")
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let exchange = async {
-            let resp = send.send_request(req).await.map_err(|e| chain(&e))?;
-            let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await;
-            Ok::<_, String>((status, body.map(|b| b.to_bytes().to_vec()).map_err(|e| chain(&e))))
-        };
-        let feed = async {
-            // The answer goes out once the request came in, in pieces hyper reads apart.
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                match server.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            for piece in pieces {
-                if server.write_all(piece).await.is_err() {
-                    return;
-                }
-                for _ in 0..4 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            let _ = server.shutdown().await;
-        };
-        let (answer, ()) = tokio::join!(exchange, feed);
-        let clean = matches!(
-            tokio::time::timeout(Duration::from_secs(2), conn).await,
-            Ok(Ok(Ok(())))
-        );
-        drop(send);
-        let (status, body) = match answer {
-            Ok((status, body)) => (Ok(status), body),
-            Err(e) => (Err(e.clone()), Err(e)),
-        };
-        Hyper {
-            status,
-            body,
-            clean,
-        }
-    })
 }
 
 /// Where `ChunkScan` got to over a whole input.
@@ -211,168 +117,6 @@ fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
     at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
 }
 
-fn pick(options: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
-    prop::sample::select(options).prop_map(|s| s.as_bytes().to_vec())
-}
-
-/// `valid`, or (in a hostile case, now and then) one of `bad`.
-fn or_bad(hostile: bool, valid: BoxedStrategy<Vec<u8>>, bad: BoxedStrategy<Vec<u8>>) -> BoxedStrategy<Vec<u8>> {
-    if hostile {
-        prop_oneof![6 => valid, 1 => bad].boxed()
-    } else {
-        valid
-    }
-}
-
-/// A line end: CRLF, or a broken one.
-fn eol(hostile: bool) -> BoxedStrategy<Vec<u8>> {
-    let crlf = Just(b"\r\n".to_vec()).boxed();
-    or_bad(hostile, crlf, pick(&["\n", "\r", "", "\r\r\n", " \r\n"]).boxed())
-}
-
-/// How a chunk size is written: hex in either case, maybe with leading zeros, or broken.
-fn size_form(size: usize, hostile: bool) -> BoxedStrategy<Vec<u8>> {
-    let hex = format!("{size:x}");
-    let upper = hex.to_uppercase();
-    let zeros = hex.clone();
-    let valid = prop_oneof![
-        6 => Just(hex.clone().into_bytes()),
-        2 => Just(upper.into_bytes()),
-        2 => (1..18usize).prop_map(move |n| format!("{}{zeros}", "0".repeat(n)).into_bytes()),
-    ];
-    let bad = [
-        format!("+{hex}"),
-        format!("-{hex}"),
-        format!("0x{hex}"),
-        format!(" {hex}"),
-        format!("{hex} "),
-        format!("{hex}\t"),
-        String::new(),
-        format!("{:x}", size + 1),
-        format!("{:x}", size.saturating_sub(1)),
-        format!("{:0>17}", hex),
-    ];
-    let bad = prop::sample::select(bad.to_vec()).prop_map(String::into_bytes);
-    or_bad(hostile, valid.boxed(), bad.boxed())
-}
-
-/// A chunk extension (with its `;`), or none; hostile ones have bad bytes or are long.
-fn extension(hostile: bool) -> BoxedStrategy<Vec<u8>> {
-    let token = "[a-z0-9!#$%&'*+.^_`|~-]{1,8}";
-    let quoted = "[ !#-\\[\\]-~\t]{0,12}";
-    let valid = prop_oneof![
-        6 => Just(Vec::new()),
-        2 => (token, prop::option::of(token)).prop_map(|(n, v)| match v {
-            Some(v) => format!(";{n}={v}").into_bytes(),
-            None => format!(";{n}").into_bytes(),
-        }),
-        1 => (token, quoted).prop_map(|(n, q)| format!(";{n}=\"{q}\"").into_bytes()),
-        1 => pick(&[";a=b;c", ";a=\"x\\\"y\"", ";a=\t b"]),
-    ];
-    let long = |r: std::ops::Range<usize>| {
-        r.prop_map(|n| {
-            let mut e = b";x=".to_vec();
-            e.resize(n, b'e');
-            e
-        })
-    };
-    let bad = prop_oneof![
-        3 => pick(&[" ;a=b", ";a\nb", ";a\rb", ";a\0b", ";a\x7fb", ";a=b ", ";\n", ";\r", ";", ";a=\"b"]),
-        1 => Just(vec![b';', b'a', b'=', 0x80, 0xff]),
-        2 => long(4070..4110),
-        1 => long(5000..17000),
-    ];
-    or_bad(hostile, valid.boxed(), bad.boxed())
-}
-
-/// One data chunk: size line, data, and what follows the data.
-fn chunk(hostile: bool) -> BoxedStrategy<Vec<u8>> {
-    let data = prop_oneof![
-        4 => prop::collection::vec(any::<u8>(), 1..48),
-        1 => prop::collection::vec(any::<u8>(), 1..2500)
-    ];
-    let crlf = Just(b"\r\n".to_vec()).boxed();
-    let after = or_bad(hostile, crlf, pick(&["", "\n", "\r", "x\r\n", "\r\n\r\n"]).boxed());
-    data.prop_flat_map(move |data| {
-        let size = size_form(data.len(), hostile);
-        (size, extension(hostile), eol(hostile), Just(data), after.clone())
-    })
-    .prop_map(|(size, ext, eol, data, after)| [size, ext, eol, data, after].concat())
-    .boxed()
-}
-
-/// A trailer field line with its line end.
-fn trailer(hostile: bool) -> BoxedStrategy<Vec<u8>> {
-    let valid = ("[a-zA-Z][a-z0-9-]{0,8}", "[ -~]{0,12}", pick(&[": ", ":", ":\t"]))
-        .prop_map(|(n, v, colon)| [n.into_bytes(), colon, v.trim().as_bytes().to_vec()].concat());
-    let bad = pick(&["no-colon", "bad name: v", "x-t :v", " ", "\t", " folded", ": v", "x-t: a\0b",
-        "x-t: a\rb", "x-\x01: v", "x-t: \u{e9}", "x-t: a\nb"]);
-    (or_bad(hostile, valid.boxed(), bad.boxed()), eol(hostile))
-        .prop_map(|(l, e)| [l, e].concat())
-        .boxed()
-}
-
-/// A damage done to a whole body.
-#[derive(Debug, Clone)]
-enum Damage {
-    None,
-    Truncate(Index),
-    Flip(Index, u8),
-    Insert(Index, u8),
-}
-
-fn damage(hostile: bool) -> BoxedStrategy<Damage> {
-    if !hostile {
-        return Just(Damage::None).boxed();
-    }
-    prop_oneof![
-        9 => Just(Damage::None),
-        1 => any::<Index>().prop_map(Damage::Truncate),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Flip(i, b)),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Insert(i, b)),
-    ]
-    .boxed()
-}
-
-/// Bytes shown as a byte string literal when a case fails.
-#[derive(Clone)]
-struct Wire(Vec<u8>);
-
-impl std::fmt::Debug for Wire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
-}
-
-/// A chunked body: valid, or (half the cases) hostile in a few places.
-fn chunked_body() -> impl Strategy<Value = Wire> {
-    any::<bool>().prop_flat_map(|hostile| {
-        let zero = pick(&["00", "000", "00000000000000000", "0 ", "+0", "-0", "0x0", " 0", ""]);
-        let last = (or_bad(hostile, Just(b"0".to_vec()).boxed(), zero.boxed()), extension(hostile), eol(hostile));
-        (
-            prop::collection::vec(chunk(hostile), 0..6),
-            last,
-            prop::collection::vec(trailer(hostile), 0..3),
-            eol(hostile),
-            damage(hostile),
-        )
-    })
-    .prop_map(|(chunks, (size, ext, eol), trailers, end, damage)| {
-        let mut body = [chunks.concat(), size, ext, eol, trailers.concat(), end].concat();
-        match damage {
-            Damage::None => {}
-            Damage::Truncate(i) => body.truncate(i.index(body.len() + 1)),
-            Damage::Flip(i, b) if !body.is_empty() => {
-                let at = i.index(body.len());
-                body[at] ^= b.max(1);
-            }
-            Damage::Flip(..) => {}
-            Damage::Insert(i, b) => body.insert(i.index(body.len() + 1), b),
-        }
-        Wire(body)
-    })
-}
-
 /// How one case came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Verdict {
@@ -403,7 +147,8 @@ where
 {
     let explore = std::env::var("ORACLE_EXPLORE").is_ok_and(|v| v == "1");
     let verdicts = std::cell::RefCell::new(std::collections::BTreeMap::<Verdict, u32>::new());
-    let failures = std::cell::RefCell::new(std::collections::BTreeMap::<String, (u32, String)>::new());
+    let failures =
+        std::cell::RefCell::new(std::collections::BTreeMap::<String, (u32, String)>::new());
     let started = std::time::Instant::now();
     let result = TestRunner::new(config(cases)).run(&strategy, |value| {
         match check(value.clone()) {
@@ -423,7 +168,11 @@ where
         }
         Ok(())
     });
-    eprintln!("{name}: {:?} in {:.1?}", verdicts.borrow(), started.elapsed());
+    eprintln!(
+        "{name}: {:?} in {:.1?}",
+        verdicts.borrow(),
+        started.elapsed()
+    );
     for (kind, (n, example)) in failures.borrow().iter() {
         eprintln!("  DIVERGENCE x{n}: {kind}\n    {example}");
     }
@@ -440,31 +189,188 @@ fn chunk_scan_never_accepts_what_hyper_rejects() {
         let pieces = split(&body, &cuts);
         let scanned = chunk_scan(&pieces);
         let whole = chunk_scan(&[&body]);
-        ensure(scanned == whole, "pieces and whole scan differ", format!("{scanned:?} {whole:?}"))?;
+        ensure(
+            scanned == whole,
+            "pieces and whole scan differ",
+            format!("{scanned:?} {whole:?}"),
+        )?;
         let mut wire = vec![CHUNKED_HEAD];
         wire.extend(pieces.iter().copied());
         let hyper = hyper_client(&http::Method::GET, &wire);
         let Scan::Done { used, data } = scanned else {
             let took = hyper.body.is_ok() && hyper.clean;
-            return Ok(if took { Verdict::RedlineStricter } else { Verdict::BothReject });
+            return Ok(if took {
+                Verdict::RedlineStricter
+            } else {
+                Verdict::BothReject
+            });
         };
         let got = match &hyper.body {
             Err(e) if e.contains("over limit") || e.contains("count overflow") => {
                 return Ok(Verdict::HyperCap);
             }
-            Err(e) => return Err(fail(format!("hyper: {e}"), format!("ChunkScan: {scanned:?}"))),
+            Err(e) => {
+                return Err(fail(
+                    format!("hyper: {e}"),
+                    format!("ChunkScan: {scanned:?}"),
+                ));
+            }
             Ok(got) => got,
         };
         let detail = format!("hyper {} data bytes, ChunkScan {scanned:?}", got.len());
         ensure(got.len() as u64 == data, "data bytes differ", &detail)?;
         if used == body.len() {
-            ensure(hyper.clean, "hyper saw bytes after the end ChunkScan found", &detail)?;
+            ensure(
+                hyper.clean,
+                "hyper saw bytes after the end ChunkScan found",
+                &detail,
+            )?;
         } else {
-            ensure(!hyper.clean, "hyper read past the end ChunkScan found", &detail)?;
+            ensure(
+                !hyper.clean,
+                "hyper read past the end ChunkScan found",
+                &detail,
+            )?;
             let exact = hyper_client(&http::Method::GET, &[CHUNKED_HEAD, &body[..used]]);
             let ok = exact.body.is_ok() && exact.clean;
-            ensure(ok, "hyper did not end where ChunkScan did", format!("{exact:?}"))?;
+            ensure(
+                ok,
+                "hyper did not end where ChunkScan did",
+                format!("{exact:?}"),
+            )?;
         }
         Ok(Verdict::BothAccept)
     });
+}
+
+/// `data` as one chunk and the last chunk.
+fn chunked(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !data.is_empty() {
+        push_chunk(&mut out, data);
+    }
+    out.extend_from_slice(LAST_CHUNK);
+    out
+}
+
+/// Redline's framing of a response head, as the fast path reads it (`direct::Conn::parse_head`).
+fn redline_framing(head: &[u8], head_request: bool) -> Result<Framing, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let parsed = httparse::ParserConfig::default().parse_response(&mut resp, head);
+    assert!(
+        matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()),
+        "{parsed:?}"
+    );
+    response_framing(head_request, resp.code.unwrap_or(0), resp.headers)
+}
+
+const FINAL: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[test]
+fn response_framing_agrees_with_hyper() {
+    run("response framing", 512, response(), |r| {
+        let framing = redline_framing(&r.head.0, r.head_request);
+        let interim = (100..200).contains(&r.status);
+        let body = if interim {
+            FINAL.to_vec()
+        } else {
+            [chunked(&r.data.0), r.extra.0.clone()].concat()
+        };
+        let method = if r.head_request {
+            http::Method::HEAD
+        } else {
+            http::Method::GET
+        };
+        let hyper = hyper_client(&method, &[&r.head.0, &body]);
+        let Ok(framing) = framing else {
+            let took = hyper.status.is_ok() && hyper.body.is_ok();
+            return Ok(if took {
+                Verdict::RedlineStricter
+            } else {
+                Verdict::BothReject
+            });
+        };
+        let detail = format!("Redline {framing:?}, hyper {hyper:?}");
+        if interim {
+            ensure(framing == Framing::Empty, "1xx with a body", &detail)?;
+            let body: &[u8] = if r.head_request { b"" } else { b"ok" };
+            let ok = hyper.status == Ok(200) && hyper.body.as_deref() == Ok(body);
+            ensure(ok, "hyper did not read the response after the 1xx", &detail)?;
+            return Ok(Verdict::BothAccept);
+        }
+        let status = hyper
+            .status
+            .as_ref()
+            .map_err(|e| fail(format!("hyper: {e}"), &detail))?;
+        ensure(*status == r.status, "status", &detail)?;
+        let (want, clean): (Option<&[u8]>, bool) = match framing {
+            Framing::Empty => (Some(b""), body.is_empty()),
+            Framing::Length(n) if n <= body.len() as u64 => {
+                (Some(&body[..n as usize]), n == body.len() as u64)
+            }
+            Framing::Length(_) => (None, false),
+            Framing::Chunked => (Some(&r.data.0), r.extra.0.is_empty()),
+            Framing::Close => (Some(&body), true),
+        };
+        match (want, &hyper.body) {
+            (None, Err(_)) => {}
+            (Some(want), Ok(got)) => {
+                ensure(
+                    want == got.as_slice(),
+                    &format!("{framing:?}: other body"),
+                    &detail,
+                )?;
+                if !r.http10 {
+                    ensure(
+                        hyper.clean == clean,
+                        &format!("{framing:?}: other end"),
+                        &detail,
+                    )?;
+                }
+            }
+            (_, Err(e)) => return Err(fail(format!("{framing:?}: hyper: {e}"), &detail)),
+            (None, Ok(_)) => {
+                return Err(fail(
+                    format!("{framing:?}: hyper took a short body"),
+                    &detail,
+                ));
+            }
+        }
+        Ok(Verdict::BothAccept)
+    });
+}
+
+#[test]
+fn content_length_digits_agree_with_hyper() {
+    run(
+        "request content-length",
+        256,
+        request_length(),
+        |Wire(value)| {
+            // As `fast::plain_request` gets it: httparse's value, OWS trimmed.
+            let head = [
+                b"POST / HTTP/1.1\r\ncontent-length: ",
+                value.as_slice(),
+                b"\r\n\r\n",
+            ]
+            .concat();
+            let mut headers = [httparse::EMPTY_HEADER; 4];
+            let mut req = httparse::Request::new(&mut headers);
+            if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
+                return Ok(Verdict::BothReject); // not a header line: never reaches the length rule
+            }
+            let redline = parse_decimal(req.headers[0].value.trim_ascii());
+            let hyper = hyper_server_length(&value);
+            let detail = format!("Redline {redline:?}, hyper {hyper:?}");
+            match (redline, hyper) {
+                (Some(r), Some(h)) => {
+                    ensure(r == h, "other length", &detail).map(|()| Verdict::BothAccept)
+                }
+                (Some(_), None) => Err(fail("Redline took a length hyper refuses", &detail)),
+                (None, Some(_)) => Ok(Verdict::RedlineStricter),
+                (None, None) => Ok(Verdict::BothReject),
+            }
+        },
+    );
 }
