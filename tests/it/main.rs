@@ -4,6 +4,7 @@ mod admin;
 mod alerting_engine;
 mod dashboard;
 mod demo;
+mod differential;
 mod fast_path;
 mod fleet;
 mod lifecycle;

@@ -1,0 +1,373 @@
+//! Differential test: the fast path and the hyper engine must forward (or refuse) every request alike.
+//!
+//! Two `redline` processes share one raw-socket upstream that records every request as it
+//! arrives: one with the default engine (fast path for plain requests), one with
+//! `REDLINE_HTTP1_ENGINE=hyper` (admission still runs, then hyper serves). Both run with
+//! `TOKIO_WORKER_THREADS=1` and `OTEL_PROPAGATORS=none`. A proptest strategy generates
+//! requests: valid ones (GET/HEAD/POST/PUT/DELETE/OPTIONS, random paths and queries, 0–8
+//! random headers, bodies up to 2 KiB with `Content-Length`), and near-valid or hostile
+//! ones (duplicate, listed, signed, hex, empty or huge `Content-Length`; `Transfer-Encoding`
+//! variants, TE with CL; missing, duplicate or invalid Host; `Connection` naming framing
+//! headers; space before colon, obs-fold, NUL and bare CR in values, bad method, other
+//! versions, bare-LF line ends; absolute-form, authority-form, `*`, CONNECT; Expect,
+//! Upgrade, a body over the fast path's 64 KiB). Each is the first request on a fresh
+//! connection to each proxy.
+//!
+//! Property: both refuse with the same status, or the upstream receives from both the same
+//! method, target, version, body (chunked bodies compared decoded) and header list, in the
+//! same order, modulo these documented differences:
+//!
+//! * `x-request-id`: Redline makes up a random one (32 hex digits) when the client sent none
+//!   or one that is not sane; two such values are equal here.
+//!
+//! Runs: `PROPTEST_CASES` overrides the default of 64 cases; `ORACLE_EXPLORE=1` lists every
+//! kind of divergence (first shortest example) instead of stopping at the first.
+//! Recorded large run: see the end of this comment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+mod requests;
+use requests::{Shown, request};
+
+/// A request as the upstream received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    target: String,
+    version: u8,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The body came chunked (compared decoded).
+    chunked: bool,
+    /// The connection ended before the body did.
+    cut: bool,
+}
+
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Seen>>,
+    /// Requests whose first byte arrived and which are not recorded yet.
+    busy: AtomicUsize,
+}
+
+/// The recording upstream: answers every request `200` with `ok` (no body to HEAD).
+async fn upstream() -> (SocketAddr, Arc<Recorder>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rec = Arc::new(Recorder::default());
+    let shared = rec.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(upstream_conn(stream, shared.clone()));
+        }
+    });
+    (addr, rec)
+}
+
+async fn upstream_conn(mut stream: TcpStream, rec: Arc<Recorder>) {
+    let mut buf = Vec::new();
+    // Counted in `rec.busy` while `buf` holds part of a request.
+    let pending = |buf: &Vec<u8>, was: &mut bool| {
+        if !buf.is_empty() != *was {
+            *was = !*was;
+            if *was {
+                rec.busy.fetch_add(1, Ordering::SeqCst)
+            } else {
+                rec.busy.fetch_sub(1, Ordering::SeqCst)
+            };
+        }
+    };
+    let mut was = false;
+    loop {
+        let (seen, used) = loop {
+            if let Some(done) = parse_request(&buf, false) {
+                break done;
+            }
+            let mut chunk = [0u8; 16384];
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                // Whatever came of a request is recorded, cut.
+                if let Some((seen, _)) = parse_request(&buf, true) {
+                    rec.seen.lock().unwrap().push(seen);
+                }
+                buf.clear();
+                pending(&buf, &mut was);
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            pending(&buf, &mut was);
+        };
+        buf.drain(..used);
+        let head = seen.method == "HEAD";
+        rec.seen.lock().unwrap().push(seen);
+        pending(&buf, &mut was);
+        let answer: &[u8] = if head {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        };
+        if stream.write_all(answer).await.is_err() {
+            buf.clear();
+            pending(&buf, &mut was);
+            return;
+        }
+    }
+}
+
+/// The request at the start of `buf` and its length, once whole (or, at `eof`, as far as
+/// it came).
+fn parse_request(buf: &[u8], eof: bool) -> Option<(Seen, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(len)) = req.parse(buf) else {
+        return None;
+    };
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let value = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let chunked = value("transfer-encoding").is_some();
+    let rest = &buf[len..];
+    let (body, used, cut) = if chunked {
+        match decode_chunked(rest) {
+            Some((body, n)) => (body, len + n, false),
+            None if eof => (Vec::new(), buf.len(), true),
+            None => return None,
+        }
+    } else {
+        let n: usize = value("content-length").map_or(0, |v| v.trim().parse().unwrap_or(0));
+        if rest.len() < n && !eof {
+            return None;
+        }
+        (
+            rest[..n.min(rest.len())].to_vec(),
+            len + n.min(rest.len()),
+            rest.len() < n,
+        )
+    };
+    let seen = Seen {
+        method: req.method?.to_string(),
+        target: req.path?.to_string(),
+        version: req.version?,
+        headers,
+        body,
+        chunked,
+        cut,
+    };
+    Some((seen, used))
+}
+
+/// A whole chunked body at the start of `buf`: its data and length.
+fn decode_chunked(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (mut at, mut data) = (0, Vec::new());
+    loop {
+        let line = buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let text = std::str::from_utf8(&buf[at..at + line]).ok()?;
+        let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+        at += line + 2;
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                let line = buf[at..].windows(2).position(|w| w == b"\r\n")?;
+                at += line + 2;
+                if line == 0 {
+                    return Some((data, at));
+                }
+            }
+        }
+        data.extend_from_slice(buf.get(at..at + size)?);
+        at += size + 2;
+        if buf.len() < at {
+            return None;
+        }
+    }
+}
+
+/// What a client got back: a status, or how the connection ended without one.
+async fn exchange(proxy: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    if s.write_all(request).await.is_err() {
+        return "write failed".into();
+    }
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(1);
+    loop {
+        // The first final (non-1xx) status line.
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let mut at = 0;
+        while let Some(end) = text[at..].find("\r\n\r\n") {
+            let status = text[at..].split(' ').nth(1).unwrap_or("?").to_string();
+            if !status.starts_with('1') {
+                return status;
+            }
+            at += end + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(until.into(), s.read(&mut chunk)).await {
+            Err(_) => return "timeout".into(),
+            Ok(Ok(0)) | Ok(Err(_)) => return "closed".into(),
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// `x-request-id` values Redline made up (32 hex digits the client did not send) compare equal.
+fn normalise(seen: &mut Seen, sent: &[u8]) {
+    for (name, value) in &mut seen.headers {
+        let random = value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit());
+        if name.eq_ignore_ascii_case("x-request-id")
+            && random
+            && !sent.windows(32).any(|w| w == value.as_bytes())
+        {
+            *value = "<random>".into();
+        }
+    }
+}
+
+/// What one proxy did with a request: the client's status and what the upstream got.
+#[derive(Debug)]
+struct Outcome {
+    status: String,
+    upstream: Vec<Seen>,
+}
+
+async fn outcome(proxy: SocketAddr, rec: &Recorder, request: &[u8]) -> Outcome {
+    let status = exchange(proxy, request).await;
+    // Let a request still on its way upstream arrive (or be cut) before looking.
+    let until = Instant::now() + Duration::from_millis(500);
+    while rec.busy.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut upstream = std::mem::take(&mut *rec.seen.lock().unwrap());
+    for seen in &mut upstream {
+        normalise(seen, request);
+    }
+    Outcome { status, upstream }
+}
+
+/// Where the two engines part: `None` if they agree.
+fn divergence(fast: &Outcome, hyper: &Outcome) -> Option<String> {
+    let (f, h) = (&fast.upstream, &hyper.upstream);
+    if f.is_empty() && h.is_empty() {
+        return (fast.status != hyper.status).then(|| "both refuse, other status".into());
+    }
+    if f.len() != h.len() {
+        return Some(format!("forwarded {} vs {} requests", f.len(), h.len()));
+    }
+    let (f, h) = (&f[0], &h[0]);
+    let fields = [
+        ("method", f.method == h.method),
+        ("target", f.target == h.target),
+        ("version", f.version == h.version),
+        ("body", f.body == h.body && f.cut == h.cut),
+        ("framing", f.chunked == h.chunked),
+        ("header names", names(f) == names(h)),
+        ("header values", f.headers == h.headers),
+        ("status", fast.status == hyper.status),
+    ];
+    fields
+        .iter()
+        .find(|(_, same)| !same)
+        .map(|(what, _)| format!("forwarded, other {what}"))
+}
+
+fn names(seen: &Seen) -> Vec<&str> {
+    seen.headers.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn fast_path_and_hyper_engine_forward_alike() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (up, rec) = rt.block_on(upstream());
+    let env = [("TOKIO_WORKER_THREADS", "1"), ("OTEL_PROPAGATORS", "none")];
+    let fast = Redline::start_with(&config_for(up, ""), &[], &env);
+    let hyper_env = [env[0], env[1], ("REDLINE_HTTP1_ENGINE", "hyper")];
+    let hyper = Redline::start_with(&config_for(up, ""), &[], &hyper_env);
+    let explore = std::env::var("ORACLE_EXPLORE").is_ok_and(|v| v == "1");
+    let found = Mutex::new(BTreeMap::<String, (u32, String)>::new());
+    let agreed = Mutex::new(BTreeMap::<String, (u32, String)>::new());
+    let config = Config {
+        cases: cases(64),
+        failure_persistence: None,
+        max_shrink_iters: 256,
+        ..Config::default()
+    };
+    let started = Instant::now();
+    let result = TestRunner::new(config).run(&request(), |Shown(request)| {
+        let (f, h) = rt.block_on(async {
+            let f = outcome(fast.proxy, &rec, &request).await;
+            (f, outcome(hyper.proxy, &rec, &request).await)
+        });
+        let Some(kind) = divergence(&f, &h) else {
+            let key = if f.upstream.is_empty() {
+                format!("both {}", f.status)
+            } else {
+                "both forward".into()
+            };
+            let mut agreed = agreed.lock().unwrap();
+            let entry = agreed
+                .entry(key)
+                .or_insert_with(|| (0, format!("{:?}", Shown(request.clone()))));
+            entry.0 += 1;
+            return Ok(());
+        };
+        let example = format!(
+            "{:?}\n    fast: {f:?}\n    hyper: {h:?}",
+            Shown(request.clone())
+        );
+        if !explore {
+            return Err(TestCaseError::fail(format!("{kind}: {example}")));
+        }
+        let mut found = found.lock().unwrap();
+        let entry = found.entry(kind).or_insert((0, example.clone()));
+        entry.0 += 1;
+        if example.len() < entry.1.len() {
+            entry.1 = example;
+        }
+        Ok(())
+    });
+    let agreed = agreed.into_inner().unwrap();
+    let total: u32 = agreed.values().map(|v| v.0).sum();
+    eprintln!("differential: {total} cases in {:.1?}", started.elapsed());
+    for (kind, (n, example)) in &agreed {
+        eprintln!("  {kind} x{n}, e.g. {example}");
+    }
+    for (kind, (n, example)) in found.lock().unwrap().iter() {
+        eprintln!("  DIVERGENCE x{n}: {kind}\n    {example}");
+    }
+    result.unwrap();
+    assert!(found.lock().unwrap().is_empty(), "divergences");
+}
