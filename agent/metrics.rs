@@ -53,6 +53,9 @@ pub enum ErrorType {
     ClientClosed,
     /// The upstream answered with a 5xx status; the label is the status as text.
     Status,
+    /// Redline refused the client's request (bad framing, Host, target or method; a
+    /// broken request body): the client's fault, so not an error of the flow.
+    BadRequest,
 }
 
 impl ErrorType {
@@ -65,12 +68,16 @@ impl ErrorType {
             ErrorType::UpstreamError => "upstream_error".into(),
             ErrorType::ClientClosed => "client_closed".into(),
             ErrorType::Status => status.to_string().into(),
+            ErrorType::BadRequest => "bad_request".into(),
         }
     }
 
     /// Whether this outcome counts toward the error rate (5xx and Redline's own failures).
     pub fn is_error(self) -> bool {
-        !matches!(self, ErrorType::None | ErrorType::ClientClosed)
+        !matches!(
+            self,
+            ErrorType::None | ErrorType::ClientClosed | ErrorType::BadRequest
+        )
     }
 
     fn code(self) -> u32 {
@@ -84,6 +91,7 @@ impl ErrorType {
             3 => ErrorType::UpstreamError,
             4 => ErrorType::ClientClosed,
             5 => ErrorType::Status,
+            6 => ErrorType::BadRequest,
             _ => ErrorType::None,
         }
     }

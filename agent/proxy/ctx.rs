@@ -117,6 +117,11 @@ impl RequestCtx {
         self.bytes_in.get_or_insert_with(Default::default).clone()
     }
 
+    /// How the client broke its request body, if it did.
+    pub fn client_fault(&self) -> Option<super::phases::ClientFault> {
+        self.bytes_in.as_ref().and_then(|p| p.fault())
+    }
+
     /// The whole request body (if any) went upstream: the connection is clean for reuse.
     pub fn request_body_sent(&self) -> bool {
         self.bytes_in.as_ref().is_none_or(|p| p.done())

@@ -18,6 +18,7 @@ use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::phases::{TryFailure, may_retry};
 use super::upstream::{Idle, UpstreamError, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
 
@@ -49,7 +50,10 @@ pub struct Head {
     pub len: usize,
     /// How the body ends.
     pub framing: Framing,
-    /// The upstream allows another request on this connection.
+    /// The response's one validated `Content-Length`, if it sent one.
+    pub length: Option<u64>,
+    /// The upstream allows another request on this connection, and the framing is
+    /// unambiguous enough to take it at its word.
     pub keep_alive: bool,
     /// A `Connection` header names other headers (to be dropped as hop-by-hop).
     pub connection_names: bool,
@@ -126,9 +130,15 @@ impl Conn {
             }
             let status = http::StatusCode::from_u16(code)
                 .map_err(|_| UpstreamError::Malformed("invalid status code"))?;
-            let framing = wire::response_framing(head_request, code, resp.headers)
-                .map_err(|_| UpstreamError::Malformed("invalid content-length"))?;
             let http10 = resp.version == Some(0);
+            let body = wire::response_body(head_request, code, http10, resp.headers).map_err(
+                |e| match e {
+                    wire::WireError::TransferEncoding => {
+                        UpstreamError::Malformed("transfer-encoding in an HTTP/1.0 response")
+                    }
+                    _ => UpstreamError::Malformed("invalid content-length"),
+                },
+            )?;
             let mut keep_alive = !http10;
             let mut connection_names = false;
             let base = self.buf.as_ptr() as usize;
@@ -150,8 +160,9 @@ impl Conn {
             return Ok(Some(Head {
                 status,
                 len,
-                framing,
-                keep_alive,
+                framing: body.framing,
+                length: body.length,
+                keep_alive: keep_alive && body.reusable,
                 connection_names,
             }));
         }
@@ -177,6 +188,24 @@ enum Attempt {
     Failed(UpstreamError),
 }
 
+impl Attempt {
+    fn kind(&self) -> TryFailure {
+        match self {
+            Attempt::Unsent(_) => TryFailure::NotSent,
+            Attempt::Unanswered | Attempt::Broken(_) => TryFailure::NoAnswer,
+            Attempt::Failed(_) => TryFailure::Answered,
+        }
+    }
+
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Attempt::Unsent(e) | Attempt::Broken(e) => UpstreamError::Io(e),
+            Attempt::Unanswered => closed_early(),
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
 /// Send a body-less request `head` to `authority` and read the response head, on an idle
 /// connection of this thread if there is one, else on a new one.
 ///
@@ -190,13 +219,13 @@ pub async fn exchange(
     retryable: bool,
 ) -> Result<(Conn, Head), UpstreamError> {
     while let Some(mut conn) = checkout(authority) {
-        match conn.send(head, head_request).await {
+        let failed = match conn.send(head, head_request).await {
             Ok(resp) => return Ok((conn, resp)),
-            Err(Attempt::Unsent(_)) => {}
-            Err(Attempt::Unanswered | Attempt::Broken(_)) if retryable => {}
-            Err(Attempt::Unanswered) => return Err(closed_early()),
-            Err(Attempt::Broken(e)) => return Err(UpstreamError::Io(e)),
-            Err(Attempt::Failed(e)) => return Err(e),
+            Err(failed) => failed,
+        };
+        // The whole request (head and any body) is in `head`: it can always be sent again.
+        if !may_retry(failed.kind(), retryable, true) {
+            return Err(failed.into_error());
         }
     }
     let mut conn = Conn {
@@ -206,9 +235,7 @@ pub async fn exchange(
     };
     match conn.send(head, head_request).await {
         Ok(resp) => Ok((conn, resp)),
-        Err(Attempt::Unsent(e) | Attempt::Broken(e)) => Err(UpstreamError::Io(e)),
-        Err(Attempt::Unanswered) => Err(closed_early()),
-        Err(Attempt::Failed(e)) => Err(e),
+        Err(failed) => Err(failed.into_error()),
     }
 }
 
@@ -217,7 +244,8 @@ pub async fn exchange(
 fn checkout(authority: &Authority) -> Option<Conn> {
     IDLE.with_borrow_mut(|idle| {
         while let Some(i) = idle.iter().rposition(|c| c.authority == *authority) {
-            let c = idle.swap_remove(i).conn;
+            // `remove`, not `swap_remove`: trimming in `park` relies on oldest-first order.
+            let c = idle.remove(i).conn;
             // Readiness already seen by the reactor, no system call: Pending means quiet.
             let mut cx = Context::from_waker(Waker::noop());
             if c.stream.poll_read_ready(&mut cx).is_pending() {

@@ -26,12 +26,13 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use http::{Method, Response, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::direct::{self, Conn, Head};
+use super::phases::{self, Admitted, BodyLen, Refusal, Target};
 use super::wire::{self, ChunkScan, Framing, MAX_HEADERS};
 use super::{Proxy, ProxyBody, RequestCtx};
 use crate::metrics::ErrorType;
@@ -84,13 +85,21 @@ pub async fn serve(
     drain: &Drain,
 ) -> Served {
     let mut buf = BytesMut::new();
+    let limits = Limits {
+        max_head,
+        hyper_only: proxy.hyper_only,
+    };
     loop {
-        let (parts, plain) = match next_request(&stream, &mut buf, max_head, drain).await {
+        let (parts, plain) = match next_request(&stream, &mut buf, limits, drain).await {
             Next::Request(parts, plain) => (parts, plain),
             Next::Closed => return Served::Closed,
             Next::Other => {
                 let prefix = buf.freeze();
                 return Served::Fallback(Prefixed { prefix, stream });
+            }
+            Next::Refused(refusal, parts) => {
+                refuse(proxy, refusal, &parts, &mut stream, peer).await;
+                return Served::Closed;
             }
         };
         let busy = key.map(|k| k.busy(false));
@@ -115,27 +124,38 @@ struct Arrived {
     peer: SocketAddr,
 }
 
+/// What the head parser needs to know besides the bytes.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Largest request head accepted.
+    max_head: usize,
+    /// Hand every admitted request to hyper (`REDLINE_HTTP1_ENGINE=hyper`).
+    hyper_only: bool,
+}
+
 // Moved once per request: boxing the head would cost an allocation instead.
 #[allow(clippy::large_enum_variant)]
 enum Next {
     Request(http::request::Parts, Plain),
     Closed,
     Other,
+    Refused(Refusal, http::request::Parts),
 }
 
 /// Read until `buf` holds a complete request head.
 async fn next_request(
     stream: &TcpStream,
     buf: &mut BytesMut,
-    max_head: usize,
+    limits: Limits,
     drain: &Drain,
 ) -> Next {
     loop {
         if !buf.is_empty() {
-            match parse_request(buf, max_head) {
+            match parse_request(buf, limits) {
                 Parsed::Ready(parts, plain) => return Next::Request(parts, plain),
                 Parsed::Partial => {}
                 Parsed::Other => return Next::Other,
+                Parsed::Refused(refusal, parts) => return Next::Refused(refusal, parts),
             }
         }
         if buf.is_empty() {
@@ -167,26 +187,46 @@ enum Parsed {
     Ready(http::request::Parts, Plain),
     Partial,
     Other,
+    Refused(Refusal, http::request::Parts),
 }
 
-/// Parse the head at the start of `buf`; on success it leaves `buf`, its bytes shared by
-/// the header values and the URI (no copy).
-fn parse_request(buf: &mut BytesMut, max_head: usize) -> Parsed {
+/// Parse and admit the head at the start of `buf` (phase 1 of `phases`). A request the
+/// fast path takes leaves `buf`, its bytes shared by the header values and the URI (no
+/// copy); one for hyper leaves `buf` untouched; a refused one is answered and closed.
+fn parse_request(buf: &mut BytesMut, limits: Limits) -> Parsed {
     // Uninitialised: zeroing 100 headers costs more than parsing the usual five.
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
-        Ok(httparse::Status::Partial) if buf.len() < max_head => return Parsed::Partial,
-        _ => return Parsed::Other,
+        Ok(httparse::Status::Complete(len)) if len <= limits.max_head => len,
+        Ok(httparse::Status::Partial) if buf.len() < limits.max_head => return Parsed::Partial,
+        Ok(_) => return refused(phases::TOO_LARGE, &req),
+        // HTTP/2 with prior knowledge: hyper speaks it.
+        Err(_) if buf.starts_with(H2_PREFACE) => return Parsed::Other,
+        Err(_) => return refused(phases::MALFORMED, &req),
     };
-    let (Some(1), Some(method), Some(path)) = (req.version, req.method, req.path) else {
-        return Parsed::Other;
-    };
-    let Some(plain) = plain_request(req.headers).filter(|_| fast_target(path)) else {
-        return Parsed::Other;
+    let (Some(version), Some(method), Some(path)) = (req.version, req.method, req.path) else {
+        return refused(phases::MALFORMED, &req);
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return refused(phases::MALFORMED, &req);
+    };
+    let http_version = if version == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let target = Target::of_raw(path);
+    let pairs = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    let admitted = match phases::admit(&method, target, http_version, pairs) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refused(refusal, &req),
+    };
+    let Some(plain) = plain_request(version, &admitted).filter(|_| !limits.hyper_only) else {
+        // hyper parses the head again: what it would refuse is refused here, as JSON.
+        if http::Uri::try_from(path).is_err() {
+            return refused(phases::MALFORMED, &req);
+        }
         return Parsed::Other;
     };
     let base = buf.as_ptr() as usize;
@@ -201,28 +241,41 @@ fn parse_request(buf: &mut BytesMut, max_head: usize) -> Parsed {
         );
     });
     let head = buf.split_to(len).freeze();
-    match SPANS.with_borrow(|spans| build_parts(&head, method, path, spans)) {
+    match SPANS.with_borrow(|spans| build_parts(&head, method.clone(), path, spans)) {
         Some(parts) => Parsed::Ready(parts, plain),
-        None => {
-            // The `http` types refused something httparse let through: hyper answers it.
-            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
-            whole.extend_from_slice(&head);
-            whole.extend_from_slice(buf);
-            *buf = whole;
-            Parsed::Other
-        }
+        // The `http` types refused something httparse let through.
+        None => Parsed::Refused(phases::MALFORMED, bare_parts(method, None)),
     }
 }
 
-/// Origin form (`/path`), or absolute form with an http(s) scheme (which `Proxy::rewrite`
-/// turns into origin form, taking the host from it); `*` and authority forms go to hyper.
-fn fast_target(target: &str) -> bool {
-    let scheme = |s: &str| {
-        target
-            .get(..s.len())
-            .is_some_and(|t| t.eq_ignore_ascii_case(s))
-    };
-    target.starts_with('/') || scheme("http://") || scheme("https://")
+/// The start of the HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// A refusal, with as much of the head as can be read for the access log and the flow
+/// match (method, target, headers that are valid `http` values).
+fn refused(refusal: Refusal, req: &httparse::Request<'_, '_>) -> Parsed {
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+    let mut parts = bare_parts(method.unwrap_or(Method::GET), req.path);
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(h.value)) {
+            parts.headers.append(name, value);
+        }
+    }
+    Parsed::Refused(refusal, parts)
+}
+
+/// Request parts with `method` and `path` (an origin-form target, else `/`).
+fn bare_parts(method: Method, path: Option<&str>) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = path
+        .filter(|p| p.starts_with('/'))
+        .and_then(|p| http::Uri::try_from(p).ok())
+        .unwrap_or_else(|| http::Uri::from_static("/"));
+    parts
 }
 
 /// What the head of a request the fast path takes says about it.
@@ -230,40 +283,24 @@ fn fast_target(target: &str) -> bool {
 struct Plain {
     /// Length of the body that follows the head.
     body: usize,
-    /// The client sent `Connection: close`.
-    close: bool,
+    /// What admission decided (framing, `Connection: close`).
+    admitted: Admitted,
 }
 
-/// How a request the fast path takes looks (no upgrade, no `Expect`, no transfer coding,
-/// at most one small `Content-Length`), or `None`.
-fn plain_request(headers: &[httparse::Header<'_>]) -> Option<Plain> {
-    let mut length = None;
-    let mut close = false;
-    for h in headers {
-        let name = h.name;
-        // Only these lengths can be one of the names below: most headers skip the compares.
-        let refused = match name.len() {
-            6 => name.eq_ignore_ascii_case("expect"),
-            7 => name.eq_ignore_ascii_case("upgrade"),
-            17 => name.eq_ignore_ascii_case("transfer-encoding"),
-            10 if name.eq_ignore_ascii_case("connection") => {
-                close |= wire::has_close(h.value);
-                false
-            }
-            14 if name.eq_ignore_ascii_case("content-length") => {
-                // Digits only (`+5` is not a length): the header goes upstream as sent.
-                let n = wire::parse_decimal(h.value.trim_ascii()).filter(|&n| n <= MAX_BODY)?;
-                // Two lengths are hyper's to judge.
-                length.replace(n).is_some()
-            }
-            _ => false,
-        };
-        if refused {
-            return None;
-        }
-    }
-    let body = usize::try_from(length.unwrap_or(0)).ok()?;
-    Some(Plain { body, close })
+/// Whether the fast path takes an admitted request: HTTP/1.1, origin or absolute form,
+/// no body or one of at most [`MAX_BODY`] bytes framed by `Content-Length`, no `Expect`,
+/// no upgrade. hyper takes the rest.
+fn plain_request(version: u8, admitted: &Admitted) -> Option<Plain> {
+    let body = match admitted.body {
+        BodyLen::None => 0,
+        BodyLen::Length(n) if n <= MAX_BODY => usize::try_from(n).ok()?,
+        BodyLen::Length(_) | BodyLen::Chunked => return None,
+    };
+    let form = matches!(admitted.target, Target::Origin | Target::Absolute);
+    (version == 1 && form && !admitted.expect && !admitted.upgrade).then_some(Plain {
+        body,
+        admitted: *admitted,
+    })
 }
 
 type Span = (usize, usize);
@@ -301,9 +338,10 @@ async fn forward(
 ) -> bool {
     let Arrived {
         mut parts,
-        plain: Plain { body, close },
+        plain: Plain { body, admitted },
         peer,
     } = request;
+    let close = admitted.close;
     let head_request = parts.method == Method::HEAD;
     let retryable = parts.method.is_idempotent();
     let runtime = proxy.shared.runtime.load_full();
@@ -311,7 +349,14 @@ async fn forward(
     if body > 0 && !read_body(client, buf, body).await {
         return false; // the unfinished context records client_closed
     }
-    proxy.rewrite(&mut parts, &mut ctx, peer, None);
+    phases::rewrite(
+        &proxy.shared,
+        &mut parts,
+        &mut ctx,
+        peer,
+        None,
+        admitted.body,
+    );
     let mut out = take_out();
     wire::encode_request_head(&mut out, &parts);
     drop(parts);
@@ -335,17 +380,62 @@ async fn forward(
     };
     out.clear();
     let close = close || drain.started();
-    let written = match answer {
+    let failure = match answer {
         Some(Ok((conn, head))) => {
-            respond(conn, head, ctx, client, &mut out, &authority, close).await
+            let written = respond(conn, head, ctx, client, &mut out, &authority, close).await;
+            put_out(out);
+            return written && !close;
         }
-        failed => {
-            let resp = super::upstream_failed(ctx, timeout, failed.and_then(Result::err));
-            write_local(client, resp, &mut out, close).await
-        }
+        Some(Err(e)) => phases::Failure::Upstream(e),
+        None => phases::Failure::Timeout(timeout),
     };
+    let resp = super::upstream_failed(ctx, &failure);
+    let written = write_local(client, resp, &mut out, close).await;
     put_out(out);
     written && !close
+}
+
+/// Answer a refused request with Redline's JSON error, then close: after a framing error
+/// nothing more on this connection can be trusted.
+async fn refuse(
+    proxy: &Proxy,
+    refusal: Refusal,
+    parts: &http::request::Parts,
+    client: &mut TcpStream,
+    peer: SocketAddr,
+) {
+    let runtime = proxy.shared.runtime.load_full();
+    let ctx = RequestCtx::start(&proxy.shared, runtime, parts, peer);
+    let resp = super::refused(ctx, refusal);
+    let mut out = take_out();
+    let written = write_local(client, resp, &mut out, true).await;
+    put_out(out);
+    if written {
+        linger(client).await;
+    }
+}
+
+/// How long a refused connection is read from and discarded after its answer.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Stop writing, then read and discard what the client still sends for a moment (nginx's
+/// lingering close): closing with unread bytes makes the kernel reset the connection,
+/// which can destroy the answer before the client reads it.
+async fn linger(client: &mut TcpStream) {
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let discard = async {
+        let mut total = 0;
+        while total <= LINGER_BYTES {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
 /// Read until `buf` holds the `body` bytes after the head; `false` if the client left.
@@ -458,7 +548,8 @@ fn response_head(
             // A chunked body passes verbatim, so its coding header must too.
             head.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding")
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            matches!(head.framing, Framing::Length(_) | Framing::Empty)
+            // Written once below, from the validated value: `3, 3` or two lines become one.
+            false
         } else {
             has_date |= name.eq_ignore_ascii_case(b"date");
             !name.eq_ignore_ascii_case(b"x-request-id")
@@ -470,6 +561,20 @@ fn response_head(
             wire::push_header(out, name, value);
             out[at..at + name.len()].make_ascii_lowercase();
         }
+    }
+    let length = match head.framing {
+        Framing::Length(n) => Some(n),
+        // HEAD and 304 answers keep the length of what a GET would get; 1xx and 204 never
+        // carry one (RFC 9110 §8.6).
+        Framing::Empty if head.status.as_u16() >= 200 && head.status != StatusCode::NO_CONTENT => {
+            head.length
+        }
+        _ => None,
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        wire::push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
     }
     wire::push_header(out, b"x-request-id", request_id.as_bytes());
     if !has_date {

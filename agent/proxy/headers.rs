@@ -82,9 +82,12 @@ fn remove_connection_named(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         // `close` names no header and the fixed ones go anyway: skipping them means the
-        // usual `Connection: keep-alive` costs no allocation.
+        // usual `Connection: keep-alive` costs no allocation. Framing and Host are never
+        // a connection's option to remove: `Connection: content-length` would otherwise
+        // send a body upstream without its length, to be read as the next request.
         .filter(|t| {
             !t.eq_ignore_ascii_case("close")
+                && !NEVER_NAMED.iter().any(|n| t.eq_ignore_ascii_case(n))
                 && !HOP_BY_HOP
                     .iter()
                     .any(|h| t.eq_ignore_ascii_case(h.as_str()))
@@ -95,6 +98,9 @@ fn remove_connection_named(headers: &mut HeaderMap) {
         headers.remove(name);
     }
 }
+
+/// Headers a `Connection` option cannot remove: they frame the message or name its target.
+const NEVER_NAMED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 
 /// The protocol a request wants to switch to (`Connection: upgrade` + `Upgrade: x`), if any.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -222,6 +228,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_or_host() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, Content-Length, host, transfer-encoding, x-hop"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("43"));
+        h.insert(header::HOST, HeaderValue::from_static("shop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::CONTENT_LENGTH], "43");
+        assert_eq!(h[header::HOST], "shop");
+        assert!(!h.contains_key("x-hop"));
+        assert!(!h.contains_key(header::CONNECTION));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ctx;
 mod direct;
 pub mod fast;
 pub mod headers;
+pub mod phases;
 pub mod upstream;
 mod wire;
 
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -38,6 +39,10 @@ use crate::state::Shared;
 /// Forwards requests to the configured upstream and measures them.
 pub struct Proxy {
     shared: Arc<Shared>,
+    /// Every request goes through hyper (`REDLINE_HTTP1_ENGINE=hyper`): the fast path
+    /// still admits each connection's first head, then hands it over. For comparing the
+    /// engines, and a way out should the fast path misbehave.
+    hyper_only: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -49,7 +54,9 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// A proxy over `shared` state; upstream connections are kept alive per worker thread.
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Proxy { shared })
+        let hyper_only = std::env::var("REDLINE_HTTP1_ENGINE")
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("hyper"));
+        Arc::new(Proxy { shared, hyper_only })
     }
 
     /// Serve one request from a client at `client`. Never fails: errors become responses.
@@ -61,86 +68,58 @@ impl Proxy {
         let runtime = self.shared.runtime.load_full();
         let (parts, body) = req.into_parts();
         let mut ctx = RequestCtx::start(&self.shared, runtime, &parts, client);
-        if parts.method == Method::CONNECT {
-            let msg = "CONNECT is not supported: Redline forwards only to its configured upstream";
-            return Ok(local_error(ctx, StatusCode::METHOD_NOT_ALLOWED, None, msg));
-        }
+        let target = phases::Target::of_uri(&parts.uri);
+        let pairs = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        let admitted = match phases::admit(&parts.method, target, parts.version, pairs) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let mut resp = refused(ctx, refusal);
+                if parts.version < Version::HTTP_2 {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return Ok(resp);
+            }
+        };
+        let idempotent = parts.method.is_idempotent();
         let mut req = Request::from_parts(parts, body);
         let upgrade =
             headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade);
+        let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade, admitted.body);
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
-        let sending = upstream::send(&authority, upstream_req);
-        match crate::watchdog::limit(ctx.started(), timeout, sending).await {
-            Some(Ok((resp, lease))) => Ok(self.respond(resp, lease, ctx, client_upgrade)),
-            failed => Ok(upstream_failed(ctx, timeout, failed.and_then(Result::err))),
-        }
+        let sending = upstream::send(&authority, upstream_req, idempotent);
+        let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
+            Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
+            Some(Err(e)) => match ctx.client_fault() {
+                // The client's body broke first; the upstream only saw it end early.
+                Some(fault) => phases::Failure::Client(fault),
+                None => phases::Failure::Upstream(e),
+            },
+            None => phases::Failure::Timeout(timeout),
+        };
+        Ok(upstream_failed(ctx, &failure))
     }
 
-    /// Rewrite the client's request for the upstream: fixed authority, HTTP/1.1, clean headers.
+    /// The client's request for the upstream (`phases::rewrite`), its body counted.
     fn upstream_request(
         &self,
         req: Request<Incoming>,
         ctx: &mut RequestCtx,
         client: SocketAddr,
         upgrade: Option<HeaderValue>,
+        framing: phases::BodyLen,
     ) -> Request<CountingBody> {
         let (mut parts, body) = req.into_parts();
-        self.rewrite(&mut parts, ctx, client, upgrade);
+        phases::rewrite(&self.shared, &mut parts, ctx, client, upgrade, framing);
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
         let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
         Request::from_parts(parts, CountingBody::new(body, progress))
-    }
-
-    /// The request head rewrite both paths share: origin-form target, the client's host,
-    /// no hop-by-hop headers, X-Forwarded-*, request id and trace context, HTTP/1.1.
-    fn rewrite(
-        &self,
-        parts: &mut http::request::Parts,
-        ctx: &mut RequestCtx,
-        client: SocketAddr,
-        upgrade: Option<HeaderValue>,
-    ) {
-        let runtime = ctx.runtime();
-        // h2 and absolute-form requests carry the host in the URI, not the Host header.
-        let host = match parts.uri.authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => parts.headers.get(header::HOST).cloned(),
-        };
-        // Only the path and query survive, in origin form: absolute-form targets cannot
-        // pick another host. Moved, not re-parsed: the path's bytes are shared, not copied.
-        let mut target = std::mem::take(&mut parts.uri).into_parts();
-        target.scheme = None;
-        target.authority = None;
-        if target.path_and_query.is_none() {
-            target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        let uri = http::Uri::from_parts(target).unwrap_or_else(|_| http::Uri::from_static("/"));
-        headers::strip_hop_by_hop(&mut parts.headers);
-        headers::set_forwarded(&mut parts.headers, client.ip(), host.as_ref());
-        let host = host.unwrap_or_else(|| {
-            HeaderValue::from_str(runtime.upstream_authority.as_str())
-                .unwrap_or(HeaderValue::from_static("localhost"))
-        });
-        parts.headers.insert(header::HOST, host);
-        parts
-            .headers
-            .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-        // The upstream's parent is Redline's CLIENT span (traceparent, b3, … per OTEL_PROPAGATORS).
-        crate::telemetry::inject(
-            self.shared.telemetry.get(),
-            &mut parts.headers,
-            &ctx.trace,
-            &ctx.span,
-        );
-        if let Some(protocol) = upgrade {
-            headers::set_upgrade(&mut parts.headers, protocol);
-        }
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.
@@ -151,13 +130,19 @@ impl Proxy {
         mut ctx: RequestCtx,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ProxyBody> {
-        ctx.upstream_responded(resp.status().as_u16());
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && client_upgrade.is_none() {
+            // A client that asked for no upgrade would take the rest as another protocol.
+            let error = upstream::UpstreamError::Malformed("101 to a request without upgrade");
+            return upstream_failed(ctx, &phases::Failure::Upstream(error));
+        }
+        ctx.upstream_responded(resp.status().as_u16());
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_side, upstream_side));
         }
         let (mut parts, body) = resp.into_parts();
+        let reusable = phases::normalise_response(parts.status, &mut parts.headers);
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut parts.headers);
         if let (true, Some(p)) = (switching, protocol) {
@@ -167,7 +152,7 @@ impl Proxy {
             .headers
             .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
         // A switched connection belongs to the tunnel now: never back to the idle stack.
-        let lease = (!switching).then_some(lease);
+        let lease = (!switching && reusable).then_some(lease);
         Response::from_parts(parts, ProxyBody::upstream(body, ctx, lease))
     }
 }
@@ -188,43 +173,20 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// The answer when the upstream gave no response: 504 after `timeout` (`error` is `None`),
-/// else 502.
-fn upstream_failed(
-    ctx: RequestCtx,
-    timeout: std::time::Duration,
-    error: Option<upstream::UpstreamError>,
-) -> Response<ProxyBody> {
-    let (status, kind, message): (_, _, std::borrow::Cow<'_, str>) = match error {
-        None => {
-            let took = humantime::format_duration(timeout);
-            let message = format!("upstream sent no response headers within {took}");
-            (
-                StatusCode::GATEWAY_TIMEOUT,
-                ErrorType::Timeout,
-                message.into(),
-            )
-        }
-        Some(e @ upstream::UpstreamError::Connect(_)) => {
-            tracing::debug!(error = %e, "Upstream unavailable.");
-            let message = "upstream refused the connection or is unreachable";
-            (
-                StatusCode::BAD_GATEWAY,
-                ErrorType::UpstreamUnavailable,
-                message.into(),
-            )
-        }
-        Some(e) => {
-            tracing::debug!(error = %e, "Upstream error.");
-            let message = "upstream closed the connection or sent a broken response";
-            (
-                StatusCode::BAD_GATEWAY,
-                ErrorType::UpstreamError,
-                message.into(),
-            )
-        }
-    };
+/// The answer when the upstream gave no response (phase 6, `phases::classify`).
+fn upstream_failed(ctx: RequestCtx, failure: &phases::Failure) -> Response<ProxyBody> {
+    let (status, kind, message) = phases::classify(failure);
     local_error(ctx, status, Some(kind), &message)
+}
+
+/// The answer to a request admission refused: the client's fault, recorded as `bad_request`.
+fn refused(ctx: RequestCtx, refusal: phases::Refusal) -> Response<ProxyBody> {
+    local_error(
+        ctx,
+        refusal.status,
+        Some(ErrorType::BadRequest),
+        refusal.message,
+    )
 }
 
 /// A short JSON error produced by Redline itself, with the flow and request id.

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::CountingBody;
+use super::phases::{TryFailure, may_retry};
 
 /// Give up connecting after this long (the flow timeout still bounds the whole exchange).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,17 +97,36 @@ impl Lease {
 
 /// Send `req` (origin-form URI, Host set) to the upstream at `authority`, on an
 /// idle connection if this thread has one, else on a new one.
+///
+/// A kept-alive connection the upstream closed just before the request is replaced when
+/// `phases::may_retry` allows: always if the request was not written, and for an
+/// `idempotent` body-less request that got no byte of answer (sent again from a copy
+/// of its head).
 pub async fn send(
     authority: &Authority,
     mut req: Request<CountingBody>,
+    idempotent: bool,
 ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     while let Some(mut sender) = checkout(authority).await {
+        // Copied only when a reused connection is tried: the rare hyper-engine request.
+        let replay = http_body::Body::is_end_stream(req.body()).then(|| head_of(&req));
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, lease(authority, sender))),
             Err(mut e) => match e.take_message() {
                 // Never written: the idle connection had just been closed. Try another.
                 Some(returned) => req = returned,
-                None => return Err(UpstreamError::Exchange(e.into_error())),
+                None => {
+                    let e = e.into_error();
+                    let failure = if unanswered(&e) {
+                        TryFailure::NoAnswer
+                    } else {
+                        TryFailure::Answered
+                    };
+                    match replay.filter(|_| may_retry(failure, idempotent, true)) {
+                        Some(head) => req = head,
+                        None => return Err(UpstreamError::Exchange(e)),
+                    }
+                }
             },
         }
     }
@@ -115,6 +135,29 @@ pub async fn send(
         Ok(resp) => Ok((resp, lease(authority, sender))),
         Err(e) => Err(UpstreamError::Exchange(e)),
     }
+}
+
+/// The connection ended or reset before any response byte: the upstream's keep-alive
+/// timeout raced our reuse.
+fn unanswered(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
+    matches!(
+        io.map(io::Error::kind),
+        Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+    )
+}
+
+/// A body-less copy of `req`'s head, to send again.
+fn head_of(req: &Request<CountingBody>) -> Request<CountingBody> {
+    let mut copy = Request::new(CountingBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 fn lease(authority: &Authority, sender: Sender) -> Lease {
@@ -140,7 +183,8 @@ async fn checkout(authority: &Authority) -> Option<Sender> {
 
 fn pop_for(idle: &mut Vec<Idle<Sender>>, authority: &Authority) -> Option<Sender> {
     while let Some(i) = idle.iter().rposition(|c| c.authority == *authority) {
-        let c = idle.swap_remove(i);
+        // `remove`, not `swap_remove`: trimming in `park` relies on oldest-first order.
+        let c = idle.remove(i);
         if !c.conn.is_closed() {
             return Some(c.conn);
         }

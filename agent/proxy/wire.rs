@@ -30,20 +30,46 @@ pub enum WireError {
     /// Several different or unparsable `Content-Length` values.
     #[error("invalid content-length")]
     ContentLength,
-    /// A chunk size line or chunk end that is not HTTP.
+    /// `Transfer-Encoding` in an HTTP/1.0 response (RFC 9112 §6.1: faulty framing).
+    #[error("transfer-encoding in an HTTP/1.0 response")]
+    TransferEncoding,
+    /// A chunk size line, chunk end or trailer line that is not HTTP.
     #[error("invalid chunked encoding")]
     Chunk,
 }
 
+/// How a response body ends, and what that means for its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseBody {
+    /// How the body ends.
+    pub framing: Framing,
+    /// The (validated, single) `Content-Length` value, if one was sent: the client gets
+    /// it once, normalised, also on HEAD and 304 answers.
+    pub length: Option<u64>,
+    /// The framing is unambiguous, so the connection may carry another exchange. Not so
+    /// when `Content-Length` came beside `Transfer-Encoding` (RFC 9112 §6.3: a sign of
+    /// smuggling) or a 204 announced a body: bytes left over would be read as the next
+    /// response.
+    pub reusable: bool,
+}
+
 /// How the body of a response with `status` to a `head_request` ends (RFC 9112 §6.3).
+#[cfg(test)]
 pub fn response_framing(
     head_request: bool,
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<Framing, WireError> {
-    if head_request || status < 200 || status == 204 || status == 304 {
-        return Ok(Framing::Empty);
-    }
+    response_body(head_request, status, false, headers).map(|b| b.framing)
+}
+
+/// [`response_framing`] with the length and reuse verdict; `http10`: the response is HTTP/1.0.
+pub fn response_body(
+    head_request: bool,
+    status: u16,
+    http10: bool,
+    headers: &[httparse::Header<'_>],
+) -> Result<ResponseBody, WireError> {
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in headers {
@@ -61,12 +87,31 @@ pub fn response_framing(
             }
         }
     }
-    Ok(match (chunked, length) {
-        (Some(true), _) => Framing::Chunked,
-        (Some(false), _) => Framing::Close,
-        (None, Some(0)) => Framing::Empty,
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::Close,
+    if http10 && chunked.is_some() {
+        return Err(WireError::TransferEncoding);
+    }
+    if head_request || status < 200 || status == 204 || status == 304 {
+        // RFC 9112 §6.1 lets HEAD and 304 answers carry the GET's coding; a 204 has neither.
+        let announced = chunked.is_some() || length.is_some_and(|n| n > 0);
+        let reusable = !(status == 204 && announced);
+        return Ok(ResponseBody {
+            framing: Framing::Empty,
+            length,
+            reusable,
+        });
+    }
+    let (framing, reusable) = match (chunked, length) {
+        (Some(true), l) => (Framing::Chunked, l.is_none()),
+        (Some(false), _) => (Framing::Close, false),
+        (None, Some(0)) => (Framing::Empty, true),
+        (None, Some(n)) => (Framing::Length(n), true),
+        (None, None) => (Framing::Close, false),
+    };
+    let length = length.filter(|_| framing != Framing::Chunked);
+    Ok(ResponseBody {
+        framing,
+        length,
+        reusable,
     })
 }
 
@@ -114,17 +159,16 @@ impl ChunkScan {
         while at < buf.len() {
             let rest = &buf[at..];
             match *self {
-                ChunkScan::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((n, 0))) => {
+                ChunkScan::Size => match chunk_size_line(rest)? {
+                    Some((n, 0)) => {
                         at += n;
                         *self = ChunkScan::Trailers;
                     }
-                    Ok(httparse::Status::Complete((n, size))) => {
+                    Some((n, size)) => {
                         at += n;
                         *self = ChunkScan::Data(size);
                     }
-                    Ok(httparse::Status::Partial) => break,
-                    Err(_) => return Err(WireError::Chunk),
+                    None => break,
                 },
                 ChunkScan::Data(left) => {
                     let take = left.min(rest.len() as u64);
@@ -151,11 +195,21 @@ impl ChunkScan {
                 }
                 ChunkScan::Trailers => {
                     let Some(eol) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_LINE {
+                            return Err(WireError::Chunk);
+                        }
                         break;
                     };
+                    // CRLF only: a bare LF or a whitespace-only line is not the end.
+                    let line = match rest[..eol].split_last() {
+                        Some((b'\r', line)) if eol <= MAX_LINE => line,
+                        _ => return Err(WireError::Chunk),
+                    };
                     at += eol + 1;
-                    if rest[..eol].trim_ascii().is_empty() {
+                    if line.is_empty() {
                         *self = ChunkScan::Done;
+                    } else if !field_line(line) {
+                        return Err(WireError::Chunk);
                     }
                 }
                 ChunkScan::Done => break,
@@ -163,6 +217,90 @@ impl ChunkScan {
         }
         Ok(Scanned { used: at, data })
     }
+}
+
+/// Longest chunk-size or trailer line accepted, extensions included (hyper allows 16 KiB
+/// of extensions per body; 4 KiB on one line is already no real client or server).
+pub const MAX_LINE: usize = 4096;
+
+/// A chunk-size line at the start of `buf` (RFC 9112 §7.1): 1 to 16 hex digits, optional
+/// whitespace, extensions of visible characters after `;`, then CRLF. Returns the line's
+/// length and the size, or `None` while incomplete. Stricter than httparse: a bare CR or
+/// LF, a NUL or another control byte inside the line is an error, so no two parsers can
+/// disagree on where the line ends.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, WireError> {
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits > 16 {
+        return Err(WireError::Chunk);
+    }
+    if digits == buf.len() {
+        return Ok(None);
+    }
+    if digits == 0 {
+        return Err(WireError::Chunk);
+    }
+    let size = buf[..digits].iter().fold(0u64, |n, &d| {
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        n << 4 | u64::from(v)
+    });
+    let mut at = digits;
+    let mut extension = false;
+    while at < buf.len() && at <= MAX_LINE {
+        match buf[at] {
+            b'\r' => {
+                return match buf.get(at + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((at + 2, size))),
+                    Some(_) => Err(WireError::Chunk),
+                };
+            }
+            b';' => extension = true,
+            b' ' | b'\t' => {}
+            b'!'..=b'~' | 0x80..=0xff if extension => {}
+            _ => return Err(WireError::Chunk),
+        }
+        at += 1;
+    }
+    if at > MAX_LINE {
+        return Err(WireError::Chunk);
+    }
+    Ok(None)
+}
+
+/// A trailer line `name: value` (CRLF already cut): a token, a colon, then visible
+/// characters, spaces and tabs. A leading space (obs-fold) or a control byte is refused.
+fn field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    !name.is_empty()
+        && name.iter().all(|&b| is_tchar(b))
+        && value
+            .iter()
+            .all(|&b| matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff))
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// Hop-by-hop response headers (RFC 9110 §7.6.1) never pass to the client.
@@ -201,9 +339,29 @@ pub fn names_headers(value: &[u8]) -> bool {
 
 /// Whether a `Connection` header value carries the `close` option.
 pub fn has_close(value: &[u8]) -> bool {
+    has_token(value, b"close")
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Append `n` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Append the request head for the upstream: origin-form target, HTTP/1.1, every header.

@@ -5,6 +5,7 @@ mod alerting_engine;
 mod dashboard;
 mod demo;
 mod differential;
+mod engines;
 mod fast_path;
 mod fleet;
 mod lifecycle;

@@ -132,7 +132,12 @@ async fn streamed_upload_reaches_the_upstream_whole_and_the_connection_stays_usa
         }
     });
     let resp = sender
-        .send_request(Request::post("/upload").body(channel_body(rx)).unwrap())
+        .send_request(
+            Request::post("/upload")
+                .header("host", "shop")
+                .body(channel_body(rx))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -152,7 +157,12 @@ async fn streamed_upload_reaches_the_upstream_whole_and_the_connection_stays_usa
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
     drop(tx);
     let resp = sender
-        .send_request(Request::get("/after").body(channel_body(rx)).unwrap())
+        .send_request(
+            Request::get("/after")
+                .header("host", "shop")
+                .body(channel_body(rx))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);

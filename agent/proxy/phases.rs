@@ -1,0 +1,513 @@
+//! The request lifecycle both HTTP engines follow: one function per phase, in the order a request meets them.
+//!
+//! Whichever engine carries a request's bytes (`fast`, on raw sockets, or
+//! `Proxy::handle`, through hyper), it passes these phases, and every decision in
+//! them is made here, once:
+//!
+//! 1. **admit** — [`admit`] judges the head: method, target form, `Host`, body framing
+//!    (RFC 9112 §3.2, §6.1–6.3). A refusal is answered by Redline ([`Refusal`]) before
+//!    any byte goes upstream, and the connection is closed.
+//! 2. **start** — `RequestCtx::start` (ctx.rs): flow match, clocks, gauges, trace.
+//! 3. **rewrite** — [`rewrite`]: the head the upstream gets. Origin-form target, the
+//!    client's host, hop-by-hop headers out (framing and `Host` are never among them),
+//!    X-Forwarded-*, request id, trace context, and the body framing admission decided.
+//! 4. **exchange** — engine I/O (`direct::exchange`, `upstream::send`). A try that
+//!    failed is repeated on another connection only when [`may_retry`] says so.
+//! 5. **respond** — engine I/O; the response's framing follows `wire::response_body`
+//!    (fast) or hyper's client plus [`normalise_response`]; an ambiguous response never
+//!    lets its upstream connection be reused.
+//! 6. **finish** — `RequestCtx::finish`: metrics, window, access log, spans. A request
+//!    with no upstream answer gets the status and `error_type` [`classify`] gives.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+use super::RequestCtx;
+use super::headers;
+use super::upstream::UpstreamError;
+use super::wire;
+use crate::metrics::ErrorType;
+use crate::state::Shared;
+
+/// The form of a request target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `/path?query`.
+    Origin,
+    /// `http://host/path` (or https).
+    Absolute,
+    /// `*`, for `OPTIONS` only.
+    Asterisk,
+    /// `host:port`, for `CONNECT` only.
+    Authority,
+    /// A scheme other than http or https.
+    OtherScheme,
+}
+
+impl Target {
+    /// The form of a target as sent on the wire.
+    pub fn of_raw(target: &str) -> Target {
+        let scheme = |s: &str| {
+            target
+                .get(..s.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(s))
+        };
+        if target.starts_with('/') {
+            Target::Origin
+        } else if scheme("http://") || scheme("https://") {
+            Target::Absolute
+        } else if target == "*" {
+            Target::Asterisk
+        } else if target.contains("://") {
+            Target::OtherScheme
+        } else {
+            Target::Authority
+        }
+    }
+
+    /// The form of a target hyper parsed into a URI.
+    pub fn of_uri(uri: &Uri) -> Target {
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(s), _) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+                Target::Absolute
+            }
+            (Some(_), _) => Target::OtherScheme,
+            (None, Some(_)) => Target::Authority,
+            (None, None) if uri.path() == "*" => Target::Asterisk,
+            (None, None) => Target::Origin,
+        }
+    }
+}
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLen {
+    /// No `Content-Length` or `Transfer-Encoding`: no body.
+    None,
+    /// `Content-Length: n` (forwarded as one normalised header).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// What admission found in a request head it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// How the body is framed.
+    pub body: BodyLen,
+    /// The connection ends after this request (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive).
+    pub close: bool,
+    /// An `Expect` header is present.
+    pub expect: bool,
+    /// An `Upgrade` header is present.
+    pub upgrade: bool,
+    /// The target's form.
+    pub target: Target,
+}
+
+/// A request Redline answers itself instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400, 405, 431 or 501.
+    pub status: StatusCode,
+    /// Why, for the JSON body.
+    pub message: &'static str,
+}
+
+const fn refuse(status: StatusCode, message: &'static str) -> Refusal {
+    Refusal { status, message }
+}
+
+const BAD: StatusCode = StatusCode::BAD_REQUEST;
+
+/// A head httparse or the `http` types refused.
+pub const MALFORMED: Refusal = refuse(BAD, "malformed request head");
+
+/// A head larger than the configured limit.
+pub const TOO_LARGE: Refusal = refuse(
+    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    "request head too large",
+);
+
+/// Phase 1: judge a request head. `headers` are (name, value) pairs in any order and
+/// any case. HTTP/2 requests (from hyper) are judged on method and target form only:
+/// their framing and authority are the HTTP/2 layer's.
+pub fn admit<'h>(
+    method: &Method,
+    target: Target,
+    version: Version,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+) -> Result<Admitted, Refusal> {
+    if method == Method::CONNECT {
+        return Err(refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: Redline forwards only to its configured upstream",
+        ));
+    }
+    match target {
+        Target::Origin | Target::Absolute => {}
+        Target::Asterisk if method == Method::OPTIONS => {}
+        Target::Asterisk => return Err(refuse(BAD, "'*' is a target for OPTIONS only")),
+        Target::Authority => {
+            return Err(refuse(BAD, "authority-form targets are for CONNECT only"));
+        }
+        Target::OtherScheme => return Err(refuse(BAD, "only http and https targets are proxied")),
+    }
+    let http10 = version == Version::HTTP_10 || version == Version::HTTP_09;
+    let h2 = version >= Version::HTTP_2;
+    let mut scan = Scan {
+        close: http10,
+        ..Scan::default()
+    };
+    for (name, value) in headers {
+        scan.header(name, value, http10)?;
+    }
+    if h2 {
+        let body = scan.length.map_or(BodyLen::None, BodyLen::Length);
+        return Ok(scan.admitted(body, target));
+    }
+    match scan.hosts {
+        0 if !http10 => return Err(refuse(BAD, "an HTTP/1.1 request needs a Host header")),
+        0 | 1 => {}
+        _ => return Err(refuse(BAD, "more than one Host header")),
+    }
+    if scan.bad_host {
+        return Err(refuse(BAD, "invalid Host header"));
+    }
+    let body = match (scan.te_lines, scan.length) {
+        (0, None) => BodyLen::None,
+        (0, Some(n)) => BodyLen::Length(n),
+        _ if http10 => {
+            return Err(refuse(
+                BAD,
+                "an HTTP/1.0 request cannot use Transfer-Encoding",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(refuse(BAD, "Content-Length and Transfer-Encoding together"));
+        }
+        (1, None) if scan.te_chunked => BodyLen::Chunked,
+        _ => {
+            return Err(refuse(
+                StatusCode::NOT_IMPLEMENTED,
+                "only Transfer-Encoding: chunked is supported",
+            ));
+        }
+    };
+    Ok(scan.admitted(body, target))
+}
+
+/// What one walk over the header lines saw.
+#[derive(Debug, Default)]
+struct Scan {
+    hosts: u32,
+    bad_host: bool,
+    length: Option<u64>,
+    te_lines: u32,
+    te_chunked: bool,
+    close: bool,
+    expect: bool,
+    upgrade: bool,
+}
+
+impl Scan {
+    fn header(&mut self, name: &[u8], value: &[u8], http10: bool) -> Result<(), Refusal> {
+        // Only these lengths can be one of the names below: most headers skip the compares.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                self.hosts += 1;
+                self.bad_host |= !valid_host(value);
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => self.expect = true,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                if http10 {
+                    // HTTP/1.0 closes unless asked to keep alive.
+                    self.close &= !wire::has_token(value, b"keep-alive");
+                } else {
+                    self.close |= wire::has_close(value);
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // Digits only, one value per line (hyper's rule): `+5`, `5, 5` are refused.
+                let n = wire::parse_decimal(value.trim_ascii())
+                    .ok_or(refuse(BAD, "invalid Content-Length"))?;
+                if self.length.replace(n).is_some_and(|m| m != n) {
+                    return Err(refuse(BAD, "conflicting Content-Length headers"));
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.te_lines += 1;
+                self.te_chunked = value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn admitted(&self, body: BodyLen, target: Target) -> Admitted {
+        Admitted {
+            body,
+            close: self.close,
+            expect: self.expect,
+            upgrade: self.upgrade,
+            target,
+        }
+    }
+}
+
+/// A `Host` value is `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2); empty is
+/// refused too, since no request to a reverse proxy lacks an authority.
+pub fn valid_host(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &value[1..end];
+        let literal = |b: &u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.');
+        if inner.is_empty() || !inner.iter().all(literal) {
+            return false;
+        }
+        (&value[..=end], &value[end + 1..])
+    } else {
+        let at = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let (host, port) = value.split_at(at);
+        let reg_name = |b: &u8| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        };
+        if !host.iter().all(reg_name) {
+            return false;
+        }
+        (host, port)
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    !host.is_empty() && port_ok
+}
+
+/// Phase 3: rewrite the client's request head for the upstream: origin-form target, the
+/// client's host, no hop-by-hop headers, X-Forwarded-*, request id, trace context,
+/// HTTP/1.1, and the body framing admission decided (`body`).
+pub fn rewrite(
+    shared: &Shared,
+    parts: &mut http::request::Parts,
+    ctx: &mut RequestCtx,
+    client: SocketAddr,
+    upgrade: Option<HeaderValue>,
+    body: BodyLen,
+) {
+    let runtime = ctx.runtime();
+    // h2 and absolute-form requests carry the host in the URI, not the Host header.
+    let host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let uri = origin_form(std::mem::take(&mut parts.uri));
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::set_forwarded(&mut parts.headers, client.ip(), host.as_ref());
+    let host = host.unwrap_or_else(|| {
+        HeaderValue::from_str(runtime.upstream_authority.as_str())
+            .unwrap_or(HeaderValue::from_static("localhost"))
+    });
+    parts.headers.insert(header::HOST, host);
+    set_framing(&mut parts.headers, body);
+    parts
+        .headers
+        .insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+    // The upstream's parent is Redline's CLIENT span (traceparent, b3, … per OTEL_PROPAGATORS).
+    crate::telemetry::inject(
+        shared.telemetry.get(),
+        &mut parts.headers,
+        &ctx.trace,
+        &ctx.span,
+    );
+    if let Some(protocol) = upgrade {
+        headers::set_upgrade(&mut parts.headers, protocol);
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+}
+
+/// Only the path and query survive: an absolute-form target cannot pick another host.
+/// Moved, not re-parsed: the path's bytes are shared, not copied.
+fn origin_form(uri: Uri) -> Uri {
+    let mut target = uri.into_parts();
+    target.scheme = None;
+    target.authority = None;
+    if target.path_and_query.is_none() {
+        target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(target).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// The upstream gets exactly the framing admission decided: one `Content-Length` for a
+/// sized body (duplicates and whitespace normalised), none for a chunked one (the engine
+/// writes `Transfer-Encoding: chunked` itself).
+fn set_framing(headers: &mut HeaderMap, body: BodyLen) {
+    match body {
+        BodyLen::None => {}
+        BodyLen::Length(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        BodyLen::Chunked => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+    }
+}
+
+/// How a try on one upstream connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryFailure {
+    /// Nothing was written: the idle connection was already closed.
+    NotSent,
+    /// Written, but the connection closed or reset before one byte of answer (the
+    /// upstream's keep-alive timeout racing our reuse).
+    NoAnswer,
+    /// Part of an answer came, or it was not HTTP.
+    Answered,
+}
+
+/// Phase 4: whether a failed try on a kept-alive connection may be repeated on another.
+/// A request never sent always may; one that reached the upstream only when its method
+/// is idempotent (RFC 9110 §9.2.2) and its body can be sent again (`replayable`).
+pub fn may_retry(failure: TryFailure, idempotent: bool, replayable: bool) -> bool {
+    match failure {
+        TryFailure::NotSent => true,
+        TryFailure::NoAnswer => idempotent && replayable,
+        TryFailure::Answered => false,
+    }
+}
+
+/// What went wrong with the client's request body on its way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The client closed or reset the connection mid-body.
+    Aborted,
+    /// The body's framing was broken (bad chunk size, extension, CRLF).
+    Malformed,
+}
+
+/// Why a request got no response from the upstream.
+#[derive(Debug)]
+pub enum Failure {
+    /// No response head within the flow's timeout.
+    Timeout(Duration),
+    /// The upstream refused, broke, or answered with something that is not HTTP.
+    Upstream(UpstreamError),
+    /// The client's body failed first: the client's doing, not the upstream's.
+    Client(ClientFault),
+}
+
+/// Phase 6 for failures: the status, `error_type` and message a request that got no
+/// upstream response is answered and recorded with.
+pub fn classify(failure: &Failure) -> (StatusCode, ErrorType, Cow<'static, str>) {
+    match failure {
+        Failure::Timeout(timeout) => {
+            let took = humantime::format_duration(*timeout);
+            let message = format!("upstream sent no response headers within {took}");
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorType::Timeout,
+                message.into(),
+            )
+        }
+        Failure::Upstream(e @ UpstreamError::Connect(_)) => {
+            tracing::debug!(error = %e, "Upstream unavailable.");
+            let message = "upstream refused the connection or is unreachable";
+            (
+                StatusCode::BAD_GATEWAY,
+                ErrorType::UpstreamUnavailable,
+                message.into(),
+            )
+        }
+        Failure::Upstream(e) => {
+            tracing::debug!(error = %e, "Upstream error.");
+            let message = "upstream closed the connection or sent a broken response";
+            (
+                StatusCode::BAD_GATEWAY,
+                ErrorType::UpstreamError,
+                message.into(),
+            )
+        }
+        Failure::Client(ClientFault::Malformed) => {
+            let message = "the request body's chunked framing is invalid";
+            (
+                StatusCode::BAD_REQUEST,
+                ErrorType::BadRequest,
+                message.into(),
+            )
+        }
+        Failure::Client(ClientFault::Aborted) => {
+            let message = "the client closed the connection before its body ended";
+            let status = StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            (status, ErrorType::ClientClosed, message.into())
+        }
+    }
+}
+
+/// Phase 5 (hyper engine): make the upstream's response head unambiguous for the client.
+/// Returns whether the upstream connection may be reused afterwards.
+///
+/// hyper's client has already refused conflicting lengths; what is left is framing it
+/// accepted but would pass on as received: `Content-Length` beside `Transfer-Encoding`
+/// (dropped, and the connection not reused: RFC 9112 §6.3), a length repeated or listed
+/// (`3, 3`: sent once, RFC 9110 §8.6), and a 204 that announced a body it must not have
+/// (hyper reads none, so the bytes would be taken as the next response). A 304's length
+/// is the representation's, not a body's: it stays.
+pub fn normalise_response(status: StatusCode, headers: &mut HeaderMap) -> bool {
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = lengths.next().cloned();
+    let repeated = lengths.next().is_some();
+    let Some(first) = first else {
+        return !(chunked && matches!(status.as_u16(), 204 | 304));
+    };
+    if chunked {
+        headers.remove(header::CONTENT_LENGTH);
+        return false;
+    }
+    let listed = first.as_bytes().contains(&b',');
+    if repeated || listed {
+        let n = first
+            .as_bytes()
+            .split(|&b| b == b',')
+            .next()
+            .and_then(|v| wire::parse_decimal(v.trim_ascii()));
+        match n {
+            Some(n) => headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n)),
+            None => headers.remove(header::CONTENT_LENGTH),
+        };
+    }
+    !(status == StatusCode::NO_CONTENT && first.as_bytes() != b"0")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+use super::*;
+
+fn judge(
+    method: &str,
+    target: &str,
+    version: Version,
+    headers: &[(&str, &str)],
+) -> Result<Admitted, Refusal> {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+    admit(&method, Target::of_raw(target), version, pairs)
+}
+
+fn status(r: Result<Admitted, Refusal>) -> u16 {
+    match r {
+        Ok(_) => 200,
+        Err(refusal) => refusal.status.as_u16(),
+    }
+}
+
+const V11: Version = Version::HTTP_11;
+const V10: Version = Version::HTTP_10;
+
+#[test]
+fn framing_is_decided_once() {
+    let ok = judge(
+        "POST",
+        "/a",
+        V11,
+        &[("Host", "shop"), ("Content-Length", "5")],
+    )
+    .unwrap();
+    assert_eq!(ok.body, BodyLen::Length(5));
+    let dup = [
+        ("host", "shop"),
+        ("content-length", "5"),
+        ("CONTENT-LENGTH", "5"),
+    ];
+    assert_eq!(
+        judge("POST", "/a", V11, &dup).unwrap().body,
+        BodyLen::Length(5)
+    );
+    let chunked = [("host", "shop"), ("transfer-encoding", " Chunked ")];
+    assert_eq!(
+        judge("POST", "/a", V11, &chunked).unwrap().body,
+        BodyLen::Chunked
+    );
+    assert_eq!(
+        judge("GET", "/a", V11, &[("host", "shop")]).unwrap().body,
+        BodyLen::None
+    );
+}
+
+#[test]
+fn ambiguous_lengths_are_refused() {
+    for cl in [
+        "+5",
+        "-1",
+        "0x5",
+        "5, 5",
+        "5 5",
+        "",
+        "12345678901234567890",
+        "5\u{b}",
+    ] {
+        let r = judge(
+            "POST",
+            "/a",
+            V11,
+            &[("host", "shop"), ("content-length", cl)],
+        );
+        assert_eq!(status(r), 400, "{cl:?}");
+    }
+    let two = [
+        ("host", "shop"),
+        ("content-length", "5"),
+        ("content-length", "6"),
+    ];
+    assert_eq!(status(judge("POST", "/a", V11, &two)), 400);
+    let both = [
+        ("host", "shop"),
+        ("content-length", "5"),
+        ("transfer-encoding", "chunked"),
+    ];
+    assert_eq!(status(judge("POST", "/a", V11, &both)), 400);
+}
+
+#[test]
+fn only_plain_chunked_is_a_transfer_coding() {
+    for te in [
+        "xchunked",
+        "chunked, identity",
+        "gzip, chunked",
+        "identity",
+        "",
+        "chunked;q=1",
+    ] {
+        let r = judge(
+            "POST",
+            "/a",
+            V11,
+            &[("host", "shop"), ("transfer-encoding", te)],
+        );
+        assert_eq!(status(r), 501, "{te:?}");
+    }
+    let twice = [
+        ("host", "shop"),
+        ("transfer-encoding", "chunked"),
+        ("transfer-encoding", "chunked"),
+    ];
+    assert_eq!(status(judge("POST", "/a", V11, &twice)), 501);
+    let old = [("transfer-encoding", "chunked")];
+    assert_eq!(status(judge("POST", "/a", V10, &old)), 400);
+}
+
+#[test]
+fn host_rules() {
+    assert_eq!(status(judge("GET", "/", V11, &[])), 400);
+    assert_eq!(status(judge("GET", "/", V10, &[])), 200);
+    let same = [("host", "shop"), ("host", "shop")];
+    assert_eq!(status(judge("GET", "/", V11, &same)), 400);
+    for good in [
+        "shop",
+        "shop:8080",
+        "127.0.0.1",
+        "[::1]:80",
+        "a-b.example",
+        "xn--d1a.example",
+        "shop:",
+    ] {
+        assert_eq!(
+            status(judge("GET", "/", V11, &[("host", good)])),
+            200,
+            "{good}"
+        );
+    }
+    for bad in [
+        "a b/c@d",
+        "user@shop",
+        "shop/x",
+        "",
+        " ",
+        "shop:80x",
+        "[::1",
+        "[zz]",
+        "sh\\op",
+        "shop:123456",
+    ] {
+        assert_eq!(
+            status(judge("GET", "/", V11, &[("host", bad)])),
+            400,
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn targets_and_methods() {
+    let host = [("host", "shop")];
+    assert_eq!(status(judge("CONNECT", "shop:443", V11, &host)), 405);
+    assert_eq!(status(judge("CONNECT", "/a", V11, &host)), 405);
+    assert_eq!(
+        status(judge("CONNECT", "http://evil.example:443/", V11, &host)),
+        405
+    );
+    assert_eq!(status(judge("OPTIONS", "*", V11, &host)), 200);
+    assert_eq!(status(judge("GET", "*", V11, &host)), 400);
+    assert_eq!(status(judge("GET", "example.com:80", V11, &host)), 400);
+    assert_eq!(status(judge("GET", "ftp://x/y", V11, &host)), 400);
+    assert_eq!(
+        status(judge("GET", "HTTP://other.example/x", V11, &host)),
+        200
+    );
+    let h2 = Method::GET;
+    let uri: Uri = "http://shop/a".parse().unwrap();
+    let none: [(&[u8], &[u8]); 0] = [];
+    assert!(admit(&h2, Target::of_uri(&uri), Version::HTTP_2, none).is_ok());
+}
+
+#[test]
+fn connection_options() {
+    let close = [("host", "shop"), ("connection", "keep-alive, close")];
+    assert!(judge("GET", "/", V11, &close).unwrap().close);
+    assert!(!judge("GET", "/", V11, &[("host", "shop")]).unwrap().close);
+    assert!(judge("GET", "/", V10, &[]).unwrap().close);
+    assert!(
+        !judge("GET", "/", V10, &[("connection", "Keep-Alive")])
+            .unwrap()
+            .close
+    );
+}
+
+#[test]
+fn retries_follow_rfc_9110() {
+    assert!(may_retry(TryFailure::NotSent, false, false));
+    assert!(may_retry(TryFailure::NoAnswer, true, true));
+    assert!(!may_retry(TryFailure::NoAnswer, false, true));
+    assert!(!may_retry(TryFailure::NoAnswer, true, false));
+    assert!(!may_retry(TryFailure::Answered, true, true));
+}
+
+#[test]
+fn responses_are_normalised() {
+    let mut h = HeaderMap::new();
+    h.append(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+    h.append(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+    assert!(normalise_response(StatusCode::OK, &mut h));
+    assert_eq!(h.get_all(header::CONTENT_LENGTH).iter().count(), 1);
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3, 3"));
+    assert!(normalise_response(StatusCode::OK, &mut h));
+    assert_eq!(h[header::CONTENT_LENGTH], "3");
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+    h.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    assert!(!normalise_response(StatusCode::OK, &mut h));
+    assert!(!h.contains_key(header::CONTENT_LENGTH));
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+    assert!(!normalise_response(StatusCode::NO_CONTENT, &mut h));
+    assert!(normalise_response(StatusCode::NOT_MODIFIED, &mut h));
+}
+
+#[test]
+fn failures_are_classified_by_whose_fault() {
+    let (s, e, _) = classify(&Failure::Client(ClientFault::Malformed));
+    assert_eq!((s.as_u16(), e), (400, ErrorType::BadRequest));
+    let (s, e, _) = classify(&Failure::Client(ClientFault::Aborted));
+    assert_eq!((s.as_u16(), e), (499, ErrorType::ClientClosed));
+    let (s, e, _) = classify(&Failure::Timeout(Duration::from_secs(1)));
+    assert_eq!((s.as_u16(), e), (504, ErrorType::Timeout));
+    assert!(!ErrorType::BadRequest.is_error());
+}
