@@ -262,7 +262,12 @@ fn redline_framing(head: &[u8], head_request: bool) -> Result<Framing, WireError
         matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()),
         "{parsed:?}"
     );
-    response_framing(head_request, resp.code.unwrap_or(0), resp.headers)
+    let code = resp.code.unwrap_or(0);
+    if (100..200).contains(&code) {
+        return Ok(Framing::Empty); // an interim head: skipped whole, headers unread
+    }
+    let http10 = resp.version == Some(0);
+    response_body(head_request, code, http10, resp.headers).map(|b| b.framing)
 }
 
 const FINAL: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -373,4 +378,100 @@ fn content_length_digits_agree_with_hyper() {
             }
         },
     );
+}
+
+/// The documented differences, one example each: (Redline takes it, hyper takes it).
+#[test]
+fn documented_differences_hold() {
+    let chunked = |body: &[u8]| {
+        let redline = chunk_scan(&[body])
+            == Scan::Done {
+                used: body.len(),
+                data: 5,
+            };
+        let hyper = hyper_client(&http::Method::GET, &[CHUNKED_HEAD, body]);
+        (redline, hyper.body.is_ok() && hyper.clean)
+    };
+    let long_ext = [b"5;x=".as_slice(), &[b'e'; 5000], b"\r\nhello\r\n0\r\n\r\n"].concat();
+    let ext = [b"1;x=".as_slice(), &[b'e'; 3500], b"\r\na\r\n"]
+        .concat()
+        .repeat(5);
+    let many_ext = [ext.as_slice(), b"0\r\n\r\n"].concat();
+    let many_trailers = [
+        b"5\r\nhello\r\n0\r\n".as_slice(),
+        &b"x-t: v\r\n".repeat(101),
+        b"\r\n",
+    ]
+    .concat();
+    let stricter = (false, true);
+    let capped = (true, false);
+    for (what, body, want) in [
+        (
+            "17 hex digits",
+            b"00000000000000005\r\nhello\r\n0\r\n\r\n".as_slice(),
+            stricter,
+        ),
+        (
+            "NUL in an extension",
+            b"5;a\0b\r\nhello\r\n0\r\n\r\n",
+            stricter,
+        ),
+        (
+            "DEL in an extension",
+            b"5;a=\x7f\r\nhello\r\n0\r\n\r\n",
+            stricter,
+        ),
+        ("5000-byte extension line", &long_ext, stricter),
+        (
+            "trailer line ending in a bare LF",
+            b"5\r\nhello\r\n0\r\nx-t: v\n\r\n\r\n",
+            stricter,
+        ),
+        ("extensions over 16 KiB in all", &many_ext, capped),
+        ("101 trailer fields", &many_trailers, capped),
+        (
+            "valid",
+            b"5;a=\"q\"\r\nhello\r\n0\r\nx-t: v\r\n\r\n",
+            (true, true),
+        ),
+    ] {
+        assert_eq!(chunked(body), want, "{what}");
+    }
+    let framing = |head: &[u8], head_request: bool| {
+        let method = if head_request {
+            http::Method::HEAD
+        } else {
+            http::Method::GET
+        };
+        let hyper = hyper_client(&method, &[head, b"0\r\n\r\n"]);
+        let took = hyper.status.is_ok() && hyper.body.is_ok();
+        (redline_framing(head, head_request).is_ok(), took)
+    };
+    for (what, head, head_request) in [
+        (
+            "invalid CL beside TE",
+            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                .as_slice(),
+            false,
+        ),
+        (
+            "20-digit CL",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 00000000000000000005\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.0 204 with TE",
+            b"HTTP/1.0 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.0 with TE to HEAD",
+            b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            true,
+        ),
+    ] {
+        assert_eq!(framing(head, head_request), stricter, "{what}");
+    }
+    assert_eq!(parse_decimal(b"00000000000000000005"), None);
+    assert_eq!(hyper_server_length(b"00000000000000000005"), Some(5));
 }

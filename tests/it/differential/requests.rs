@@ -142,6 +142,12 @@ pub(super) enum Mutation {
     /// A raw header line.
     Line(&'static [u8]),
     BigBody,
+    /// 120 more headers.
+    ManyHeaders,
+    /// A 70 KiB header value.
+    HugeHeader,
+    /// Chunked, with a chunk extension and a trailer.
+    ChunkedExtras,
 }
 
 pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
@@ -222,6 +228,17 @@ pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
         Version(""),
         BareLf,
         BigBody,
+        ManyHeaders,
+        HugeHeader,
+        ChunkedExtras,
+        Target("/path#frag"),
+        Target("http://shop.example"),
+        Target("http://shop.example?q=1"),
+        Target("http://[::1]:8080/x"),
+        Target("http://a:b/"),
+        Header("expect", "foo"),
+        Header("upgrade", "h2c"),
+        Header("content-length", "0"),
     ])
 }
 
@@ -274,6 +291,20 @@ pub(super) fn mutate(req: &mut Req, m: &Mutation) {
             };
             req.headers
                 .push((String::from_utf8_lossy(&name).into_owned(), value));
+        }
+        Mutation::ManyHeaders => {
+            req.headers
+                .extend((0..120).map(|i| (format!("x-many-{i}"), b"v".to_vec())));
+        }
+        Mutation::HugeHeader => req.set("x-huge", vec![b'h'; 70_000]),
+        Mutation::ChunkedExtras => {
+            req.chunk_body("chunked");
+            let end = req.body.len() - 2;
+            req.body
+                .splice(end..end, b"x-trailer: t\r\n".iter().copied());
+            if let Some(crlf) = req.body.windows(2).position(|w| w == b"\r\n") {
+                req.body.splice(crlf..crlf, b";ext=\"v\"".iter().copied());
+            }
         }
         Mutation::BigBody => {
             req.body = vec![b'b'; 70_000];

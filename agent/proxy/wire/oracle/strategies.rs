@@ -171,6 +171,42 @@ impl std::fmt::Debug for Wire {
 
 /// A chunked body: valid, or (half the cases) hostile in a few places.
 pub(super) fn chunked_body() -> impl Strategy<Value = Wire> {
+    prop_oneof![12 => structured_body(), 1 => at_hyper_caps()]
+}
+
+/// A valid body at hyper's buffer caps, every line within Redline's 4 KiB: extensions
+/// adding up to over 16 KiB, about 100 trailer fields, or trailers of over 16 KiB.
+fn at_hyper_caps() -> impl Strategy<Value = Wire> {
+    let line = |start: &str, n: usize| {
+        let mut l = start.as_bytes().to_vec();
+        l.resize(n, b'v');
+        l.extend_from_slice(b"\r\n");
+        l
+    };
+    (0..3u8, 2..8usize, 3000..4050usize, 90..110usize).prop_map(move |(kind, k, n, many)| {
+        let body = match kind {
+            0 => {
+                let chunk = [line("1;x=", n), b"a\r\n".to_vec()].concat();
+                [chunk.repeat(k), b"0\r\n\r\n".to_vec()].concat()
+            }
+            1 => [
+                b"0\r\n".to_vec(),
+                b"x-t: v\r\n".repeat(many),
+                b"\r\n".to_vec(),
+            ]
+            .concat(),
+            _ => [
+                b"0\r\n".to_vec(),
+                line("x-t: ", n).repeat(k),
+                b"\r\n".to_vec(),
+            ]
+            .concat(),
+        };
+        Wire(body)
+    })
+}
+
+fn structured_body() -> impl Strategy<Value = Wire> {
     any::<bool>()
         .prop_flat_map(|hostile| {
             let zero = pick(&[
