@@ -77,15 +77,16 @@ async fn upstream() -> (SocketAddr, Arc<Recorder>) {
 async fn upstream_conn(mut stream: TcpStream, rec: Arc<Recorder>) {
     let mut buf = Vec::new();
     // Counted in `rec.busy` while `buf` holds part of a request.
-    let pending = |buf: &Vec<u8>, was: &mut bool| {
-        if !buf.is_empty() != *was {
-            *was = !*was;
-            if *was {
-                rec.busy.fetch_add(1, Ordering::SeqCst)
-            } else {
-                rec.busy.fetch_sub(1, Ordering::SeqCst)
-            };
+    let pending = |buf: &Vec<u8>, was: &mut bool| match (buf.is_empty(), *was) {
+        (false, false) => {
+            *was = true;
+            rec.busy.fetch_add(1, Ordering::SeqCst);
         }
+        (true, true) => {
+            *was = false;
+            rec.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+        _ => {}
     };
     let mut was = false;
     loop {
