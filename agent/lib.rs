@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod error;
 pub mod flows;
 #[cfg(test)]
 mod fuzz_tests;

@@ -38,64 +38,7 @@ pub fn method_index(method: &http::Method) -> usize {
     }
 }
 
-/// Bounded `error_type` values (PRODUCT.md §4). A 5xx from the upstream is `Status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorType {
-    /// Success, or a 4xx: no error.
-    None,
-    /// No response headers within the flow's timeout.
-    Timeout,
-    /// Upstream refused or unreachable.
-    UpstreamUnavailable,
-    /// Upstream reset the connection or sent a broken response.
-    UpstreamError,
-    /// The client went away before the response was complete.
-    ClientClosed,
-    /// The upstream answered with a 5xx status; the label is the status as text.
-    Status,
-    /// Redline refused the client's request (bad framing, Host, target or method; a
-    /// broken request body): the client's fault, so not an error of the flow.
-    BadRequest,
-}
-
-impl ErrorType {
-    /// The label value, given the response status (only used for `Status`).
-    pub fn label(self, status: u16) -> std::borrow::Cow<'static, str> {
-        match self {
-            ErrorType::None => "".into(),
-            ErrorType::Timeout => "timeout".into(),
-            ErrorType::UpstreamUnavailable => "upstream_unavailable".into(),
-            ErrorType::UpstreamError => "upstream_error".into(),
-            ErrorType::ClientClosed => "client_closed".into(),
-            ErrorType::Status => status.to_string().into(),
-            ErrorType::BadRequest => "bad_request".into(),
-        }
-    }
-
-    /// Whether this outcome counts toward the error rate (5xx and Redline's own failures).
-    pub fn is_error(self) -> bool {
-        !matches!(
-            self,
-            ErrorType::None | ErrorType::ClientClosed | ErrorType::BadRequest
-        )
-    }
-
-    fn code(self) -> u32 {
-        self as u32
-    }
-
-    fn from_code(code: u32) -> ErrorType {
-        match code {
-            1 => ErrorType::Timeout,
-            2 => ErrorType::UpstreamUnavailable,
-            3 => ErrorType::UpstreamError,
-            4 => ErrorType::ClientClosed,
-            5 => ErrorType::Status,
-            6 => ErrorType::BadRequest,
-            _ => ErrorType::None,
-        }
-    }
-}
+pub use crate::error::ErrorType;
 
 /// A cumulative histogram with fixed boundaries, recorded with atomics.
 #[derive(Debug)]

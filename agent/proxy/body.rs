@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use super::ctx::RequestCtx;
 use super::phases::ClientFault;
 use super::upstream::Lease;
-use crate::metrics::ErrorType;
+use crate::error::ErrorType;
 
 enum Inner {
     Upstream(Incoming),

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use http::HeaderValue;
 
 use crate::access_log::Entry;
-use crate::metrics::{ActiveGuard, ErrorType, RouteMetrics, method_index};
+use crate::error::ErrorType;
+use crate::metrics::{ActiveGuard, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
 use crate::trace::TraceContext;

@@ -18,9 +18,10 @@ use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::phases::{TryFailure, may_retry};
-use super::upstream::{Idle, UpstreamError, open, park};
+use super::phases::may_retry;
+use super::upstream::{Idle, broken, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
+use crate::error::{Error, Retry};
 
 /// Read buffer of an upstream connection; a response head must fit in [`MAX_HEAD`].
 const READ_BUF: usize = 16 * 1024;
@@ -82,19 +83,30 @@ impl Conn {
         IDLE.with_borrow_mut(|idle| park(idle, authority, self));
     }
 
-    async fn send(&mut self, head: &[u8], head_request: bool) -> Result<Head, Attempt> {
-        self.stream.write_all(head).await.map_err(Attempt::Unsent)?;
+    /// Write `head`, read the response head. A failure says whether the request may be
+    /// tried again: always when nothing was written, if idempotent when no byte came back.
+    async fn send(&mut self, head: &[u8], head_request: bool) -> Result<Head, Error> {
+        if let Err(e) = self.stream.write_all(head).await {
+            let unsent = broken("cannot write to the upstream");
+            return Err(unsent.caused_by(e).retry(Retry::Always));
+        }
         let mut heard = false;
         loop {
             match self.read_more().await {
                 // Not one byte came back: on a reused connection, it was closed under us.
-                Ok(0) if !heard => return Err(Attempt::Unanswered),
-                Ok(0) => return Err(Attempt::Failed(closed_early())),
-                Err(e) if !heard => return Err(Attempt::Broken(e)),
-                Err(e) => return Err(Attempt::Failed(UpstreamError::Io(e))),
+                Ok(0) if !heard => return Err(closed_early().retry(Retry::IfIdempotent)),
+                Ok(0) => return Err(closed_early()),
+                Err(e) => {
+                    let retry = if heard {
+                        Retry::Never
+                    } else {
+                        Retry::IfIdempotent
+                    };
+                    return Err(broken("upstream exchange failed").caused_by(e).retry(retry));
+                }
                 Ok(_) => heard = true,
             }
-            if let Some(head) = self.parse_head(head_request).map_err(Attempt::Failed)? {
+            if let Some(head) = self.parse_head(head_request)? {
                 return Ok(head);
             }
         }
@@ -102,7 +114,7 @@ impl Conn {
 
     /// Parse the head at the start of `buf`: `None` while incomplete. Interim (1xx) heads
     /// are dropped, as hyper's client does.
-    fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, UpstreamError> {
+    fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, Error> {
         loop {
             // Uninitialised: zeroing 100 headers costs more than parsing the usual five.
             let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -116,27 +128,27 @@ impl Conn {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD => return Ok(None),
                 Ok(httparse::Status::Partial) => {
-                    return Err(UpstreamError::Malformed("response head too large"));
+                    return Err(broken("response head too large"));
                 }
-                Err(_) => return Err(UpstreamError::Malformed("not an HTTP/1 response head")),
+                Err(_) => return Err(broken("not an HTTP/1 response head")),
             };
             let code = resp.code.unwrap_or(0);
             if code == 101 {
-                return Err(UpstreamError::Malformed("101 to a request without upgrade"));
+                return Err(broken("101 to a request without upgrade"));
             }
             if (100..200).contains(&code) {
                 self.buf.advance(len);
                 continue;
             }
-            let status = http::StatusCode::from_u16(code)
-                .map_err(|_| UpstreamError::Malformed("invalid status code"))?;
+            let status =
+                http::StatusCode::from_u16(code).map_err(|_| broken("invalid status code"))?;
             let http10 = resp.version == Some(0);
             let body = wire::response_body(head_request, code, http10, resp.headers).map_err(
                 |e| match e {
                     wire::WireError::TransferEncoding => {
-                        UpstreamError::Malformed("transfer-encoding in an HTTP/1.0 response")
+                        broken("transfer-encoding in an HTTP/1.0 response")
                     }
-                    _ => UpstreamError::Malformed("invalid content-length"),
+                    _ => broken("invalid content-length"),
                 },
             )?;
             let mut keep_alive = !http10;
@@ -169,41 +181,8 @@ impl Conn {
     }
 }
 
-fn closed_early() -> UpstreamError {
-    UpstreamError::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "connection closed before the response head ended",
-    ))
-}
-
-/// How one try on one connection went wrong.
-enum Attempt {
-    /// The head could not be written.
-    Unsent(io::Error),
-    /// Written, but the connection closed or reset with no byte of answer.
-    Unanswered,
-    /// Like `Unanswered`, by an error.
-    Broken(io::Error),
-    /// A partial or bad answer: never retried.
-    Failed(UpstreamError),
-}
-
-impl Attempt {
-    fn kind(&self) -> TryFailure {
-        match self {
-            Attempt::Unsent(_) => TryFailure::NotSent,
-            Attempt::Unanswered | Attempt::Broken(_) => TryFailure::NoAnswer,
-            Attempt::Failed(_) => TryFailure::Answered,
-        }
-    }
-
-    fn into_error(self) -> UpstreamError {
-        match self {
-            Attempt::Unsent(e) | Attempt::Broken(e) => UpstreamError::Io(e),
-            Attempt::Unanswered => closed_early(),
-            Attempt::Failed(e) => e,
-        }
-    }
+fn closed_early() -> Error {
+    broken("the upstream closed the connection before the response head ended")
 }
 
 /// Send a body-less request `head` to `authority` and read the response head, on an idle
@@ -217,15 +196,13 @@ pub async fn exchange(
     head: &[u8],
     head_request: bool,
     retryable: bool,
-) -> Result<(Conn, Head), UpstreamError> {
+) -> Result<(Conn, Head), Error> {
     while let Some(mut conn) = checkout(authority) {
-        let failed = match conn.send(head, head_request).await {
+        match conn.send(head, head_request).await {
             Ok(resp) => return Ok((conn, resp)),
-            Err(failed) => failed,
-        };
-        // The whole request (head and any body) is in `head`: it can always be sent again.
-        if !may_retry(failed.kind(), retryable, true) {
-            return Err(failed.into_error());
+            // The whole request (head and any body) is in `head`: it can always be resent.
+            Err(e) if may_retry(&e, retryable, true) => {}
+            Err(e) => return Err(e),
         }
     }
     let mut conn = Conn {
@@ -233,10 +210,8 @@ pub async fn exchange(
         buf: BytesMut::with_capacity(READ_BUF),
         headers: Vec::new(),
     };
-    match conn.send(head, head_request).await {
-        Ok(resp) => Ok((conn, resp)),
-        Err(failed) => Err(failed.into_error()),
-    }
+    let resp = conn.send(head, head_request).await?;
+    Ok((conn, resp))
 }
 
 /// The most recently released connection to `authority` that has not heard from its

@@ -33,7 +33,7 @@ use body::CountingBody;
 pub use body::ProxyBody;
 pub use ctx::RequestCtx;
 
-use crate::metrics::ErrorType;
+use crate::error::ErrorType;
 use crate::state::Shared;
 
 /// Forwards requests to the configured upstream and measures them.
@@ -98,10 +98,10 @@ impl Proxy {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
                 // The client's body broke first; the upstream only saw it end early.
-                Some(fault) => phases::Failure::Client(fault),
-                None => phases::Failure::Upstream(e),
+                Some(fault) => phases::client_failed(fault),
+                None => e,
             },
-            None => phases::Failure::Timeout(timeout),
+            None => phases::timed_out(timeout),
         };
         Ok(upstream_failed(ctx, &failure))
     }
@@ -133,8 +133,8 @@ impl Proxy {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching && client_upgrade.is_none() {
             // A client that asked for no upgrade would take the rest as another protocol.
-            let error = upstream::UpstreamError::Malformed("101 to a request without upgrade");
-            return upstream_failed(ctx, &phases::Failure::Upstream(error));
+            let error = upstream::broken("101 to a request without upgrade");
+            return upstream_failed(ctx, &error);
         }
         ctx.upstream_responded(resp.status().as_u16());
         if let (true, Some(client_side)) = (switching, client_upgrade) {
@@ -173,10 +173,12 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// The answer when the upstream gave no response (phase 6, `phases::classify`).
-fn upstream_failed(ctx: RequestCtx, failure: &phases::Failure) -> Response<ProxyBody> {
-    let (status, kind, message) = phases::classify(failure);
-    local_error(ctx, status, Some(kind), &message)
+/// The answer when the upstream gave no response (phase 6): a status from the error's
+/// kind, which is also its `error_type`.
+fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<ProxyBody> {
+    tracing::debug!(error = %failure, "No upstream response.");
+    let status = phases::status_of(failure);
+    local_error(ctx, status, Some(failure.kind()), failure.what())
 }
 
 /// The answer to a request admission refused: the client's fault, recorded as `bad_request`.

@@ -17,9 +17,9 @@
 //!    (fast) or hyper's client plus [`normalise_response`]; an ambiguous response never
 //!    lets its upstream connection be reused.
 //! 6. **finish** — `RequestCtx::finish`: metrics, window, access log, spans. A request
-//!    with no upstream answer gets the status and `error_type` [`classify`] gives.
+//!    with no upstream answer is answered with [`status_of`] its `crate::error::Error`,
+//!    whose kind is the `error_type`.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,9 +28,8 @@ use http::{Method, StatusCode, Uri, Version};
 
 use super::RequestCtx;
 use super::headers;
-use super::upstream::UpstreamError;
 use super::wire;
-use crate::metrics::ErrorType;
+use crate::error::{Error, ErrorType, Retry};
 use crate::state::Shared;
 
 /// The form of a request target (RFC 9112 §3.2).
@@ -46,6 +45,9 @@ pub enum Target {
     Authority,
     /// A scheme other than http or https.
     OtherScheme,
+    /// Absolute form whose authority is not `host[:port]`: userinfo (`user:pass@`, which
+    /// RFC 9110 §4.2.4 says to treat as an error), spaces, or nothing.
+    BadAuthority,
 }
 
 impl Target {
@@ -59,7 +61,13 @@ impl Target {
         if target.starts_with('/') {
             Target::Origin
         } else if scheme("http://") || scheme("https://") {
-            Target::Absolute
+            let rest = &target[target.find("://").map_or(0, |i| i + 3)..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if valid_host(&rest.as_bytes()[..end]) {
+                Target::Absolute
+            } else {
+                Target::BadAuthority
+            }
         } else if target == "*" {
             Target::Asterisk
         } else if target.contains("://") {
@@ -72,8 +80,14 @@ impl Target {
     /// The form of a target hyper parsed into a URI.
     pub fn of_uri(uri: &Uri) -> Target {
         match (uri.scheme_str(), uri.authority()) {
-            (Some(s), _) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
-                Target::Absolute
+            (Some(s), Some(a))
+                if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") =>
+            {
+                if valid_host(a.as_str().as_bytes()) {
+                    Target::Absolute
+                } else {
+                    Target::BadAuthority
+                }
             }
             (Some(_), _) => Target::OtherScheme,
             (None, Some(_)) => Target::Authority,
@@ -157,6 +171,7 @@ pub fn admit<'h>(
             return Err(refuse(BAD, "authority-form targets are for CONNECT only"));
         }
         Target::OtherScheme => return Err(refuse(BAD, "only http and https targets are proxied")),
+        Target::BadAuthority => return Err(refuse(BAD, "invalid authority in the target")),
     }
     let http10 = version == Version::HTTP_10 || version == Version::HTTP_09;
     let h2 = version >= Version::HTTP_2;
@@ -382,26 +397,14 @@ fn set_framing(headers: &mut HeaderMap, body: BodyLen) {
     }
 }
 
-/// How a try on one upstream connection failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TryFailure {
-    /// Nothing was written: the idle connection was already closed.
-    NotSent,
-    /// Written, but the connection closed or reset before one byte of answer (the
-    /// upstream's keep-alive timeout racing our reuse).
-    NoAnswer,
-    /// Part of an answer came, or it was not HTTP.
-    Answered,
-}
-
 /// Phase 4: whether a failed try on a kept-alive connection may be repeated on another.
 /// A request never sent always may; one that reached the upstream only when its method
 /// is idempotent (RFC 9110 §9.2.2) and its body can be sent again (`replayable`).
-pub fn may_retry(failure: TryFailure, idempotent: bool, replayable: bool) -> bool {
-    match failure {
-        TryFailure::NotSent => true,
-        TryFailure::NoAnswer => idempotent && replayable,
-        TryFailure::Answered => false,
+pub fn may_retry(failure: &Error, idempotent: bool, replayable: bool) -> bool {
+    match failure.retry_verdict() {
+        Retry::Always => true,
+        Retry::IfIdempotent => idempotent && replayable,
+        Retry::Never => false,
     }
 }
 
@@ -414,62 +417,38 @@ pub enum ClientFault {
     Malformed,
 }
 
-/// Why a request got no response from the upstream.
-#[derive(Debug)]
-pub enum Failure {
-    /// No response head within the flow's timeout.
-    Timeout(Duration),
-    /// The upstream refused, broke, or answered with something that is not HTTP.
-    Upstream(UpstreamError),
-    /// The client's body failed first: the client's doing, not the upstream's.
-    Client(ClientFault),
+/// No response head within the flow's `timeout`.
+pub fn timed_out(timeout: Duration) -> Error {
+    let took = humantime::format_duration(timeout);
+    Error::new(
+        ErrorType::Timeout,
+        format!("upstream sent no response headers within {took}"),
+    )
 }
 
-/// Phase 6 for failures: the status, `error_type` and message a request that got no
-/// upstream response is answered and recorded with.
-pub fn classify(failure: &Failure) -> (StatusCode, ErrorType, Cow<'static, str>) {
-    match failure {
-        Failure::Timeout(timeout) => {
-            let took = humantime::format_duration(*timeout);
-            let message = format!("upstream sent no response headers within {took}");
-            (
-                StatusCode::GATEWAY_TIMEOUT,
-                ErrorType::Timeout,
-                message.into(),
-            )
-        }
-        Failure::Upstream(e @ UpstreamError::Connect(_)) => {
-            tracing::debug!(error = %e, "Upstream unavailable.");
-            let message = "upstream refused the connection or is unreachable";
-            (
-                StatusCode::BAD_GATEWAY,
-                ErrorType::UpstreamUnavailable,
-                message.into(),
-            )
-        }
-        Failure::Upstream(e) => {
-            tracing::debug!(error = %e, "Upstream error.");
-            let message = "upstream closed the connection or sent a broken response";
-            (
-                StatusCode::BAD_GATEWAY,
-                ErrorType::UpstreamError,
-                message.into(),
-            )
-        }
-        Failure::Client(ClientFault::Malformed) => {
-            let message = "the request body's chunked framing is invalid";
-            (
-                StatusCode::BAD_REQUEST,
-                ErrorType::BadRequest,
-                message.into(),
-            )
-        }
-        Failure::Client(ClientFault::Aborted) => {
-            let message = "the client closed the connection before its body ended";
-            let status = StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
-                .unwrap_or(StatusCode::BAD_REQUEST);
-            (status, ErrorType::ClientClosed, message.into())
-        }
+/// The client's body failed first: the client's doing, not the upstream's.
+pub fn client_failed(fault: ClientFault) -> Error {
+    match fault {
+        ClientFault::Malformed => Error::new(
+            ErrorType::BadRequest,
+            "the request body's chunked framing is invalid",
+        ),
+        ClientFault::Aborted => Error::new(
+            ErrorType::ClientClosed,
+            "the client closed the connection before its body ended",
+        ),
+    }
+}
+
+/// Phase 6 for failures: the status a request that got no upstream response is answered
+/// with, from its error's kind.
+pub fn status_of(failure: &Error) -> StatusCode {
+    match failure.kind() {
+        ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorType::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorType::ClientClosed => StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
+            .unwrap_or(StatusCode::BAD_REQUEST),
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 

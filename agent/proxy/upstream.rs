@@ -18,7 +18,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::CountingBody;
-use super::phases::{TryFailure, may_retry};
+use super::phases::may_retry;
+use crate::error::{Error, ErrorType, Retry};
 
 /// Give up connecting after this long (the flow timeout still bounds the whole exchange).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,21 +62,19 @@ thread_local! {
     static IDLE: RefCell<Vec<Idle<Sender>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Why the upstream gave no response.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// No connection could be opened (refused, unreachable, DNS, connect timeout).
-    #[error("cannot connect to the upstream: {0}")]
-    Connect(#[source] io::Error),
-    /// The connection broke or the response was malformed.
-    #[error("upstream exchange failed: {0}")]
-    Exchange(#[source] hyper::Error),
-    /// The fast path's connection broke before a whole response head arrived.
-    #[error("upstream exchange failed: {0}")]
-    Io(#[source] io::Error),
-    /// The fast path got a response head it cannot pass on.
-    #[error("upstream sent a malformed response: {0}")]
-    Malformed(&'static str),
+/// The upstream refused or could not be reached (retrying a connect is not ours to do:
+/// the flow's timeout bounds the whole exchange).
+pub(super) fn unavailable(source: io::Error) -> Error {
+    Error::new(
+        ErrorType::UpstreamUnavailable,
+        "cannot connect to the upstream",
+    )
+    .caused_by(source)
+}
+
+/// The exchange broke or the answer was not HTTP.
+pub(super) fn broken(what: &'static str) -> Error {
+    Error::new(ErrorType::UpstreamError, what)
 }
 
 /// A connection on loan for one exchange; [`Lease::release`] returns it for reuse.
@@ -106,7 +105,7 @@ pub async fn send(
     authority: &Authority,
     mut req: Request<CountingBody>,
     idempotent: bool,
-) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+) -> Result<(Response<Incoming>, Lease), Error> {
     while let Some(mut sender) = checkout(authority).await {
         // Copied only when a reused connection is tried: the rare hyper-engine request.
         let replay = http_body::Body::is_end_stream(req.body()).then(|| head_of(&req));
@@ -116,15 +115,10 @@ pub async fn send(
                 // Never written: the idle connection had just been closed. Try another.
                 Some(returned) => req = returned,
                 None => {
-                    let e = e.into_error();
-                    let failure = if unanswered(&e) {
-                        TryFailure::NoAnswer
-                    } else {
-                        TryFailure::Answered
-                    };
-                    match replay.filter(|_| may_retry(failure, idempotent, true)) {
+                    let e = exchange_failed(e.into_error());
+                    match replay.filter(|_| may_retry(&e, idempotent, true)) {
                         Some(head) => req = head,
-                        None => return Err(UpstreamError::Exchange(e)),
+                        None => return Err(e),
                     }
                 }
             },
@@ -133,21 +127,25 @@ pub async fn send(
     let mut sender = connect(authority).await?;
     match sender.send_request(req).await {
         Ok(resp) => Ok((resp, lease(authority, sender))),
-        Err(e) => Err(UpstreamError::Exchange(e)),
+        Err(e) => Err(exchange_failed(e)),
     }
 }
 
-/// The connection ended or reset before any response byte: the upstream's keep-alive
-/// timeout raced our reuse.
-fn unanswered(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() {
-        return true;
-    }
-    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
-    matches!(
-        io.map(io::Error::kind),
-        Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
-    )
+/// A failed hyper exchange; one that ended or reset before any response byte (the
+/// upstream's keep-alive timeout racing our reuse) may be repeated when idempotent.
+fn exchange_failed(e: hyper::Error) -> Error {
+    let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>());
+    let unanswered = e.is_incomplete_message()
+        || matches!(
+            io.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+        );
+    let retry = if unanswered {
+        Retry::IfIdempotent
+    } else {
+        Retry::Never
+    };
+    broken("upstream exchange failed").caused_by(e).retry(retry)
 }
 
 /// A body-less copy of `req`'s head, to send again.
@@ -193,12 +191,12 @@ fn pop_for(idle: &mut Vec<Idle<Sender>>, authority: &Authority) -> Option<Sender
 }
 
 /// Open a new connection and start its task (with upgrades, for WebSocket tunnels).
-async fn connect(authority: &Authority) -> Result<Sender, UpstreamError> {
+async fn connect(authority: &Authority) -> Result<Sender, Error> {
     let stream = open(authority).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(UpstreamError::Exchange)?;
+        .map_err(exchange_failed)?;
     tokio::spawn(async move {
         if let Err(error) = conn.with_upgrades().await {
             tracing::debug!(%error, "Upstream connection ended with an error.");
@@ -208,7 +206,7 @@ async fn connect(authority: &Authority) -> Result<Sender, UpstreamError> {
 }
 
 /// Open a TCP connection to `authority` (port 80 unless given), Nagle off.
-pub(super) async fn open(authority: &Authority) -> Result<TcpStream, UpstreamError> {
+pub(super) async fn open(authority: &Authority) -> Result<TcpStream, Error> {
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -217,10 +215,10 @@ pub(super) async fn open(authority: &Authority) -> Result<TcpStream, UpstreamErr
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await
     {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
+        Ok(Err(e)) => return Err(unavailable(e)),
         Err(_) => {
             let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-            return Err(UpstreamError::Connect(e));
+            return Err(unavailable(e));
         }
     };
     let _ = stream.set_nodelay(true);

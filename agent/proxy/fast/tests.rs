@@ -1,4 +1,8 @@
-use super::*;
+use bytes::BytesMut;
+use http::Method;
+
+use super::head::*;
+use crate::proxy::phases::{Admitted, BodyLen, Target};
 
 const LIMITS: Limits = Limits {
     max_head: 8192,

@@ -171,6 +171,20 @@ fn targets_and_methods() {
         status(judge("GET", "HTTP://other.example/x", V11, &host)),
         200
     );
+    assert_eq!(
+        status(judge("GET", "http://other.example:8080?q", V11, &host)),
+        200
+    );
+    for bad in [
+        "http://user:pw@shop/x",
+        "http:///x",
+        "https://a b/",
+        "http://sh\\op/",
+    ] {
+        assert_eq!(status(judge("GET", bad, V11, &host)), 400, "{bad}");
+    }
+    let uri: Uri = "http://user@shop/x".parse().unwrap();
+    assert_eq!(Target::of_uri(&uri), Target::BadAuthority);
     let h2 = Method::GET;
     let uri: Uri = "http://shop/a".parse().unwrap();
     let none: [(&[u8], &[u8]); 0] = [];
@@ -192,11 +206,12 @@ fn connection_options() {
 
 #[test]
 fn retries_follow_rfc_9110() {
-    assert!(may_retry(TryFailure::NotSent, false, false));
-    assert!(may_retry(TryFailure::NoAnswer, true, true));
-    assert!(!may_retry(TryFailure::NoAnswer, false, true));
-    assert!(!may_retry(TryFailure::NoAnswer, true, false));
-    assert!(!may_retry(TryFailure::Answered, true, true));
+    let e = |retry| Error::new(ErrorType::UpstreamError, "x").retry(retry);
+    assert!(may_retry(&e(Retry::Always), false, false));
+    assert!(may_retry(&e(Retry::IfIdempotent), true, true));
+    assert!(!may_retry(&e(Retry::IfIdempotent), false, true));
+    assert!(!may_retry(&e(Retry::IfIdempotent), true, false));
+    assert!(!may_retry(&e(Retry::Never), true, true));
 }
 
 #[test]
@@ -226,11 +241,23 @@ fn responses_are_normalised() {
 
 #[test]
 fn failures_are_classified_by_whose_fault() {
-    let (s, e, _) = classify(&Failure::Client(ClientFault::Malformed));
-    assert_eq!((s.as_u16(), e), (400, ErrorType::BadRequest));
-    let (s, e, _) = classify(&Failure::Client(ClientFault::Aborted));
-    assert_eq!((s.as_u16(), e), (499, ErrorType::ClientClosed));
-    let (s, e, _) = classify(&Failure::Timeout(Duration::from_secs(1)));
-    assert_eq!((s.as_u16(), e), (504, ErrorType::Timeout));
+    let malformed = client_failed(ClientFault::Malformed);
+    assert_eq!(
+        (status_of(&malformed).as_u16(), malformed.kind()),
+        (400, ErrorType::BadRequest)
+    );
+    let aborted = client_failed(ClientFault::Aborted);
+    assert_eq!(
+        (status_of(&aborted).as_u16(), aborted.kind()),
+        (499, ErrorType::ClientClosed)
+    );
+    let late = timed_out(Duration::from_secs(1));
+    assert_eq!(
+        (status_of(&late).as_u16(), late.kind()),
+        (504, ErrorType::Timeout)
+    );
+    assert_eq!(late.what(), "upstream sent no response headers within 1s");
+    let refused = Error::new(ErrorType::UpstreamUnavailable, "cannot connect");
+    assert_eq!(status_of(&refused).as_u16(), 502);
     assert!(!ErrorType::BadRequest.is_error());
 }
