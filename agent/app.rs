@@ -194,7 +194,8 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(asked)
 }
 
-/// Pre-clear upcoming window slots every second, so the request path rarely resets one.
+/// Pre-clear upcoming window slots every second, so the request path rarely resets one,
+/// and retire the flows a reload removed once their windows are empty.
 async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -206,6 +207,7 @@ async fn tick_windows(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         for flow in shared.all_flows() {
             flow.window.advance(now);
         }
+        shared.retire_flows(now);
     }
 }
 

@@ -353,7 +353,8 @@ impl Registry {
         &self.bounds
     }
 
-    /// The series handle for (flow, route), created once and kept across reloads.
+    /// The series handle for (flow, route), created once and kept across reloads (until
+    /// the flow is retired, see `retire_flow`).
     pub fn route(&self, flow: &Arc<str>, route: &Arc<str>) -> Arc<RouteMetrics> {
         let key = (flow.clone(), route.clone());
         // Unmatched traffic resolves its template per request: a shared read lock is enough then.
@@ -378,6 +379,17 @@ impl Registry {
             .entry(flow.clone())
             .or_insert_with(|| Arc::new(ActiveRequests::new(flow.clone())))
             .clone()
+    }
+
+    /// Drop the series of a flow that is gone (`state::Shared::retire_flows`): its route
+    /// histograms and active-requests gauges, unless something still holds a handle to
+    /// them (a runtime built meanwhile keeps its series). A flow of that name added later
+    /// starts from zero.
+    pub fn retire_flow(&self, flow: &str) {
+        self.routes
+            .retain(|(f, _), series| &**f != flow || Arc::strong_count(series) > 1);
+        self.active
+            .remove_if(flow, |_, gauges| Arc::strong_count(gauges) == 1);
     }
 
     /// Every route series handle, sorted by flow then route.

@@ -39,7 +39,7 @@ pub enum Connections {
     /// Its own listening socket.
     Listener(TcpListener),
     /// Connections handed over by an acceptor on another thread (see `workers`).
-    Handed(tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+    Handed(tokio::sync::mpsc::Receiver<(std::net::TcpStream, SocketAddr)>),
 }
 
 impl Connections {

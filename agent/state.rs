@@ -94,6 +94,18 @@ pub struct FlowState {
     pub slo: std::sync::OnceLock<crate::alerting::slo::SloCounter>,
 }
 
+impl FlowState {
+    /// Whether none of its windows (the flow's and its SLO counter's, if any) holds a
+    /// sample at `now_ms`.
+    pub fn is_empty(&self, now_ms: u64) -> bool {
+        self.window.is_empty(now_ms)
+            && self.slo.get().is_none_or(|slo| {
+                let counter = slo.counter();
+                counter.sum(now_ms, counter.span()).0 == 0
+            })
+    }
+}
+
 /// One flow as the current configuration defines it.
 #[derive(Debug)]
 pub struct FlowRuntime {
@@ -153,7 +165,7 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// Metric series.
     pub registry: Arc<Registry>,
-    /// Flow state by name, kept across reloads.
+    /// Flow state by name, kept across reloads (a removed flow's until `retire_flows`).
     flows: DashMap<Arc<str>, Arc<FlowState>>,
     /// Route templates of unmatched traffic.
     pub templates: RouteTemplates,
@@ -293,9 +305,36 @@ impl Shared {
         state
     }
 
-    /// Every flow state ever created, for background tickers.
+    /// Every flow state kept (current flows, and removed ones not yet retired), for
+    /// background tickers.
     pub fn all_flows(&self) -> Vec<Arc<FlowState>> {
         self.flows.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Forget the flows that a reload removed, once their windows hold no sample at
+    /// `now_ms`: their state (a few hundred KiB of counters each) and their series in the
+    /// registry, so they leave `/metrics`. A flow that comes back later starts fresh.
+    /// Returns the names retired. Call it from a ticker, with no `all_flows` list held.
+    ///
+    /// "Removed" means no runtime holds the state any more (not the current one, nor an
+    /// older one that in-flight requests still use), so only the map holds it. That check
+    /// and the removal happen under the map's lock, and `build_runtime` takes states from
+    /// the map under the same lock: a reload that brings the flow back either gets the
+    /// state before it is retired (so it is not) or makes a fresh one after.
+    pub fn retire_flows(&self, now_ms: u64) -> Vec<Arc<str>> {
+        let mut retired = Vec::new();
+        self.flows.retain(|name, state| {
+            let gone = Arc::strong_count(state) == 1 && state.is_empty(now_ms);
+            if gone {
+                retired.push(name.clone());
+            }
+            !gone
+        });
+        for name in &retired {
+            self.registry.retire_flow(name);
+            tracing::debug!(flow = %name, "Removed flow retired: no sample left in its windows.");
+        }
+        retired
     }
 
     /// Whether `/readyz` says ready.
@@ -351,6 +390,116 @@ fn port_of(scheme: &http::uri::Scheme, authority: &http::uri::Authority) -> u16 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{ManualClock, Sample};
+
+    /// A config with these flows (`name` or `name+slo`), each matching `GET /name/...`.
+    fn with_flows(flows: &[&str]) -> Config {
+        let mut yaml = String::from("upstream: http://127.0.0.1:9\nflows:\n");
+        for f in flows {
+            let (name, slo) = f.split_once('+').map_or((*f, false), |(n, _)| (n, true));
+            yaml.push_str(&format!(
+                "  - name: {name}\n    match: GET /{name}/{{id}}\n"
+            ));
+            if slo {
+                yaml.push_str("    slo: { objective: 99% }\n");
+            }
+        }
+        Config::parse(&yaml, "test.yaml").unwrap()
+    }
+
+    fn reload(shared: &Shared, flows: &[&str]) {
+        let runtime = shared.build_runtime(with_flows(flows)).unwrap();
+        shared.runtime.store(Arc::new(runtime));
+    }
+
+    fn kept(shared: &Shared) -> Vec<String> {
+        let mut names: Vec<String> = shared
+            .all_flows()
+            .iter()
+            .map(|f| f.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn request(shared: &Shared, flow: &str, now_ms: u64) {
+        let runtime = shared.runtime.load();
+        let rt = runtime
+            .flows
+            .iter()
+            .find(|f| &*f.state.name == flow)
+            .unwrap();
+        let sample = Sample::default();
+        rt.state.window.record(now_ms, sample);
+        if let Some(slo) = rt.state.slo.get() {
+            slo.record(now_ms, &sample);
+        }
+        let route = runtime.routes.iter().find(|r| &*r.flow == flow).unwrap();
+        route.record(0, 200, crate::metrics::ErrorType::None, 0.01);
+    }
+
+    #[test]
+    fn a_removed_flow_is_retired_once_its_windows_are_empty_and_comes_back_fresh() {
+        let t0 = 1_700_000_000_000;
+        let clock = Arc::new(ManualClock::new(t0));
+        let shared = Shared::new(
+            with_flows(&["a", "b", "c+slo", "e"]),
+            clock.clone(),
+            AccessLog::off(),
+        )
+        .unwrap();
+        let first = shared.runtime.load_full();
+        request(&shared, "a", t0);
+        reload(&shared, &["b", "c+slo"]);
+        request(&shared, "c", t0);
+        reload(&shared, &["b", "d"]);
+        let scrape = shared.registry.render();
+        assert!(scrape.contains("flow=\"e\""), "{scrape}");
+
+        // A runtime still in use (a request in flight under it) keeps its flows.
+        assert_eq!(shared.retire_flows(t0), Vec::<Arc<str>>::new());
+        drop(first);
+        // Once nothing uses them, flows that hold no sample go at once; `a` and `c` stay.
+        assert_eq!(shared.retire_flows(t0), vec![Arc::<str>::from("e")]);
+        assert_eq!(kept(&shared), ["a", "b", "c", "d", UNMATCHED]);
+        let scrape = shared.registry.render();
+        assert!(!scrape.contains("flow=\"e\""), "{scrape}");
+        assert!(scrape.contains("flow=\"a\""), "{scrape}");
+
+        // `a`'s sample leaves its window (15 m 5 s, rounded to 5 s slots) exactly then.
+        let span = MIN_WINDOW.as_millis() as u64;
+        let last_slot_end = t0 - t0 % 5_000 + 5_000;
+        assert_eq!(
+            shared.retire_flows(last_slot_end + span - 1),
+            Vec::<Arc<str>>::new()
+        );
+        let retired = shared.retire_flows(last_slot_end + span);
+        assert_eq!(retired, vec![Arc::<str>::from("a")]);
+        assert_eq!(kept(&shared), ["b", "c", "d", UNMATCHED]);
+        let scrape = shared.registry.render();
+        assert!(!scrape.contains("flow=\"a\""), "{scrape}");
+        assert!(scrape.contains("flow=\"b\""), "{scrape}");
+
+        // `c` has an SLO: its 3-day counter must empty too.
+        assert!(scrape.contains("flow=\"c\""), "{scrape}");
+        let three_days = 3 * 24 * 3_600_000 + 60_000;
+        let retired = shared.retire_flows(t0 + three_days + 60_000);
+        assert_eq!(retired, vec![Arc::<str>::from("c")]);
+
+        // Re-added, a flow starts fresh: a new window and new series.
+        let now = t0 + three_days + 120_000;
+        clock.set(now);
+        reload(&shared, &["a", "b", "d"]);
+        let a = shared.runtime.load().flows[0].state.clone();
+        assert_eq!(a.window.created_ms(), now);
+        assert!(a.window.is_empty(now));
+        assert!(shared.registry.render().contains("flow=\"a\""));
+        // And a current flow, empty or not, is never retired.
+        assert_eq!(
+            shared.retire_flows(now + three_days),
+            Vec::<Arc<str>>::new()
+        );
+    }
 
     #[test]
     fn upstream_host_and_port_are_worked_out_once_without_brackets() {

@@ -22,15 +22,20 @@
 //! The state is thread-local: it exists only on threads that [`install`] it (the proxy
 //! workers, each a single-threaded runtime whose connections never move). Elsewhere
 //! [`active`] is false and callers use plain timers.
+//!
+//! Time is read from tokio's clock (`tokio::time::Instant`), the one its timers follow, so
+//! tests can pause and advance it and check exact deadlines. Without tokio's `test-util`
+//! feature (never in a release build) its `now()` is exactly `std::time::Instant::now()`.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// An upstream wait still pending after this long (or half its timeout, if shorter) gets a
 /// real timer for its deadline.
@@ -185,7 +190,7 @@ impl Future for Watchdog {
                     return Poll::Pending;
                 }
                 Some(next) => {
-                    let at = tokio::time::Instant::from_std(next.max(now + MIN_TICK));
+                    let at = next.max(now + MIN_TICK);
                     match self.sleep.as_mut() {
                         Some(sleep) => sleep.as_mut().reset(at),
                         None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
@@ -290,7 +295,9 @@ impl Drop for Registration {
 /// Run `work` until it finishes (`Some`) or `timeout` after `started` passes (`None`, and
 /// `work` is dropped). `work` is polled first, so a ready result always wins, as with
 /// `tokio::time::timeout`. On a thread with a watchdog, a real timer is armed only if
-/// `work` is still pending after [`ESCALATE_AFTER`].
+/// `work` is still pending after [`ESCALATE_AFTER`]. `started` is read on tokio's clock:
+/// the system's, except in tests that pause it (take it from
+/// `tokio::time::Instant::now().into_std()` there).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -301,7 +308,8 @@ impl Drop for Registration {
 /// assert!(out.is_none(), "the timeout came first");
 /// # }
 /// ```
-pub fn limit<F: Future>(started: Instant, timeout: Duration, work: F) -> Limit<F> {
+pub fn limit<F: Future>(started: std::time::Instant, timeout: Duration, work: F) -> Limit<F> {
+    let started = Instant::from_std(started);
     Limit {
         work,
         deadline: Deadline {
@@ -348,8 +356,7 @@ struct Deadline {
 impl Deadline {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.timer.is_none() && !(self.watched && self.check_in(cx)) {
-            let at = tokio::time::Instant::from_std(self.at);
-            self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
+            self.timer = Some(Box::pin(tokio::time::sleep_until(self.at)));
         }
         match self.timer.as_mut() {
             Some(timer) => timer.as_mut().poll(cx),

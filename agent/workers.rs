@@ -8,10 +8,21 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::task::Poll;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::server::{Connections, ShutdownRx, stopped};
+
+/// Accepted connections each worker's queue holds: eight times the kernel's own accept
+/// queue for the listener (tokio binds through mio with a backlog of 128), so a burst the
+/// kernel took never waits here; the queue fills only when a worker has stopped taking
+/// connections. When every worker's queue is full the acceptor waits for room, and new
+/// connections wait in the kernel's queue instead of in memory (a file descriptor each).
+pub const QUEUE: usize = 1024;
 
 /// How many proxy threads to run: `TOKIO_WORKER_THREADS` (as for the main runtime), else one per core.
 pub fn count() -> usize {
@@ -60,7 +71,7 @@ where
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (conn_tx, conn_rx) = mpsc::channel(QUEUE);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = serve.clone();
         std::thread::Builder::new()
@@ -91,9 +102,10 @@ async fn deal(listener: TcpListener, queues: Vec<Sender>, mut stop: ShutdownRx) 
         };
         match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
             Ok(conn) => {
-                // A worker that is gone (only at shutdown) simply misses its turn.
-                let _ = queues[next].send(conn);
-                next = (next + 1) % queues.len();
+                if let Err((_, peer)) = hand_over(&queues, &mut next, conn).await {
+                    // Every worker is gone: only at shutdown, when the listener closes next.
+                    tracing::debug!(%peer, "No proxy worker left; closing the connection.");
+                }
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -106,7 +118,68 @@ async fn deal(listener: TcpListener, queues: Vec<Sender>, mut stop: ShutdownRx) 
     drop(listener);
 }
 
-type Sender = tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, std::net::SocketAddr)>;
+type Sender = mpsc::Sender<(std::net::TcpStream, std::net::SocketAddr)>;
+
+/// Give `item` to the worker whose turn it is (`next`, then round-robin), or, if its queue
+/// is full, to the next one with room; if every queue is full, wait for room in any of
+/// them. Never blocks the thread, and never drops `item` while a worker is left: a worker
+/// that is gone (only at shutdown) misses its turns. `Err` gives `item` back once every
+/// worker is gone.
+async fn hand_over<T: Send>(
+    queues: &[mpsc::Sender<T>],
+    next: &mut usize,
+    mut item: T,
+) -> Result<(), T> {
+    let n = queues.len();
+    for i in (0..n).map(|k| (*next + k) % n) {
+        match queues[i].try_send(item) {
+            Ok(()) => {
+                *next = (i + 1) % n;
+                return Ok(());
+            }
+            Err(TrySendError::Full(back) | TrySendError::Closed(back)) => item = back,
+        }
+    }
+    // Back-pressure: every queue is full, so stop accepting (new connections wait in the
+    // kernel's queue) until some worker takes one. Rare, so the boxes do not matter.
+    type Reserve<'a, T> = Pin<
+        Box<
+            dyn Future<Output = Result<mpsc::Permit<'a, T>, mpsc::error::SendError<()>>>
+                + Send
+                + 'a,
+        >,
+    >;
+    let mut waits: Vec<(usize, Reserve<'_, T>)> = queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (i, Box::pin(q.reserve()) as Reserve<'_, T>))
+        .collect();
+    let room = std::future::poll_fn(|cx| {
+        let mut k = 0;
+        while k < waits.len() {
+            match waits[k].1.as_mut().poll(cx) {
+                Poll::Ready(Ok(permit)) => return Poll::Ready(Some((waits[k].0, permit))),
+                // That worker is gone.
+                Poll::Ready(Err(_)) => drop(waits.swap_remove(k)),
+                Poll::Pending => k += 1,
+            }
+        }
+        if waits.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    match room {
+        Some((i, permit)) => {
+            permit.send(item);
+            *next = (i + 1) % n;
+            Ok(())
+        }
+        None => Err(item),
+    }
+}
 
 impl Workers {
     /// Resolves once every worker has drained and stopped.
@@ -114,5 +187,62 @@ impl Workers {
         for rx in self.done {
             let _ = rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `f` once: `Some` if it finished at once.
+    fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hand_over_deals_round_robin_skips_full_and_gone_queues_and_waits_for_room() {
+        let (a_tx, mut a) = mpsc::channel(2);
+        let (b_tx, mut b) = mpsc::channel(2);
+        let (c_tx, c) = mpsc::channel(2);
+        let queues = [a_tx, b_tx, c_tx];
+        let mut next = 0;
+        drop(c); // a worker that is gone misses its turns
+        for item in 0..4 {
+            hand_over(&queues, &mut next, item).await.unwrap();
+        }
+        let drained = |rx: &mut mpsc::Receiver<i32>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).collect::<Vec<_>>()
+        };
+        assert_eq!((drained(&mut a), drained(&mut b)), (vec![0, 2], vec![1, 3]));
+
+        // `a` full: its turn goes to `b`.
+        for item in [10, 11] {
+            queues[0].try_send(item).unwrap();
+        }
+        next = 0;
+        hand_over(&queues, &mut next, 12).await.unwrap();
+        assert_eq!(drained(&mut b), vec![12]);
+        assert_eq!(next, 2, "the turn after b's");
+
+        // Everything full: the hand-over waits (the acceptor stops accepting), and the
+        // first worker to take a connection gets the waiting one. Nothing is dropped.
+        queues[1].try_send(13).unwrap();
+        queues[1].try_send(14).unwrap();
+        let mut waiting = Box::pin(hand_over(&queues, &mut next, 15));
+        assert!(now_or_never(waiting.as_mut()).is_none(), "waits for room");
+        assert_eq!(b.recv().await, Some(13));
+        waiting.await.unwrap();
+        assert_eq!(drained(&mut b), vec![14, 15]);
+        assert_eq!(drained(&mut a), vec![10, 11]);
+
+        // Every worker gone: the item comes back to the caller instead of vanishing.
+        drop((a, b));
+        let mut next = 0;
+        assert_eq!(hand_over(&queues, &mut next, 16).await, Err(16));
     }
 }

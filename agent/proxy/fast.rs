@@ -148,19 +148,16 @@ async fn next_request(
                 Parsed::Refused(refusal, parts) => return Next::Refused(refusal, parts),
             }
         }
-        if buf.is_empty() {
-            // Between requests: the moment a drain closes the connection.
-            let drained = drain.notify.notified();
-            if drain.started() {
-                return Next::Closed;
-            }
-            tokio::select! {
-                biased;
-                ready = stream.readable() => if ready.is_err() { return Next::Closed },
-                () = drained => return Next::Closed,
-            }
-        } else if stream.readable().await.is_err() {
+        // Between requests or part-way through a head, no request is in flight: a drain
+        // closes the connection at once (a half-sent head must not hold up the exit).
+        let drained = drain.notify.notified();
+        if drain.started() {
             return Next::Closed;
+        }
+        tokio::select! {
+            biased;
+            ready = stream.readable() => if ready.is_err() { return Next::Closed },
+            () = drained => return Next::Closed,
         }
         make_room(buf);
         match stream.try_read_buf(buf) {

@@ -152,6 +152,24 @@ impl FlowWindow {
         summary
     }
 
+    /// Whether no sample lies in any slot of the longest window at `now_ms`: every slot the
+    /// window's span reaches back to is empty, or was never written. Stops at the first count.
+    pub fn is_empty(&self, now_ms: u64) -> bool {
+        let current = now_ms / SLOT_MS;
+        let oldest = now_ms.saturating_sub(millis(self.span())) / SLOT_MS;
+        (oldest..=current).all(|slot| {
+            let idx = self.index(slot);
+            let Some(meta) = self.meta.get(idx) else {
+                return true;
+            };
+            let counted = ring::read(&meta.epoch, slot, || {
+                self.row(idx).iter().any(|c| c.load(Ordering::Relaxed) != 0)
+            });
+            // A slot reset while being read has just left the window.
+            counted != Some(true)
+        })
+    }
+
     /// The last `n` slots (the current, partial one included), oldest first: the dashboard's 5 s
     /// series. `n` is capped at `span / 5 s + 1` (fewer only within `n` slots of the UNIX epoch).
     pub fn slot_series(&self, now_ms: u64, n: usize) -> Vec<SlotSummary> {

@@ -189,3 +189,78 @@ fn no_upstream_anywhere_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("upstream"));
 }
+
+/// Send one request on `conn` and read its response whole (it has a `content-length`).
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("content-length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {text}");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_connections_holding_half_a_request_head_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = app().await;
+    // The header read limit (10 s) is what used to hold the exit up.
+    let mut rl = Redline::start(&config_for(up, "limits: { shutdown_grace: 10s }\n"));
+    // One connection on the fast path, one handed to hyper (HTTP/1.0 keep-alive): each
+    // serves a request, then gets half of the next head.
+    let mut fast = tokio::net::TcpStream::connect(rl.proxy).await.unwrap();
+    let first = exchange(&mut fast, "GET /echo/a HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let mut hyper = tokio::net::TcpStream::connect(rl.proxy).await.unwrap();
+    let first = exchange(
+        &mut hyper,
+        "GET /echo/b HTTP/1.0\r\nhost: x\r\nconnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    assert!(first.starts_with("HTTP/1.0 200"), "{first}");
+    for conn in [&mut fast, &mut hyper] {
+        conn.write_all(b"GET /echo/c HTTP/1.1\r\nhost: x\r\nx-half: ")
+            .await
+            .unwrap();
+    }
+    let signalled = Instant::now();
+    rl.signal("TERM");
+    for conn in [&mut fast, &mut hyper] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "connection still open 2 s after SIGTERM");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+    let until = signalled + Duration::from_secs(2);
+    let exit = loop {
+        if let Some(status) = rl.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "redline still running 2 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(exit.code(), Some(0));
+}

@@ -176,15 +176,11 @@ async fn reset_mid_response_is_upstream_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_and_connect_never_reach_another_host() {
     let up = app().await;
-    let evil_hits = Arc::new(AtomicUsize::new(0));
-    let evil = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Never accepted from: a connection Redline made to it would wait in its accept
+    // queue, where the kernel put it before Redline could send or answer anything.
+    let evil = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    evil.set_nonblocking(true).unwrap();
     let evil_addr = evil.local_addr().unwrap();
-    let hits = evil_hits.clone();
-    tokio::spawn(async move {
-        while evil.accept().await.is_ok() {
-            hits.fetch_add(1, Ordering::SeqCst);
-        }
-    });
     let rl = Redline::start(&config_for(up, FLOWS));
 
     let raw = format!(
@@ -200,8 +196,11 @@ async fn absolute_form_and_connect_never_reach_another_host() {
     let raw = format!("CONNECT {evil_addr} HTTP/1.1\r\nHost: {evil_addr}\r\n\r\n");
     let resp = raw_exchange(rl.proxy, raw.as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(evil_hits.load(Ordering::SeqCst), 0);
+    let reached = evil.accept();
+    assert!(
+        matches!(&reached, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{reached:?}"
+    );
 }
 
 fn socket2_reset(s: TcpStream) -> std::io::Result<()> {
@@ -342,7 +341,13 @@ async fn client_abort_is_client_closed() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Dropped once the request is inside Redline (the upstream takes 1.5 s to answer).
+    eventually(Duration::from_secs(5), "request in flight", || async {
+        let m = rl.metrics().await;
+        m.contains(r#"http_server_active_requests{flow="unmatched",http_request_method="GET"} 1"#)
+            .then_some(())
+    })
+    .await;
     drop(s);
     let line = rl.access_line("abort-1").await;
     assert_eq!(line["error_type"], "client_closed");
@@ -429,17 +434,30 @@ async fn access_log_text_and_off_switches() {
 /// keep-alive, and closes a connection after `idle` without a request (like a server's
 /// keep-alive timeout), without announcing it.
 async fn counting_upstream(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let (addr, accepted, _) = closing_upstream(idle).await;
+    (addr, accepted)
+}
+
+/// `counting_upstream` that also counts the connections it has closed.
+async fn closing_upstream(
+    idle: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (count, done) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(keep_alive_conn(stream, idle));
+            let done = done.clone();
+            tokio::spawn(async move {
+                keep_alive_conn(stream, idle).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
 }
 
 async fn keep_alive_conn(mut stream: TcpStream, idle: Duration) {
@@ -487,7 +505,7 @@ async fn keep_alive_conn(mut stream: TcpStream, idle: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_closed_ones_replaced() {
-    let (up, accepted) = counting_upstream(Duration::from_millis(300)).await;
+    let (up, accepted, closed) = closing_upstream(Duration::from_millis(300)).await;
     let rl = Redline::start(&config_for(up, FLOWS));
     let client = client();
     // One client connection, 60 requests in a row (GETs and POSTs with bodies): the
@@ -520,7 +538,14 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     // The upstream closes idle connections after 300 ms without a word: the next
     // requests must notice and open fresh ones, never fail.
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eventually(Duration::from_secs(5), "upstream idle close", || async {
+            let (open, gone) = (
+                accepted.load(Ordering::SeqCst),
+                closed.load(Ordering::SeqCst),
+            );
+            (open == gone).then_some(())
+        })
+        .await;
         let (status, _, body) = get(&rl.url(&format!("/later/{i}"))).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, format!("GET /later/{i} 0"));

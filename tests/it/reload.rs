@@ -476,3 +476,33 @@ async fn twenty_reloads_under_load_fail_no_request() {
         .count();
     assert_eq!(api_reloads, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_removed_by_reloads_are_retired_once_their_windows_are_empty() {
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, &flows_yaml(&["f0"])));
+    assert_eq!(get(&rl.url("/f0/1")).await.0, 200);
+    // 25 reloads, each replacing the flow with one of a new name.
+    for i in 1..=25 {
+        let name = format!("f{i}");
+        std::fs::write(&rl.config_path, config_for(up, &flows_yaml(&[&name]))).unwrap();
+        let (status, _, body) = post(&rl.admin_url("/api/reload"), None, "").await;
+        assert_eq!(status, 200, "reload {i}: {body}");
+    }
+    assert_eq!(flow_names(rl.admin).await, ["f25", "unmatched"]);
+    let has = |scrape: &str, flow: &str| scrape.contains(&format!("flow=\"{flow}\""));
+    // The flows that saw no request hold nothing: the next tick (1 s) retires them.
+    let scrape = eventually(Duration::from_secs(10), "removed flows retired", || async {
+        let scrape = rl.metrics().await;
+        (1..25)
+            .all(|i| !has(&scrape, &format!("f{i}")))
+            .then_some(scrape)
+    })
+    .await;
+    assert!(has(&scrape, "f25"), "the current flow stays: {scrape}");
+    // `f0` counted a request: it stays until that leaves its 15-minute window.
+    assert!(has(&scrape, "f0"), "{scrape}");
+    let line = r#"http_server_request_duration_seconds_count{flow="f0",http_request_method="GET",http_route="/f0/{id}",http_response_status_code="200",error_type=""}"#;
+    assert_eq!(sample(&scrape, line), Some(1.0), "{scrape}");
+    assert_eq!(flow_names(rl.admin).await, ["f25", "unmatched"]);
+}
