@@ -14,15 +14,43 @@
 //! connection to each proxy.
 //!
 //! Property: both refuse with the same status, or the upstream receives from both the same
-//! method, target, version, body (chunked bodies compared decoded) and header list, in the
-//! same order, modulo these documented differences:
+//! method, target, version, body (chunked bodies compared decoded) and header list (names,
+//! values, order), and the client gets the same status, modulo these documented differences
+//! (found by running it; nothing else differed in 5,000 cases):
 //!
 //! * `x-request-id`: Redline makes up a random one (32 hex digits) when the client sent none
-//!   or one that is not sane; two such values are equal here.
+//!   or one that is not sane; two such values compare equal.
+//! * A client that stops inside its body (`Content-Length` larger than what it sends): the
+//!   fast path forwards only whole bodies (at most 64 KiB, read before the head goes
+//!   upstream), hyper streams the head first and the upstream sees a cut request. Neither
+//!   client gets an answer (both time out), so the case counts as agreeing. The start of the
+//!   test checks exactly this to prove `REDLINE_HTTP1_ENGINE=hyper` took effect.
 //!
-//! Runs: `PROPTEST_CASES` overrides the default of 64 cases; `ORACLE_EXPLORE=1` lists every
-//! kind of divergence (first shortest example) instead of stopping at the first.
-//! Recorded large run: see the end of this comment.
+//! Before the generated cases, every run checks `REGRESSIONS` (fixed requests) and that a
+//! head over the 64 KiB limit gets the same status however the reads split it.
+//!
+//! Runs: `PROPTEST_CASES` overrides the default of 64 cases (about 2 s plus the two
+//! processes' start); `ORACLE_EXPLORE=1` lists every kind of divergence (shortest example)
+//! instead of stopping at the first.
+//!
+//! # Findings (recorded large run)
+//!
+//! `ORACLE_EXPLORE=1 PROPTEST_CASES=5000 cargo test --test it differential -- --nocapture`,
+//! debug build, on `oracle` merged with `main` 3d8c588, 2 shared cores: 5,000 generated
+//! cases + 5 regressions in 54.6 s (68 s with the start): 2,745 both forward alike, 1,895
+//! both 400, 219 both 501, 60 both 431, 53 both 405, 14 both stall; two divergences, the
+//! test fails until they are fixed:
+//!
+//! 1. Absolute form with an empty path and a query, `GET http://shop.example?q=1`: the
+//!    hyper engine sends `GET /?q=1`, the fast path `GET ?q=1` (not a valid request target;
+//!    19 of 5,000). Cause: `wire::encode_request_head` writes `PathAndQuery::as_str()`,
+//!    which is `?q=1` for that URI (`path()` is `/`).
+//! 2. A head over the 64 KiB limit with more than 100 header lines gets 431 or 400 depending
+//!    on the read boundaries (both engines: admission is shared): 400 when a read ends
+//!    between 64,000 and 65,536 bytes, since `fast::head::parse_request` takes httparse's
+//!    TooManyHeaders error on a buffer already past `max_head` as malformed. Seen once at
+//!    random (fast 400, hyper 431); reproduced every time by sending 65,000 bytes, then
+//!    the rest 100 ms later.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
