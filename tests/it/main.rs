@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerting_engine;
+mod conformance;
 mod dashboard;
 mod demo;
 mod differential;
