@@ -36,21 +36,22 @@
 //! # Findings (recorded large run)
 //!
 //! `ORACLE_EXPLORE=1 PROPTEST_CASES=5000 cargo test --test it differential -- --nocapture`,
-//! debug build, on `oracle` merged with `main` 3d8c588, 2 shared cores: 5,000 generated
-//! cases + 5 regressions in 54.6 s (68 s with the start): 2,745 both forward alike, 1,895
-//! both 400, 219 both 501, 60 both 431, 53 both 405, 14 both stall; two divergences, the
-//! test fails until they are fixed:
+//! debug build, on `oracle` merged with `main` 70e5de1, 2 shared cores: 5,000 generated
+//! cases + 5 regressions in 71 s (73 s with the start): 2,760 both forward alike, 1,857
+//! both 400, 238 both 501, 62 both 405, 45 both 431, 18 both stall; two divergences, and
+//! the test fails until they are fixed:
 //!
 //! 1. Absolute form with an empty path and a query, `GET http://shop.example?q=1`: the
-//!    hyper engine sends `GET /?q=1`, the fast path `GET ?q=1` (not a valid request target;
-//!    19 of 5,000). Cause: `wire::encode_request_head` writes `PathAndQuery::as_str()`,
-//!    which is `?q=1` for that URI (`path()` is `/`).
-//! 2. A head over the 64 KiB limit with more than 100 header lines gets 431 or 400 depending
-//!    on the read boundaries (both engines: admission is shared): 400 when a read ends
-//!    between 64,000 and 65,536 bytes, since `fast::head::parse_request` takes httparse's
-//!    TooManyHeaders error on a buffer already past `max_head` as malformed. Seen once at
-//!    random (fast 400, hyper 431); reproduced every time by sending 65,000 bytes, then
-//!    the rest 100 ms later.
+//!    hyper engine sends `GET /?q=1`, the fast path `GET ?q=1` (not a valid request
+//!    target; 24 of 5,000 + the regression case). Cause: `wire::encode_request_head`
+//!    writes `PathAndQuery::as_str()`, which is `?q=1` for that URI (`path()` is `/`).
+//! 2. A head over the 64 KiB limit with more than 100 header lines gets 431 or 400
+//!    depending on the read boundaries, on both engines (admission is shared): 400 when
+//!    one read takes the buffer from under 65,536 bytes to past the 101st header line,
+//!    since `fast::head::parse_request` takes httparse's TooManyHeaders error on a buffer
+//!    already past `max_head` as malformed; 431 otherwise. Seen once at random in an
+//!    earlier 5,000-case run (fast 400, hyper 431); reproduced every time by sending
+//!    65,000 bytes, then the rest 100 ms later.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -74,11 +74,12 @@
 //!
 //! `PROPTEST_CASES` overrides the default case counts (512 chunked, 512 framing, 256
 //! lengths; about 2 s in all in a debug build). Recorded large run, debug build, on
-//! `oracle` merged with `main` 3d8c588, 2 shared cores:
-//! `PROPTEST_CASES=100000 cargo test --lib proxy::wire::oracle -- --nocapture`: 4 passed in
-//! 140 s wall (chunked 140.0 s: 54,532 both accept, 36,349 both refuse, 5,610 Redline
-//! stricter, 3,509 hyper caps; framing 53.7 s: 64,904 / 8,354 / 26,742 stricter; lengths
-//! 24.9 s: 58,796 / 33,679 / 7,525 stricter). No divergence.
+//! `oracle` merged with `main` 70e5de1, 2 shared cores:
+//! `PROPTEST_CASES=100000 cargo test --lib proxy::wire::oracle -- --nocapture`: 4 passed,
+//! 75 s wall (the three properties run in parallel). chunked 74.9 s: 54,433 both accept,
+//! 36,421 both refuse, 5,621 Redline stricter, 3,525 at hyper's caps; framing 26.3 s:
+//! 65,096 / 8,394 / 26,510 stricter; lengths 12.2 s: 58,712 / 33,708 / 7,580 stricter.
+//! No divergence.
 
 mod hyper_side;
 mod strategies;
