@@ -441,6 +441,6 @@ pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod oracle;
+#[cfg(test)]
+mod tests;
