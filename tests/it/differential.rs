@@ -52,6 +52,12 @@
 //!    already past `max_head` as malformed; 431 otherwise. Seen once at random in an
 //!    earlier 5,000-case run (fast 400, hyper 431); reproduced every time by sending
 //!    65,000 bytes, then the rest 100 ms later.
+//!
+//! Both fixed in commit "Fixes from the differential test" (origin form gets its `/`;
+//! only the first `max_head` bytes are parsed and too many header lines is 431). After
+//! the fix, same command with `PROPTEST_CASES=3000` on main: 3,005 cases in 40.8 s, no
+//! divergence (1,673 both forward alike, 1,049 both 400, 155 both 501, 80 both 431,
+//! 38 both 405, 10 both stall).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
