@@ -93,6 +93,7 @@ impl Proxy {
             }
         };
         let idempotent = parts.method.is_idempotent();
+        let version = parts.version;
         let mut req = Request::from_parts(parts, body);
         let upgrade =
             headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
@@ -105,8 +106,16 @@ impl Proxy {
         let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
-                // The client's body broke first; the upstream only saw it end early.
-                Some(fault) => phases::client_failed(fault),
+                // The client's body broke first; the upstream only saw it end early. Its
+                // connection cannot carry another request: say so.
+                Some(fault) => {
+                    let mut resp = upstream_failed(ctx, &phases::client_failed(fault));
+                    if version < Version::HTTP_2 {
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    return Ok(resp);
+                }
                 None => e,
             },
             None => phases::timed_out(timeout),
@@ -150,6 +159,10 @@ impl Proxy {
             tokio::spawn(tunnel(client_side, upstream_side));
         }
         let (mut parts, body) = resp.into_parts();
+        // Our answer is HTTP/1.1 whatever the upstream spoke: hyper frames a body of unknown
+        // length as chunked only for an HTTP/1.1 response (an HTTP/1.0 one would be cut by
+        // the close, with no word that it ends there).
+        parts.version = Version::HTTP_11;
         let reusable = phases::normalise_response(parts.status, &mut parts.headers);
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut parts.headers);

@@ -369,8 +369,13 @@ fn origin_form(uri: Uri) -> Uri {
     let mut target = uri.into_parts();
     target.scheme = None;
     target.authority = None;
-    if target.path_and_query.is_none() {
-        target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    match target.path_and_query.as_ref().map(|p| p.as_str()) {
+        None => target.path_and_query = Some(http::uri::PathAndQuery::from_static("/")),
+        // `http://host?q` has an empty path: origin form needs its `/` (RFC 9112 §3.2.1).
+        Some(p) if p.starts_with('?') => {
+            target.path_and_query = format!("/{p}").parse().ok();
+        }
+        Some(_) => {}
     }
     Uri::from_parts(target).unwrap_or_else(|_| Uri::from_static("/"))
 }

@@ -223,11 +223,13 @@ impl ChunkScan {
 /// of extensions per body; 4 KiB on one line is already no real client or server).
 pub const MAX_LINE: usize = 4096;
 
-/// A chunk-size line at the start of `buf` (RFC 9112 §7.1): 1 to 16 hex digits, optional
-/// whitespace, extensions of visible characters after `;`, then CRLF. Returns the line's
-/// length and the size, or `None` while incomplete. Stricter than httparse: a bare CR or
-/// LF, a NUL or another control byte inside the line is an error, so no two parsers can
-/// disagree on where the line ends.
+/// A chunk-size line at the start of `buf` (RFC 9112 §7.1): 1 to 16 hex digits (as
+/// httparse, which most Rust clients use, accepts; hyper would take leading zeros past 16
+/// but the fast path passes chunks on verbatim, so it must not send what a client may
+/// refuse), optional whitespace, extensions of visible characters after `;`, then CRLF.
+/// Returns the line's length and the size, or `None` while incomplete. Stricter than
+/// httparse: a bare CR or LF, a NUL or another control byte inside the line is an error,
+/// so no two parsers can disagree on where the line ends.
 fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, WireError> {
     let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits > 16 {
@@ -438,5 +440,7 @@ pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ mod architecture;
 mod conformance;
 mod dashboard;
 mod demo;
+mod differential;
 mod engines;
 mod fast_path;
 mod fleet;

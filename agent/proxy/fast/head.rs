@@ -45,10 +45,16 @@ pub(super) fn parse_request(buf: &mut BytesMut, limits: Limits) -> Parsed {
     // Uninitialised: zeroing 100 headers costs more than parsing the usual five.
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len <= limits.max_head => len,
+    // Only the first `max_head` bytes can hold a head: the verdict must not depend on how
+    // much arrived in one read (past the limit, a head is too large whatever follows).
+    let window = &buf[..buf.len().min(limits.max_head)];
+    let len = match req.parse_with_uninit_headers(window, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < limits.max_head => return Parsed::Partial,
-        Ok(_) => return refused(phases::TOO_LARGE, &req),
+        // More header lines than can be kept is a head too large, as hyper says (431).
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return refused(phases::TOO_LARGE, &req);
+        }
         // HTTP/2 with prior knowledge: hyper speaks it.
         Err(_) if buf.starts_with(H2_PREFACE) => return Parsed::Other,
         Err(_) => return refused(phases::MALFORMED, &req),

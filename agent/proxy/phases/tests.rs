@@ -261,3 +261,22 @@ fn failures_are_classified_by_whose_fault() {
     assert_eq!(status_of(&refused).as_u16(), 502);
     assert!(!ErrorType::BadRequest.is_error());
 }
+
+#[test]
+fn origin_form_always_starts_with_a_slash() {
+    for (target, want) in [
+        ("http://shop.example?q=1", "/?q=1"),
+        ("http://shop.example", "/"),
+        ("http://shop.example/a?b", "/a?b"),
+        ("/x", "/x"),
+        ("*", "*"),
+    ] {
+        let uri: Uri = target.parse().unwrap();
+        let got = origin_form(uri);
+        assert_eq!(
+            got.path_and_query().map(|p| p.as_str()),
+            Some(want),
+            "{target}"
+        );
+    }
+}

@@ -127,7 +127,7 @@ async fn response_side(engine: &str) {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let problems = response::run(rl.proxy, &rl.stdout, &up, case).await;
+        let problems = response::run(rl.proxy, &rl.stdout, &up, case, engine == "hyper").await;
         if !problems.is_empty() {
             failed.push((case.name, problems));
         }

@@ -33,6 +33,8 @@ pub struct RCase {
     pub want: RWant,
     /// Whether the next request goes on the same upstream connection (`None`: either).
     pub reuse: Option<bool>,
+    /// What the hyper engine does instead, where that differs and is safe.
+    pub on_hyper: Option<(RWant, Option<bool>)>,
 }
 
 fn reply(bytes: &[u8]) -> Reply {
@@ -57,6 +59,7 @@ fn ok(
         reply: reply(bytes),
         want: RWant::Pass(status, body.to_vec(), headers.to_vec()),
         reuse: reuse.into(),
+        on_hyper: None,
     }
 }
 
@@ -68,6 +71,7 @@ fn bad(name: &'static str, bytes: &[u8]) -> RCase {
         reply: reply(bytes),
         want: RWant::BadGateway,
         reuse: Some(false),
+        on_hyper: None,
     }
 }
 
@@ -82,7 +86,17 @@ fn cut(name: &'static str, head: &[u8], body: &[u8]) -> RCase {
         reply: r,
         want: RWant::Cut(200),
         reuse: Some(false),
+        on_hyper: None,
     }
+}
+
+/// hyper's client decodes what the fast path refuses to pass verbatim (it ignores what an
+/// extension holds, up to 16 KiB of them): the client gets the data re-chunked, nothing of
+/// the hostile line, so this is safe.
+fn hyper_decodes(mut c: RCase) -> RCase {
+    let want = RWant::Pass(200, ABC_CHUNKED.1.to_vec(), NO_CL_CHUNKED.to_vec());
+    c.on_hyper = Some((want, None));
+    c
 }
 
 fn closing(mut c: RCase) -> RCase {
@@ -173,7 +187,9 @@ pub fn cases() -> Vec<RCase> {
             false,
         ),
         ok("not-modified-with-body", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello", (304, b""), &[], false),
-        ok("not-modified-cl-no-body", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", (304, b""), &[], false),
+        // A 304's length is the representation's (RFC 9110 §8.6), not a body: reused.
+        // (hyper's server drops the length of a 304; the fast path keeps it.)
+        ok("not-modified-cl-no-body", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", (304, b""), &[], true),
         head_request(ok(
             "head-length",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
@@ -263,8 +279,8 @@ pub fn cases() -> Vec<RCase> {
         ("chunk-size-0x", b"0x3\r\nabc\r\n0\r\n\r\n"),
         ("chunk-size-leading-space", b" 3\r\nabc\r\n0\r\n\r\n"),
         (
-            "chunk-size-17-hex",
-            b"00000000000000003\r\nabc\r\n0\r\n\r\n",
+            "chunk-size-overflow",
+            b"10000000000000003\r\nabc\r\n0\r\n\r\n",
         ),
         ("chunk-data-no-crlf", b"3\r\nabcX\r\n0\r\n\r\n"),
         ("chunk-data-bare-lf", b"3\r\nabc\n0\r\n\r\n"),
@@ -272,7 +288,12 @@ pub fn cases() -> Vec<RCase> {
         ("chunk-trailer-blank-line", b"3\r\nabc\r\n0\r\n \r\n\r\n"),
         ("chunk-trailer-no-colon", b"3\r\nabc\r\n0\r\nbogus\r\n\r\n"),
     ] {
-        c.push(cut(name, CHUNKED, body));
+        let case = cut(name, CHUNKED, body);
+        let lenient = matches!(
+            name,
+            "chunk-ext-nul" | "chunk-ext-overlong" | "chunk-size-17-hex"
+        );
+        c.push(if lenient { hyper_decodes(case) } else { case });
     }
     c
 }
@@ -286,7 +307,17 @@ pub fn script(cases: &[RCase]) -> HashMap<String, Reply> {
 }
 
 /// Run one response-side case; its problems.
-pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase) -> Vec<String> {
+pub async fn run(
+    proxy: SocketAddr,
+    log: &AccessLog,
+    up: &Upstream,
+    case: &RCase,
+    hyper: bool,
+) -> Vec<String> {
+    let (want, reuse) = match &case.on_hyper {
+        Some((want, reuse)) if hyper => (want, *reuse),
+        _ => (&case.want, case.reuse),
+    };
     let mark = up.mark();
     let mut problems = Vec::new();
     let mut client = Client::connect(proxy).await;
@@ -297,7 +328,11 @@ pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase
     if let Err(e) = client.send(req.as_bytes()).await {
         problems.push(e);
     } else {
-        match &case.want {
+        if let (RWant::Pass(..), Some((gate, _))) = (want, &case.reply.then) {
+            // Held-back bytes the engine passes whole: let them go at once.
+            gate.notify_one();
+        }
+        match want {
             RWant::Pass(status, body, headers) => match client.response(case.head_request).await {
                 Ok(r) => {
                     open = r.header("connection") != Some("close");
@@ -376,7 +411,7 @@ pub async fn run(proxy: SocketAddr, log: &AccessLog, up: &Upstream, case: &RCase
         on(format!("/next-{name}")).as_slice(),
     ) {
         ([first], [next]) => {
-            if case.reuse.is_some_and(|r| (first == next) != r) {
+            if reuse.is_some_and(|r| (first == next) != r) {
                 let how = if first == next {
                     "reused"
                 } else {
