@@ -50,15 +50,16 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// Match the request to a flow and route and start its clocks.
+    /// Match the request to a flow and route and start its clocks and its trace
+    /// (`telemetry`: the proxy's handle, `None` for W3C propagation only).
     pub fn start(
-        proxy: &super::Proxy,
+        shared: &Arc<Shared>,
+        telemetry: Option<&Arc<Telemetry>>,
         runtime: Arc<Runtime>,
         parts: &http::request::Parts,
         client: SocketAddr,
     ) -> Self {
         let started = Instant::now();
-        let shared = &proxy.shared;
         let method_idx = method_index(&parts.method);
         let path = parts.uri.path();
         let (flow, route_metrics) = match runtime.router.find(&parts.method, path) {
@@ -71,10 +72,10 @@ impl RequestCtx {
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         let active = flow_rt.state.active.start(method_idx);
-        let (trace, span) = crate::telemetry::begin(proxy.telemetry.as_deref(), parts);
+        let (trace, span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
         RequestCtx {
             shared: shared.clone(),
-            telemetry: proxy.telemetry.clone(),
+            telemetry: telemetry.cloned(),
             flow,
             route_metrics,
             method: parts.method.clone(),

@@ -187,7 +187,13 @@ async fn forward(
     let head_request = parts.method == Method::HEAD;
     let retryable = parts.method.is_idempotent();
     let runtime = proxy.shared.runtime.load_full();
-    let mut ctx = RequestCtx::start(proxy, runtime, &parts, peer);
+    let mut ctx = RequestCtx::start(
+        &proxy.shared,
+        proxy.telemetry.as_ref(),
+        runtime,
+        &parts,
+        peer,
+    );
     if body > 0 && !read_body(client, buf, body).await {
         return false; // the unfinished context records client_closed
     }
@@ -240,7 +246,13 @@ async fn refuse(
     peer: SocketAddr,
 ) {
     let runtime = proxy.shared.runtime.load_full();
-    let ctx = RequestCtx::start(proxy, runtime, parts, peer);
+    let ctx = RequestCtx::start(
+        &proxy.shared,
+        proxy.telemetry.as_ref(),
+        runtime,
+        parts,
+        peer,
+    );
     let resp = super::refused(ctx, refusal);
     let mut out = take_out();
     let written = write_local(client, resp, &mut out, true).await;

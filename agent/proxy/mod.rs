@@ -75,7 +75,13 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let runtime = self.shared.runtime.load_full();
         let (parts, body) = req.into_parts();
-        let mut ctx = RequestCtx::start(self, runtime, &parts, client);
+        let mut ctx = RequestCtx::start(
+            &self.shared,
+            self.telemetry.as_ref(),
+            runtime,
+            &parts,
+            client,
+        );
         let target = phases::Target::of_uri(&parts.uri);
         let pairs = parts
             .headers
