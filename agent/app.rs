@@ -14,7 +14,7 @@ use crate::config::{AccessLogFormat, Config};
 use crate::proxy::Proxy;
 use crate::reload::ReloadState;
 use crate::server::{self, ConnLimits};
-use crate::shutdown::{self, ShutdownRx, ShutdownTx};
+use crate::shutdown::{self, Watch};
 use crate::state::{BuildError, Shared};
 use crate::stats::{Clock, SystemClock};
 
@@ -47,8 +47,8 @@ pub type Reloader = Arc<dyn Fn(&std::path::Path) -> Result<Config, String> + Sen
 pub struct Hooks {
     /// Receives the bound (proxy, admin) addresses once listening.
     pub bound: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
-    /// Fires shutdown like SIGTERM does, when set to `true`.
-    pub shutdown: Option<ShutdownRx>,
+    /// Starts the shutdown like SIGTERM does, once signaled.
+    pub shutdown: Option<Watch>,
     /// File re-read on SIGHUP; overrides are re-applied by `reload`.
     pub config_path: Option<PathBuf>,
     /// Re-applied to every reloaded file (flag/env values win over the file).
@@ -86,7 +86,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         local_addr(&proxy_listener, listen),
         local_addr(&admin_listener, admin_addr),
     );
-    let (stop_tx, stop_rx) = shutdown::channel();
+    // Everything that must stop before the final flushes holds a clone of `stop_rx`.
+    let (stop, stop_rx) = shutdown::channel();
     let spans_on = tracing.exports_spans();
     let proxy = Proxy::new(shared.clone(), Some(tracing));
     let fast = proxy.clone();
@@ -96,13 +97,12 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         // for its whole life (~2 KiB each), idle keep-alive connections included.
         Box::pin(async move { proxy.handle(req, peer).await })
     };
-    let proxy_stop = stop_rx.clone();
-    let serve = move |listener| {
+    let serve = move |listener, stop| {
         let serving = server::serve(
             listener,
             limits,
             handler.clone(),
-            proxy_stop.clone(),
+            stop,
             grace,
             Some(fast.clone()),
         );
@@ -123,7 +123,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
             crate::watchdog::uninstall();
         }
     };
-    let workers = crate::workers::start(
+    crate::workers::start(
         proxy_listener,
         crate::workers::count(),
         stop_rx.clone(),
@@ -150,22 +150,20 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         crate::reload::Options::default(),
         stop_rx.clone(),
     );
-    tokio::spawn(watch_signals(
+    let signaled = tokio::spawn(watch_signals(
         shared.clone(),
         reload.clone(),
-        stop_tx,
         hooks.shutdown,
     ));
 
     // Alert events flow evaluator → notifier on a bounded queue, off the request path.
     let (alert_tx, alert_rx) = tokio::sync::mpsc::channel::<crate::notify::AlertEvent>(1024);
-    let (alerts, alert_engine) =
-        crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx.clone());
+    let alerts = crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx);
     let notifier = crate::notify::spawn(&shared, alert_rx);
 
     let admin = Admin::new(shared.clone(), reload, alerts);
-    let (admin_stop_tx, admin_stop_rx) = shutdown::channel();
-    let admin_task = tokio::spawn(server::serve(
+    let (admin_stop, admin_stop_rx) = shutdown::channel();
+    tokio::spawn(server::serve(
         server::Connections::Listener(admin_listener),
         limits,
         move |req, peer| {
@@ -177,16 +175,18 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         None,
     ));
 
-    workers.join().await;
+    // Until SIGTERM/SIGINT (or the hook); /readyz answers 503 from then on.
+    let _ = signaled.await;
+    // The listener closes, in-flight requests finish within the grace and each worker
+    // hands its spans over; the alert engine flushes its state and queued events.
+    stop.drain().await;
     tracing::info!("Proxy drained; flushing.");
     telemetry.flush(Duration::from_secs(5)).await;
-    let _ = alert_engine.await;
     // After the engine: its last events are queued, so the outbox flush includes them.
     if let Some(notifier) = notifier {
         notifier.shutdown(Duration::from_secs(5)).await;
     }
-    let _ = admin_stop_tx.send(true);
-    let _ = admin_task.await;
+    admin_stop.drain().await;
     tokio::task::spawn_blocking(move || access_log.drain(Duration::from_secs(2)))
         .await
         .ok();
@@ -205,12 +205,12 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
 
 /// Pre-clear upcoming window slots every second, so the request path rarely resets one,
 /// and retire the flows a reload removed once their windows are empty.
-async fn tick_windows(shared: Arc<Shared>, mut stop: ShutdownRx) {
+async fn tick_windows(shared: Arc<Shared>, stop: Watch) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = crate::shutdown::stopped(&mut stop) => return,
+            () = stop.signaled() => return,
         }
         let now = shared.clock.now_ms();
         for flow in shared.all_flows() {
@@ -220,13 +220,9 @@ async fn tick_windows(shared: Arc<Shared>, mut stop: ShutdownRx) {
     }
 }
 
-/// SIGTERM/SIGINT start draining; SIGHUP reloads the config file.
-async fn watch_signals(
-    shared: Arc<Shared>,
-    reload: Arc<ReloadState>,
-    stop: ShutdownTx,
-    external: Option<ShutdownRx>,
-) {
+/// SIGHUP reloads the config file; returns at SIGTERM/SIGINT (or when `external` is
+/// signaled), once `/readyz` answers 503: the caller drains then.
+async fn watch_signals(shared: Arc<Shared>, reload: Arc<ReloadState>, external: Option<Watch>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -238,16 +234,15 @@ async fn watch_signals(
     };
     // Without an external trigger, keep its sender alive so the branch never fires.
     let (_keep, fallback) = shutdown::channel();
-    let mut external = external.unwrap_or(fallback);
+    let external = external.unwrap_or(fallback);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = crate::shutdown::stopped(&mut external) => break,
+            () = external.signaled() => break,
             _ = hup.recv() => crate::reload::request(&reload, crate::audit::Trigger::Signal),
         }
     }
     tracing::info!("Shutting down: draining in-flight requests.");
     shared.ready.store(false, Ordering::SeqCst);
-    let _ = stop.send(true);
 }

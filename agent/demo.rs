@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::app::{self, Hooks, RunError};
 use crate::config::{Config, ConfigError};
 use crate::server::{self, ConnLimits};
-use crate::shutdown::{self, ShutdownRx};
+use crate::shutdown::{self, Watch};
 
 /// Proxy address the demo prefers; an ephemeral port if it is taken.
 pub const DEFAULT_PROXY: &str = "127.0.0.1:8080";
@@ -61,7 +61,8 @@ pub enum DemoError {
 /// Run the demo until `duration` elapses (or forever), or until SIGINT/SIGTERM.
 pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
     let started = Instant::now();
-    let (app_stop_tx, app_stop_rx) = shutdown::channel();
+    // Dropped, not drained, at the end: the app's connections are not waited for.
+    let (app_stop, app_stop_rx) = shutdown::channel();
     let app_addr = start_app(started, app_stop_rx).await?;
     let (config, console) = demo_config(
         app_addr,
@@ -69,7 +70,7 @@ pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
         free_or_ephemeral(DEFAULT_ADMIN),
     )?;
     let (bound_tx, bound_rx) = oneshot::channel();
-    let (shutdown_tx, shutdown_rx) = shutdown::channel();
+    let (shutdown, shutdown_rx) = shutdown::channel();
     let hooks = Hooks {
         bound: Some(bound_tx),
         shutdown: Some(shutdown_rx),
@@ -77,28 +78,27 @@ pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
     };
     let mut redline = tokio::spawn(app::run(config, hooks));
     let Ok((proxy, admin)) = bound_rx.await else {
-        let _ = app_stop_tx.send(true);
+        drop(app_stop);
         redline.await??;
         return Err(DemoError::NotListening);
     };
     print_banner(proxy, admin, app_addr, console, duration);
-    let (traffic_stop_tx, traffic_stop_rx) = shutdown::channel();
-    let traffic = tokio::spawn(generate_traffic(proxy, started, traffic_stop_rx));
+    let (traffic_stop, traffic_stop_rx) = shutdown::channel();
+    tokio::spawn(generate_traffic(proxy, started, traffic_stop_rx));
     let ended_by_signal = tokio::select! {
         _ = sleep_or_forever(duration) => None,
         result = &mut redline => Some(result),
     };
     // Traffic stops first, so Redline drains only what is in flight; the app goes last.
-    let _ = traffic_stop_tx.send(true);
-    let _ = traffic.await;
+    traffic_stop.drain().await;
     let result = match ended_by_signal {
         Some(result) => result,
         None => {
-            let _ = shutdown_tx.send(true);
+            shutdown.drain().await;
             redline.await
         }
     };
-    let _ = app_stop_tx.send(true);
+    drop(app_stop);
     result??;
     println!("[demo] finished after {}s.", started.elapsed().as_secs());
     Ok(())
@@ -225,7 +225,7 @@ fn incident_at(elapsed: Duration) -> bool {
 
 type AppBody = Full<Bytes>;
 
-async fn start_app(started: Instant, stop: ShutdownRx) -> Result<SocketAddr, DemoError> {
+async fn start_app(started: Instant, stop: Watch) -> Result<SocketAddr, DemoError> {
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(DemoError::App)?;
@@ -323,7 +323,7 @@ fn json(status: StatusCode, body: &'static str) -> Response<AppBody> {
 }
 
 /// Sends a mix of requests through the proxy, and says when the app's incident starts and ends.
-async fn generate_traffic(proxy: SocketAddr, started: Instant, mut stop: ShutdownRx) {
+async fn generate_traffic(proxy: SocketAddr, started: Instant, stop: Watch) {
     let client: Client<HttpConnector, AppBody> = Client::builder(TokioExecutor::new()).build_http();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut every = tokio::time::interval(REQUEST_EVERY);
@@ -332,7 +332,7 @@ async fn generate_traffic(proxy: SocketAddr, started: Instant, mut stop: Shutdow
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = crate::shutdown::stopped(&mut stop) => return,
+            () = stop.signaled() => return,
         }
         let incident = in_incident(started);
         if incident != was_incident {

@@ -15,8 +15,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::proxy::Proxy;
-use crate::proxy::fast::{self, Drain, Prefixed, Served};
-use crate::shutdown::{ShutdownRx, stopped};
+use crate::proxy::fast::{self, Prefixed, Served};
+use crate::shutdown::{self, Watch};
 use crate::watchdog::{Busy, ConnKey};
 
 /// Limits applied to every client connection.
@@ -52,8 +52,12 @@ impl Connections {
     }
 }
 
-/// Accept connections from `incoming` until `shutdown` fires, then stop accepting and
-/// wait up to `grace` for open connections to finish their in-flight requests.
+/// Accept connections from `incoming` until `shutdown` is signaled, then stop accepting
+/// and wait up to `grace` for open connections to finish their in-flight requests.
+///
+/// Each connection holds a [`Watch`] of this server's own drain: on the fast path it
+/// closes when idle and answers its request in flight with `connection: close`; under
+/// hyper it gets `graceful_shutdown()`. The drain resolves when the last one ends.
 ///
 /// With `fast` (proxy workers only, where the watchdog keeps the header-read limit),
 /// connections start on the proxy's HTTP/1.1 fast path (`proxy::fast`) and go to hyper
@@ -62,7 +66,7 @@ pub async fn serve<F, Fut, B>(
     mut incoming: Connections,
     limits: ConnLimits,
     handler: F,
-    mut shutdown: ShutdownRx,
+    shutdown: Watch,
     grace: Duration,
     fast: Option<Arc<Proxy>>,
 ) where
@@ -74,12 +78,11 @@ pub async fn serve<F, Fut, B>(
     // On a thread with a watchdog it keeps the header-read limit; elsewhere hyper does.
     let builder = Arc::new(builder(limits, crate::watchdog::active()));
     let fast = fast.filter(|_| crate::watchdog::active());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let drain = Arc::new(Drain::default());
+    let (drain, conns) = shutdown::channel();
     loop {
         let accepted = tokio::select! {
             accepted = incoming.accept() => accepted,
-            _ = stopped(&mut shutdown) => break,
+            () = shutdown.signaled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -99,15 +102,15 @@ pub async fn serve<F, Fut, B>(
             async move { Ok::<_, Infallible>(response.await?.map(|body| Tracked { body, _busy: busy })) }
         });
         let registration = key.map(ConnKey::registration);
-        // Taken now: the graceful shutdown waits for this connection from here on.
-        let watcher = graceful.watcher();
-        let (builder, fast, drain) = (builder.clone(), fast.clone(), drain.clone());
+        // Taken now: the drain waits for this connection from here on.
+        let watch = conns.clone();
+        let (builder, fast) = (builder.clone(), fast.clone());
         let task = tokio::spawn(async move {
             let _registration = registration;
             let io = match fast {
                 Some(proxy) => {
                     let max_head = limits.max_header_bytes;
-                    match fast::serve(&proxy, stream, peer, key, max_head, &drain).await {
+                    match fast::serve(&proxy, stream, peer, key, max_head, &watch).await {
                         Served::Closed => return,
                         Served::Fallback(io) => io,
                     }
@@ -117,7 +120,8 @@ pub async fn serve<F, Fut, B>(
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
-            if let Err(error) = watcher.watch(conn).await {
+            let served = watch.watch(conn, |conn| conn.graceful_shutdown()).await;
+            if let Err(error) = served {
                 tracing::debug!(%error, %peer, "Connection ended with an error.");
             }
         });
@@ -127,11 +131,8 @@ pub async fn serve<F, Fut, B>(
     }
     // Closing the listener first makes new connections fail fast instead of queueing.
     drop(incoming);
-    drain.start();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(conns);
+    if tokio::time::timeout(grace, drain.drain()).await.is_err() {
         tracing::warn!(grace = %humantime::format_duration(grace), "Grace period over; closing remaining connections.");
     }
 }

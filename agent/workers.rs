@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::server::Connections;
-use crate::shutdown::{ShutdownRx, stopped};
+use crate::shutdown::Watch;
 
 /// Accepted connections each worker's queue holds: eight times the kernel's own accept
 /// queue for the listener (tokio binds through mio with a backlog of 128), so a burst the
@@ -42,15 +42,13 @@ pub enum WorkerError {
     Start(#[from] std::io::Error),
 }
 
-/// The running proxy threads.
-#[derive(Debug)]
-pub struct Workers {
-    done: Vec<tokio::sync::oneshot::Receiver<()>>,
-}
-
 /// Start `n` proxy threads, each running `serve` on its own current-thread runtime, and an
 /// acceptor on the calling runtime that deals accepted connections out to them in turn
-/// until `stop` fires (then it closes the listener).
+/// until `stop` is signaled (then it closes the listener).
+///
+/// Each thread gets a clone of `stop` for `serve`, and holds the drain until its
+/// runtime is gone and its spans are handed over: the `Signal`'s drain resolves once
+/// every worker has drained and stopped.
 ///
 /// Dealing, rather than letting every thread accept on the shared socket, keeps the
 /// threads evenly loaded: a thread that wakes first would otherwise take a whole burst of
@@ -58,48 +56,46 @@ pub struct Workers {
 pub fn start<F, Fut>(
     listener: TcpListener,
     n: usize,
-    stop: ShutdownRx,
+    stop: Watch,
     serve: F,
-) -> Result<Workers, WorkerError>
+) -> Result<(), WorkerError>
 where
-    F: Fn(Connections) -> Fut + Clone + Send + 'static,
+    F: Fn(Connections, Watch) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let n = n.max(1);
-    let mut done = Vec::with_capacity(n);
     let mut queues = Vec::with_capacity(n);
     for i in 0..n {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let (conn_tx, conn_rx) = mpsc::channel(QUEUE);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = serve.clone();
+        let (serve, watch) = (serve.clone(), stop.clone());
+        let held = stop.clone().ignore_signaled();
         std::thread::Builder::new()
             .name(format!("redline-proxy-{i}"))
             .spawn(move || {
-                runtime.block_on(serve(Connections::Handed(conn_rx)));
+                runtime.block_on(serve(Connections::Handed(conn_rx), watch));
                 // Dropped on its own thread: ends whatever connection tasks outlived the grace.
                 drop(runtime);
-                // Their spans too were encoded here: hand them over before saying done,
-                // since the exporters' final flush starts once every worker is done.
+                // Their spans too were encoded here: hand them over before releasing the
+                // drain, since the exporters' final flush starts once it resolves.
                 crate::telemetry::flush_this_thread();
-                let _ = done_tx.send(());
+                drop(held);
             })?;
         queues.push(conn_tx);
-        done.push(done_rx);
     }
     tokio::spawn(deal(listener, queues, stop));
-    Ok(Workers { done })
+    Ok(())
 }
 
-/// Accept connections and hand them to the workers round-robin until `stop` fires.
-async fn deal(listener: TcpListener, queues: Vec<Sender>, mut stop: ShutdownRx) {
+/// Accept connections and hand them to the workers round-robin until `stop` is signaled.
+async fn deal(listener: TcpListener, queues: Vec<Sender>, stop: Watch) {
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped(&mut stop) => break,
+            () = stop.signaled() => break,
         };
         match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
             Ok(conn) => {
@@ -179,15 +175,6 @@ async fn hand_over<T: Send>(
             Ok(())
         }
         None => Err(item),
-    }
-}
-
-impl Workers {
-    /// Resolves once every worker has drained and stopped.
-    pub async fn join(self) {
-        for rx in self.done {
-            let _ = rx.await;
-        }
     }
 }
 

@@ -34,21 +34,21 @@ pub use engine::Engine;
 pub use fingerprint::fingerprint;
 
 use crate::notify::AlertEvent;
-use crate::shutdown::ShutdownRx;
+use crate::shutdown::Watch;
 use crate::state::Shared;
 
-/// Build the engine (restoring `data_dir` state) and run it until `stop`; events go to
-/// `events`. Returns the engine (for the admin API) and the task: await it on shutdown, the
-/// last state and the queued events are flushed before it ends.
+/// Build the engine (restoring `data_dir` state) and run it until `stop` is signaled;
+/// events go to `events`. Returns the engine (for the admin API). The task holds `stop`
+/// until the last state and the queued events are flushed, so draining waits for them.
 pub fn spawn(
     shared: &Arc<Shared>,
     events: mpsc::Sender<AlertEvent>,
     admin: SocketAddr,
-    stop: ShutdownRx,
-) -> (Arc<Engine>, tokio::task::JoinHandle<()>) {
+    stop: Watch,
+) -> Arc<Engine> {
     let engine = start(shared, admin);
-    let task = tokio::spawn(run(engine.clone(), shared.clone(), events, stop));
-    (engine, task)
+    tokio::spawn(run(engine.clone(), shared.clone(), events, stop));
+    engine
 }
 
 /// A new engine for `shared`, its state restored from `data_dir`.
@@ -64,7 +64,7 @@ async fn run(
     engine: Arc<Engine>,
     shared: Arc<Shared>,
     events: mpsc::Sender<AlertEvent>,
-    mut stop: ShutdownRx,
+    stop: Watch,
 ) {
     // Events restored from a crash go out first.
     engine.flush_outbox(&events);
@@ -74,7 +74,7 @@ async fn run(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = engine.woken() => {}
-            _ = crate::shutdown::stopped(&mut stop) => break,
+            () = stop.signaled() => break,
         }
         tick(&engine, &shared, &events).await;
     }

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
-use crate::shutdown::ShutdownRx;
+use crate::shutdown::Watch;
 
 use super::Timing;
 use super::deliver::Ctx;
@@ -172,10 +172,10 @@ struct Due {
 }
 
 /// Push the active set until `stop`; then push once more to URLs that are due and return.
-pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
+pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, stop: Watch) {
     let mut due: HashMap<String, Due> = HashMap::new();
     loop {
-        let stopping = *stop.borrow();
+        let stopping = stop.is_signaled();
         let urls = match ctx.receiver(&queue.name, ReceiverKind::Alertmanager) {
             Some(config) => config.all_urls().into_iter().map(String::from).collect(),
             None => Vec::new(),
@@ -194,7 +194,7 @@ pub async fn run(queue: Arc<AmQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
         tokio::select! {
             _ = sleep_until(wait) => {}
             _ = queue.wake.notified() => due.clear(),
-            _ = crate::shutdown::stopped(&mut stop) => {}
+            () = stop.signaled() => {}
         }
     }
 }

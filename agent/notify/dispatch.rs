@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::ReceiverKind;
-use crate::shutdown::{self, ShutdownRx, ShutdownTx};
+use crate::shutdown::{self, Signal, Watch};
 
 use super::alertmanager::{self, ActiveSet, AmQueue};
 use super::deliver::Ctx;
@@ -50,31 +50,35 @@ pub struct Dispatcher {
     data_dir: Option<PathBuf>,
     queues: HashMap<(String, ReceiverKind), Queue>,
     workers: JoinSet<()>,
-    stop_workers: ShutdownTx,
+    /// Drained in `finish`; every worker holds a clone of `worker_stop`.
+    stop_workers: Signal,
+    worker_stop: Watch,
 }
 
 impl Dispatcher {
     /// A dispatcher with no queues yet.
     pub fn new(ctx: Arc<Ctx>, data_dir: Option<PathBuf>) -> Dispatcher {
+        let (stop_workers, worker_stop) = shutdown::channel();
         Dispatcher {
             ctx,
             data_dir,
             queues: HashMap::new(),
             workers: JoinSet::new(),
-            stop_workers: shutdown::channel().0,
+            stop_workers,
+            worker_stop,
         }
     }
 
     /// Route events until `stop`, drain what is already queued, then let workers flush.
-    pub async fn run(mut self, mut events: mpsc::Receiver<AlertEvent>, mut stop: ShutdownRx) {
+    pub async fn run(mut self, mut events: mpsc::Receiver<AlertEvent>, stop: Watch) {
         self.restore().await;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.route(event).await,
-                    None => { crate::shutdown::stopped(&mut stop).await; break; }
+                    None => { stop.signaled().await; break; }
                 },
-                _ = crate::shutdown::stopped(&mut stop) => break,
+                () = stop.signaled() => break,
             }
         }
         // Events the evaluator sent before shutdown still belong in the outbox.
@@ -103,7 +107,7 @@ impl Dispatcher {
     }
 
     fn spawn(&mut self, name: &str, kind: ReceiverKind, restored: Option<Restored>) -> Queue {
-        let (ctx, stop) = (self.ctx.clone(), self.stop_workers.subscribe());
+        let (ctx, stop) = (self.ctx.clone(), self.worker_stop.clone());
         let capacity = self.ctx.timing.queue_capacity;
         if kind == ReceiverKind::Alertmanager {
             let set = match restored {
@@ -188,9 +192,9 @@ impl Dispatcher {
     }
 
     /// Tell workers to flush what is due and wait for them (the caller bounds the wait).
-    async fn finish(mut self) {
-        let _ = self.stop_workers.send(true);
-        while self.workers.join_next().await.is_some() {}
+    async fn finish(self) {
+        drop(self.worker_stop);
+        self.stop_workers.drain().await;
         let left: usize = self.queues.values().map(Queue::len).sum();
         match (&self.data_dir, left) {
             (_, 0) => tracing::info!("Alert outbox flushed."),

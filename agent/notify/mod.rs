@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ReceiverConfig;
 use crate::metrics::Registry;
-use crate::shutdown::{self, ShutdownTx};
+use crate::shutdown::{self, Signal};
 use crate::state::Shared;
 
 /// The receivers to deliver to, read at each delivery so reloads apply without a restart.
@@ -128,7 +128,7 @@ pub enum NotifyError {
 /// The running notifier; call [`Notifier::shutdown`] to flush it.
 #[derive(Debug)]
 pub struct Notifier {
-    stop: ShutdownTx,
+    stop: Signal,
     task: JoinHandle<()>,
 }
 
@@ -151,9 +151,12 @@ impl Notifier {
     /// Anything still in flight at the deadline stays in the saved outbox and is sent
     /// again (same `webhook-id`) on the next start.
     pub async fn shutdown(self, deadline: Duration) {
-        let _ = self.stop.send(true);
         let abort = self.task.abort_handle();
-        if tokio::time::timeout(deadline, self.task).await.is_err() {
+        // The dispatcher holds its watch until the outbox is flushed and persisted.
+        if tokio::time::timeout(deadline, self.stop.drain())
+            .await
+            .is_err()
+        {
             abort.abort();
             tracing::warn!("Alert outbox flush timed out; pending notifications stay queued.");
         }

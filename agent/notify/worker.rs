@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::ReceiverKind;
-use crate::shutdown::ShutdownRx;
+use crate::shutdown::Watch;
 
 use super::deliver::{Attempt, Ctx};
 use super::event::AlertEvent;
@@ -121,9 +121,9 @@ impl EventQueue {
 }
 
 /// Deliver until `stop`; then deliver what is due right now and return.
-pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
+pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, stop: Watch) {
     loop {
-        let stopping = *stop.borrow();
+        let stopping = stop.is_signaled();
         if !stopping && ctx.receiver(&queue.name, queue.kind).is_none() {
             queue.drop_all(&ctx).await;
         }
@@ -137,13 +137,13 @@ pub async fn run(queue: Arc<EventQueue>, ctx: Arc<Ctx>, mut stop: ShutdownRx) {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = queue.wake.notified() => {}
-                    _ = crate::shutdown::stopped(&mut stop) => {}
+                    () = stop.signaled() => {}
                 }
             }
             Next::Idle => {
                 tokio::select! {
                     _ = queue.wake.notified() => {}
-                    _ = crate::shutdown::stopped(&mut stop) => {}
+                    () = stop.signaled() => {}
                 }
             }
         }

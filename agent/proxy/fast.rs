@@ -25,19 +25,18 @@ mod relay;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Buf, BytesMut};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use super::direct::{self, Conn, Head};
 use super::phases::{self, Refusal};
 use super::wire::{self, Framing};
 use super::{Proxy, RequestCtx};
 use crate::error::ErrorType;
+use crate::shutdown::Watch;
 use crate::watchdog::ConnKey;
 use head::{Limits, Parsed, Plain, parse_request};
 use pool::{make_room, put_out, recycle, take_out};
@@ -54,34 +53,17 @@ pub enum Served {
     Fallback(Prefixed),
 }
 
-/// The shutdown signal for connections in the fast path: idle ones close, busy ones
-/// answer with `connection: close` and then close.
-#[derive(Debug, Default)]
-pub struct Drain {
-    started: AtomicBool,
-    notify: Notify,
-}
-
-impl Drain {
-    /// Tell every connection to finish.
-    pub fn start(&self) {
-        self.started.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    fn started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-    }
-}
-
 /// Serve `stream` until it closes, drains, or has a request the fast path does not take.
+///
+/// When `drain` is signaled, an idle connection (or one part-way through a head) closes
+/// at once; one with a request in flight answers it with `connection: close`, then closes.
 pub async fn serve(
     proxy: &Proxy,
     mut stream: TcpStream,
     peer: SocketAddr,
     key: Option<ConnKey>,
     max_head: usize,
-    drain: &Drain,
+    drain: &Watch,
 ) -> Served {
     let mut buf = BytesMut::new();
     let limits = Limits {
@@ -137,7 +119,7 @@ async fn next_request(
     stream: &TcpStream,
     buf: &mut BytesMut,
     limits: Limits,
-    drain: &Drain,
+    drain: &Watch,
 ) -> Next {
     loop {
         if !buf.is_empty() {
@@ -150,14 +132,13 @@ async fn next_request(
         }
         // Between requests or part-way through a head, no request is in flight: a drain
         // closes the connection at once (a half-sent head must not hold up the exit).
-        let drained = drain.notify.notified();
-        if drain.started() {
+        if drain.is_signaled() {
             return Next::Closed;
         }
         tokio::select! {
             biased;
             ready = stream.readable() => if ready.is_err() { return Next::Closed },
-            () = drained => return Next::Closed,
+            () = drain.signaled() => return Next::Closed,
         }
         make_room(buf);
         match stream.try_read_buf(buf) {
@@ -176,7 +157,7 @@ async fn forward(
     client: &mut TcpStream,
     buf: &mut BytesMut,
     max_head: usize,
-    drain: &Drain,
+    drain: &Watch,
 ) -> bool {
     let Arrived {
         mut parts,
@@ -220,7 +201,7 @@ async fn forward(
         }
     };
     out.clear();
-    let close = close || drain.started();
+    let close = close || drain.is_signaled();
     let failure = match answer {
         Some(Ok((conn, head))) => {
             let written = respond(conn, head, ctx, client, &mut out, &authority, close).await;

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::{self, ReloadChanges, Trigger};
 use crate::config::Config;
-use crate::shutdown::ShutdownRx;
+use crate::shutdown::Watch;
 use crate::state::Shared;
 
 pub use api::handle_api;
@@ -208,7 +208,7 @@ pub fn start(
     load: Option<LoadFn>,
     listeners: Listeners,
     options: Options,
-    stop: ShutdownRx,
+    stop: Watch,
 ) {
     let _ = state.listeners.set(listeners);
     let _ = state.startup.set(shared.runtime.load().config.clone());

@@ -39,7 +39,7 @@ async fn valid_applies_invalid_is_rejected_and_unchanged_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let (shared, path) = shared_from(dir.path(), BASE);
     let state = Arc::new(ReloadState::default());
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop_tx, stop) = crate::shutdown::channel();
     let quiet = Options {
         debounce: DEBOUNCE,
         poll_every: Duration::from_secs(3600),
@@ -90,7 +90,7 @@ async fn a_change_before_the_watch_starts_is_caught_up() {
     let (shared, path) = shared_from(dir.path(), BASE);
     let state = Arc::new(ReloadState::default());
     std::fs::write(&path, BASE.replace("checkout", "late")).unwrap();
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop_tx, stop) = crate::shutdown::channel();
     start(
         &shared,
         &state,
@@ -148,7 +148,7 @@ async fn poll_picks_up_changes_without_file_events() {
     let dir = tempfile::tempdir().unwrap();
     let (shared, path) = shared_from(dir.path(), BASE);
     let state = Arc::new(ReloadState::default());
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop_tx, stop) = crate::shutdown::channel();
     // A debounce far longer than the test: only the poll can deliver the change.
     let poll_only = Options {
         debounce: Duration::from_secs(3600),

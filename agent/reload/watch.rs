@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{CONFIGMAP_DATA_LINK, ReloadState, lock, reload_now};
 use crate::audit::Trigger;
-use crate::shutdown::ShutdownRx;
+use crate::shutdown::Watch;
 use crate::state::Shared;
 
 pub(super) fn file_hash(path: &Path) -> Option<u64> {
@@ -97,7 +97,7 @@ pub(super) async fn reload_loop(
     state: Arc<ReloadState>,
     mut queue: mpsc::Receiver<Trigger>,
     poll_every: Duration,
-    mut stop: ShutdownRx,
+    stop: Watch,
     // Held so the watch lives exactly as long as this task.
     _watcher: Option<FileWatcher>,
 ) {
@@ -111,7 +111,7 @@ pub(super) async fn reload_loop(
                 None => return,
             },
             _ = poll.tick() => Trigger::Poll,
-            _ = crate::shutdown::stopped(&mut stop) => return,
+            () = stop.signaled() => return,
         };
         let (shared, state) = (shared.clone(), state.clone());
         // File reads and parsing block; keep them off the async workers.

@@ -20,7 +20,7 @@ use super::otlp_metrics::{MetricsBuilder, scope};
 use super::transport::{ExportError, Payload, Transport};
 use super::wire;
 use crate::metrics::Registry;
-use crate::shutdown::{ShutdownRx, stopped};
+use crate::shutdown::Watch;
 
 /// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
 /// worker thread, on their way to the exporter.
@@ -125,7 +125,7 @@ const POLL: Duration = Duration::from_millis(50);
 ///
 /// A batch goes out when it holds `max_batch` requests (a chunk that would overfill it waits for
 /// the next one) or its oldest chunk has waited `delay`.
-pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, mut stop: ShutdownRx) {
+pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, stop: Watch) {
     let max = job.batching.max_batch;
     let mut tick = tokio::time::interval(POLL.min(job.batching.delay));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,7 +134,7 @@ pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, mut s
     loop {
         tokio::select! {
             biased;
-            _ = stopped(&mut stop) => break,
+            () = stop.signaled() => break,
             _ = tick.tick() => {}
         }
         loop {
@@ -244,7 +244,7 @@ pub struct MetricExport {
 }
 
 /// Export the registry every interval until `stop`, then once more.
-pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, mut stop: ShutdownRx) {
+pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch) {
     let mut builder = MetricsBuilder::new(job.temporality, job.start_ns);
     let first = tokio::time::Instant::now() + job.interval;
     let mut tick = tokio::time::interval_at(first, job.interval);
@@ -252,7 +252,7 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, mut stop: S
     loop {
         let stopping = tokio::select! {
             biased;
-            _ = stopped(&mut stop) => true,
+            () = stop.signaled() => true,
             _ = tick.tick() => false,
         };
         let (request, points) = builder.build(&registry, &job.resource, now_ns());
@@ -280,17 +280,13 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, mut stop: S
 }
 
 /// Every second, move drop counts into `redline_telemetry_dropped_total`; log trouble at most once a minute.
-pub async fn report_health(
-    registry: Arc<Registry>,
-    healths: Vec<Arc<Health>>,
-    mut stop: ShutdownRx,
-) {
+pub async fn report_health(registry: Arc<Registry>, healths: Vec<Arc<Health>>, stop: Watch) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut last_log: Vec<Option<Instant>> = vec![None; healths.len()];
     loop {
         let stopping = tokio::select! {
             _ = every.tick() => false,
-            _ = stopped(&mut stop) => true,
+            () = stop.signaled() => true,
         };
         for (health, last) in healths.iter().zip(last_log.iter_mut()) {
             let may_log = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);

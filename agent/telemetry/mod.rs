@@ -51,7 +51,7 @@ use sampler::Sampler;
 use spans::SpanRecord;
 use transport::Transport;
 
-use crate::shutdown::{self, ShutdownTx};
+use crate::shutdown;
 use crate::state::Shared;
 use crate::trace::TraceContext;
 
@@ -250,7 +250,7 @@ impl Telemetry {
 /// Running exporter tasks; [`Exporters::flush`] stops them after sending what is queued.
 #[derive(Debug)]
 pub struct Exporters {
-    stop: ShutdownTx,
+    stop: shutdown::Signal,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -260,13 +260,11 @@ impl Exporters {
         if self.tasks.is_empty() {
             return;
         }
-        let _ = self.stop.send(true);
-        let all = async {
-            for task in self.tasks {
-                let _ = task.await;
-            }
-        };
-        if tokio::time::timeout(deadline, all).await.is_err() {
+        // Each exporter task holds its watch until its last export is done.
+        if tokio::time::timeout(deadline, self.stop.drain())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 ?deadline,
                 "Telemetry flush did not finish in time; the rest is dropped."
