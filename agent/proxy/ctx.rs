@@ -43,7 +43,7 @@ pub struct RequestCtx {
     upstream: Option<Duration>,
     status: Option<u16>,
     // Created only when the request has a body: most requests never need it.
-    bytes_in: Option<Arc<super::body::BodyProgress>>,
+    bytes_in: Option<Arc<super::request_body::BodyProgress>>,
     bytes_out: u64,
     finished: bool,
     _active: ActiveGuard,
@@ -124,12 +124,12 @@ impl RequestCtx {
     }
 
     /// Progress record the request body wrapper updates.
-    pub fn body_progress(&mut self) -> Arc<super::body::BodyProgress> {
+    pub fn body_progress(&mut self) -> Arc<super::request_body::BodyProgress> {
         self.bytes_in.get_or_insert_with(Default::default).clone()
     }
 
     /// How the client broke its request body, if it did.
-    pub fn client_fault(&self) -> Option<super::phases::ClientFault> {
+    pub fn client_fault(&self) -> Option<super::request_body::ClientFault> {
         self.bytes_in.as_ref().and_then(|p| p.fault())
     }
 

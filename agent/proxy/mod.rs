@@ -1,15 +1,20 @@
 //! The reverse proxy: where a request enters, is matched to a flow, forwarded upstream and answered.
 //!
-//! Requests enter in one of two places and then share the same phases. Plain HTTP/1.1
-//! requests (most traffic) enter in [`fast::serve`], which speaks HTTP/1.1 itself on
-//! raw sockets; everything else enters [`Proxy::handle`] through hyper.
+//! Requests enter in one of two places and then share the same phases. Every HTTP/1
+//! connection starts in [`fast::serve`], which admits its first head and speaks
+//! HTTP/1.1 itself on raw sockets for plain requests (most traffic); everything else
+//! enters [`Proxy::handle`] through hyper.
 //!
-//! Phases, in order: a [`RequestCtx`] starts (flow match, clocks, gauges),
-//! `Proxy::rewrite` rewrites the request head, it goes upstream on a kept-alive
-//! connection under the flow's timeout ([`upstream::send`] for hyper, `direct::exchange`
-//! for the fast path), and the context is finished when the last response byte is
-//! sent ([`ProxyBody`] for hyper). Upstream failures become JSON responses plus a
-//! metric (`upstream_failed`), never an `Err`.
+//! The phases, in order, and every decision in them live in [`phases`]: admit the head,
+//! start a [`RequestCtx`] (flow match, clocks, gauges), rewrite the head, exchange with
+//! the upstream under the flow's timeout ([`upstream::send`] for hyper,
+//! `direct::exchange` for the fast path) retrying only what is safe, pass the response
+//! on, and finish the context when the last response byte is sent ([`ProxyBody`] for
+//! hyper). Failures are `crate::error::Error`s that become JSON responses plus a metric
+//! (`upstream_failed`), never an `Err` out of the service.
+//!
+//! Modules, low to high: `wire`, `headers`, `request_body` → `ctx` → `phases` →
+//! `upstream`, `direct` → `body` → `fast` and this file.
 
 pub mod body;
 pub mod ctx;
@@ -17,6 +22,7 @@ mod direct;
 pub mod fast;
 pub mod headers;
 pub mod phases;
+pub mod request_body;
 pub mod upstream;
 mod wire;
 
@@ -29,9 +35,9 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use body::CountingBody;
 pub use body::ProxyBody;
 pub use ctx::RequestCtx;
+use request_body::CountingBody;
 
 use crate::error::ErrorType;
 use crate::state::Shared;

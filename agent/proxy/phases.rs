@@ -28,6 +28,7 @@ use http::{Method, StatusCode, Uri, Version};
 
 use super::RequestCtx;
 use super::headers;
+pub use super::request_body::ClientFault;
 use super::wire;
 use crate::error::{Error, ErrorType, Retry};
 
@@ -404,15 +405,6 @@ pub fn may_retry(failure: &Error, idempotent: bool, replayable: bool) -> bool {
         Retry::IfIdempotent => idempotent && replayable,
         Retry::Never => false,
     }
-}
-
-/// What went wrong with the client's request body on its way upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFault {
-    /// The client closed or reset the connection mid-body.
-    Aborted,
-    /// The body's framing was broken (bad chunk size, extension, CRLF).
-    Malformed,
 }
 
 /// No response head within the flow's `timeout`.

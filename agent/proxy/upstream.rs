@@ -17,8 +17,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::body::CountingBody;
 use super::phases::may_retry;
+use super::request_body::CountingBody;
 use crate::error::{Error, ErrorType, Retry};
 
 /// Give up connecting after this long (the flow timeout still bounds the whole exchange).

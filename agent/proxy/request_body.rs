@@ -1,0 +1,150 @@
+//! The client's request body on its way upstream: counted as it passes, and told apart when the client, not the upstream, broke it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// What went wrong with the client's request body on its way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The client closed or reset the connection mid-body.
+    Aborted,
+    /// The body's framing was broken (bad chunk size, extension, CRLF).
+    Malformed,
+}
+
+/// How much of the client's request body went upstream, whether all of it did, and
+/// whether the client broke it.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    bytes: AtomicU64,
+    done: AtomicBool,
+    /// 0: no fault; 1: the client aborted; 2: its framing was malformed.
+    fault: AtomicU8,
+}
+
+impl BodyProgress {
+    /// Data bytes passed on so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    /// The body's end was reached.
+    pub fn done(&self) -> bool {
+        self.done.load(Relaxed)
+    }
+
+    /// The client's body failed on its way in, if it did.
+    pub fn fault(&self) -> Option<ClientFault> {
+        match self.fault.load(Relaxed) {
+            1 => Some(ClientFault::Aborted),
+            2 => Some(ClientFault::Malformed),
+            _ => None,
+        }
+    }
+
+    fn set_fault(&self, error: &hyper::Error) {
+        let fault = match client_fault(error) {
+            ClientFault::Aborted => 1,
+            ClientFault::Malformed => 2,
+        };
+        self.fault.store(fault, Relaxed);
+    }
+
+    /// A body of `n` bytes went upstream whole (the fast path sends small bodies at once).
+    pub fn sent_whole(&self, n: u64) {
+        self.bytes.store(n, Relaxed);
+        self.done.store(true, Relaxed);
+    }
+}
+
+/// Why reading a client's body failed: hyper reports a connection that ended or reset
+/// mid-body as an early end of file or an I/O error, and broken chunked framing as
+/// invalid data.
+fn client_fault(error: &hyper::Error) -> ClientFault {
+    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
+        return ClientFault::Aborted;
+    }
+    let io = std::error::Error::source(error).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe,
+        ) => ClientFault::Aborted,
+        _ => ClientFault::Malformed,
+    }
+}
+
+/// The client's request body on its way upstream, counting bytes as they pass.
+pub struct CountingBody {
+    // `None`: no body (a replayed body-less request has no `Incoming` of its own).
+    inner: Option<Incoming>,
+    progress: Option<Arc<BodyProgress>>,
+}
+
+impl CountingBody {
+    /// Wrap `inner`, recording its progress in `progress` (`None`: the body is known empty).
+    pub fn new(inner: Incoming, progress: Option<Arc<BodyProgress>>) -> Self {
+        CountingBody {
+            inner: Some(inner),
+            progress,
+        }
+    }
+
+    /// No body at all.
+    pub fn empty() -> Self {
+        CountingBody {
+            inner: None,
+            progress: None,
+        }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if let Some(progress) = &this.progress {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        progress.bytes.fetch_add(data.len() as u64, Relaxed);
+                    }
+                    if inner.is_end_stream() {
+                        progress.done.store(true, Relaxed);
+                    }
+                }
+                Poll::Ready(None) => progress.done.store(true, Relaxed),
+                Poll::Ready(Some(Err(e))) => progress.set_fault(e),
+                Poll::Pending => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
