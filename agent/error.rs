@@ -6,6 +6,15 @@
 //! its [`ErrorType`] becomes the `error_type` label (and picks the status Redline
 //! answers with), [`Retry`] says whether another try may help, and the source chain
 //! keeps the cause for the log instead of flattening it into a string.
+//!
+//! The verdict describes the failure, not a policy: whoever would try again (the proxy
+//! on a reused connection, the notifier's queue; the OTLP exporter only records it)
+//! decides with [`Retry::allows`] whether its request may be repeated. The same failure
+//! gets the same verdict whoever the other side is: a connect that failed sent nothing
+//! ([`Retry::Always`]); a timeout, a broken exchange and a refusal that invites another
+//! try (429, 503, gRPC `UNAVAILABLE`…) happened after the request may have arrived
+//! ([`Retry::IfIdempotent`]); a refusal that would repeat, or an answer that came but
+//! was unusable, is [`Retry::Never`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -26,7 +35,8 @@ pub enum ErrorType {
     /// The upstream answered with a 5xx status; the label is the status as text.
     Status,
     /// Redline refused the client's request (bad framing, Host, target or method; a
-    /// broken request body): the client's fault, so not an error of the flow.
+    /// broken request body): the client's fault, so not an error of the flow. Also a
+    /// request Redline itself could not build (an export, a notification).
     BadRequest,
 }
 
@@ -81,6 +91,19 @@ pub enum Retry {
     Never,
 }
 
+impl Retry {
+    /// Whether a request may be tried again after this verdict: `idempotent` says that
+    /// repeating it is harmless (RFC 9110 §9.2.2 for a proxied request, whose body must
+    /// also be at hand; an export or a notification, which carries its own id, always is).
+    pub fn allows(self, idempotent: bool) -> bool {
+        match self {
+            Retry::Always => true,
+            Retry::IfIdempotent => idempotent,
+            Retry::Never => false,
+        }
+    }
+}
+
 /// A failure, with its kind, its retry verdict and its cause.
 #[derive(Debug)]
 pub struct Error {
@@ -132,6 +155,51 @@ impl Error {
     pub fn what(&self) -> &str {
         &self.what
     }
+
+    /// `who` (`"the collector"`, `"the receiver"`) answered with the failure status
+    /// `status`; the caller sets the verdict, since which statuses invite another try
+    /// is the protocol's to say.
+    pub fn status(who: &str, status: u16) -> Self {
+        Error::new(ErrorType::Status, format!("{who} answered HTTP {status}"))
+    }
+
+    /// A request through hyper-util's client that got no answer, described by `what`:
+    /// a failed connect (TCP or TLS) sent nothing, so it is `UpstreamUnavailable` and
+    /// may always be tried again; any other failure (a reset, a pooled connection closed
+    /// under it) is `UpstreamError` after the request may have arrived.
+    pub fn request_failed(
+        what: impl Into<Cow<'static, str>>,
+        e: hyper_util::client::legacy::Error,
+    ) -> Self {
+        let (kind, retry) = match e.is_connect() {
+            true => (ErrorType::UpstreamUnavailable, Retry::Always),
+            false => (ErrorType::UpstreamError, Retry::IfIdempotent),
+        };
+        Error::new(kind, what).caused_by(e).retry(retry)
+    }
+
+    /// The description followed by every cause down the chain (`what: cause: cause`),
+    /// for a log line: `Display` stops at the first cause, and hyper's errors keep the
+    /// useful part (`Connection refused`) two levels down.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+}
+
+/// [`Error::chain`]'s rendering.
+#[derive(Debug)]
+pub struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.what)?;
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Error {
@@ -169,6 +237,50 @@ mod tests {
         assert_eq!(e.retry_verdict(), Retry::Always);
         let source = std::error::Error::source(&e).unwrap();
         assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
+
+    #[test]
+    fn the_chain_shows_every_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::new(ErrorType::UpstreamUnavailable, "cannot reach the collector")
+            .caused_by(Outer(io));
+        assert_eq!(
+            e.to_string(),
+            "cannot reach the collector: client error (Connect)"
+        );
+        assert_eq!(
+            e.chain().to_string(),
+            "cannot reach the collector: client error (Connect): refused"
+        );
+        assert_eq!(
+            Error::status("the collector", 503).chain().to_string(),
+            "the collector answered HTTP 503"
+        );
+    }
+
+    #[test]
+    fn a_verdict_allows_a_try_by_idempotency() {
+        assert!(Retry::Always.allows(false));
+        assert!(Retry::IfIdempotent.allows(true));
+        assert!(!Retry::IfIdempotent.allows(false));
+        assert!(!Retry::Never.allows(true));
+        let e = Error::status("the receiver", 400);
+        assert_eq!(
+            (e.kind(), e.retry_verdict()),
+            (ErrorType::Status, Retry::Never)
+        );
     }
 
     #[test]

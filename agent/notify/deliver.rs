@@ -122,7 +122,8 @@ impl Ctx {
         self.post(name, &url, &headers, body).await
     }
 
-    /// POST and classify; logs show the host, never the URL.
+    /// POST and classify (a failure by its `crate::error::Error` retry verdict, in
+    /// `retry.rs`); logs show the host, never the URL.
     pub async fn post(
         &self,
         name: &str,
@@ -145,11 +146,8 @@ impl Ctx {
                 verdict
             }
             Err(error) => {
-                tracing::warn!(receiver = name, %host, %error, "Alert receiver unreachable.");
-                match error.is_transient() {
-                    true => Verdict::Retry { after: None },
-                    false => Verdict::Fail,
-                }
+                tracing::warn!(receiver = name, %host, error = %error.chain(), "Alert receiver unreachable.");
+                retry::verdict(&error, None)
             }
         }
     }

@@ -1,4 +1,9 @@
 //! The notifier's HTTP client: pooled hyper-util client, rustls (ring, webpki roots) for https receivers.
+//!
+//! A send that got no answer is a [`crate::error::Error`], as a failed proxied request
+//! or export is: a receiver is one more upstream, and `retry.rs` reads the error's
+//! retry verdict to decide whether to try again. Messages never include the URL (it
+//! may embed a secret).
 
 use std::time::Duration;
 
@@ -8,6 +13,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, ErrorType, Retry};
 
 /// Pooled client used for every receiver.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -24,25 +31,21 @@ pub struct Reply {
     pub retry_after: Option<String>,
 }
 
-/// Why no answer came back. Never includes the URL (it may embed a secret).
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The receiver did not answer in time.
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    /// Connecting or talking to the receiver failed.
-    #[error("network error: {0}")]
-    Network(String),
-    /// The URL or a header value cannot make a request; retrying will not help.
-    #[error("cannot build the request: {0}")]
-    BadRequest(String),
+/// The receiver did not answer in time; it may have taken the notification.
+fn timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorType::Timeout,
+        format!("no response within {timeout:?}"),
+    )
+    .retry(Retry::IfIdempotent)
 }
 
-impl SendError {
-    /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, SendError::BadRequest(_))
-    }
+/// The URL or a header value cannot make a request; retrying will not help. The cause
+/// is kept as scrubbed text, not as the `http` error, so the no-URL guarantee does not
+/// rest on how that error formats itself.
+fn unbuildable(e: &http::Error) -> Error {
+    let what = format!("cannot build the request: {}", without_url(&e.to_string()));
+    Error::new(ErrorType::BadRequest, what)
 }
 
 /// Build the client with the ring provider (no aws-lc) and Mozilla's roots.
@@ -62,7 +65,7 @@ pub async fn post_json(
     headers: &[(&'static str, String)],
     body: Vec<u8>,
     timeout: Duration,
-) -> Result<Reply, SendError> {
+) -> Result<Reply, Error> {
     let mut builder = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(
@@ -74,20 +77,21 @@ pub async fn post_json(
     }
     let request = builder
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| SendError::BadRequest(without_url(&e.to_string())))?;
+        .map_err(|e| unbuildable(&e))?;
     tokio::time::timeout(timeout, exchange(client, request))
         .await
-        .map_err(|_| SendError::Timeout(timeout))?
+        .map_err(|_| timed_out(timeout))?
 }
 
 async fn exchange(
     client: &HttpClient,
     request: http::Request<Full<Bytes>>,
-) -> Result<Reply, SendError> {
+) -> Result<Reply, Error> {
+    // hyper's chain names the failure kind, not the URL.
     let response = client
         .request(request)
         .await
-        .map_err(|e| SendError::Network(error_chain(&e)))?;
+        .map_err(|e| Error::request_failed("network error", e))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -104,18 +108,6 @@ async fn exchange(
     })
 }
 
-/// `error: cause: cause` — hyper's chain names the failure kind, not the URL.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 /// `http` errors do not quote the URI, but keep the guarantee explicit.
 fn without_url(message: &str) -> String {
     message
@@ -130,7 +122,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn connection_refused_is_a_transient_network_error_without_the_url() {
+    async fn connection_refused_is_a_retryable_unavailable_upstream_without_the_url() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
@@ -139,9 +131,16 @@ mod tests {
         let err = post_json(&client, &url, &[], b"{}".to_vec(), Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert!(err.is_transient());
-        assert!(matches!(err, SendError::Network(_)), "{err}");
-        assert!(!err.to_string().contains("secret-token-path"), "{err}");
+        assert_eq!(err.retry_verdict(), Retry::Always, "nothing was sent");
+        assert_eq!(err.kind(), ErrorType::UpstreamUnavailable, "{err}");
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        assert!(
+            source.is::<hyper_util::client::legacy::Error>(),
+            "{source:?}"
+        );
+        let text = err.chain().to_string();
+        assert!(text.starts_with("network error: "), "{text}");
+        assert!(!text.contains("secret-token-path"), "{text}");
     }
 
     #[tokio::test]
@@ -160,13 +159,23 @@ mod tests {
         let err = post_json(&client, &url, &[], vec![], Duration::from_millis(200))
             .await
             .unwrap_err();
-        assert!(matches!(err, SendError::Timeout(_)), "{err}");
-        assert!(err.is_transient());
+        assert_eq!(err.kind(), ErrorType::Timeout, "{err}");
+        assert_eq!(
+            err.retry_verdict(),
+            Retry::IfIdempotent,
+            "it may have arrived"
+        );
     }
 
-    #[test]
-    fn bad_urls_cannot_be_retried() {
-        let err = SendError::BadRequest("invalid uri character".into());
-        assert!(!err.is_transient());
+    #[tokio::test]
+    async fn bad_urls_cannot_be_retried() {
+        let client = client().unwrap();
+        let url = "http://exa mple/secret-token-path";
+        let err = post_json(&client, url, &[], vec![], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorType::BadRequest, "{err}");
+        assert_eq!(err.retry_verdict(), Retry::Never);
+        assert!(!err.chain().to_string().contains("secret"), "{err}");
     }
 }

@@ -1,6 +1,18 @@
 //! Which delivery failures are worth retrying, how long to wait, and when to give up.
+//!
+//! A failed attempt is a [`crate::error::Error`] (a send with no answer, from `http.rs`,
+//! or a refusal status, from [`refusal`]); whether to try again is its retry verdict,
+//! read once in [`verdict`], so the notifier and the OTLP exporter agree on what a
+//! failure means.
 
 use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Retry};
+
+/// Notifications may be sent again whatever became of the last try: webhooks carry
+/// `webhook-id` and PagerDuty events a dedup key for the receiver to drop a repeat, an
+/// Alertmanager push is idempotent, and a rare duplicate Slack message beats a lost alert.
+const IDEMPOTENT: bool = true;
 
 /// What one delivery attempt means for the notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +31,32 @@ pub enum Verdict {
 
 /// Classify an HTTP response status; `retry_after` is the raw `Retry-After` header.
 pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Verdict {
-    match status {
-        200..=299 => Verdict::Delivered,
-        408 | 429 | 500..=599 => Verdict::Retry {
-            after: retry_after.and_then(|v| parse_retry_after(v, now)),
-        },
-        _ => Verdict::Fail,
+    match refusal(status) {
+        None => Verdict::Delivered,
+        Some(failure) => verdict(
+            &failure,
+            retry_after.and_then(|v| parse_retry_after(v, now)),
+        ),
+    }
+}
+
+/// A receiver's answer as a failure, `None` for a 2xx: 408, 429 and 5xx invite another
+/// try; any other status (4xx, 3xx, since redirects are not followed) would fail again.
+pub fn refusal(status: u16) -> Option<Error> {
+    let retry = match status {
+        200..=299 => return None,
+        408 | 429 | 500..=599 => Retry::IfIdempotent,
+        _ => Retry::Never,
+    };
+    Some(Error::status("the receiver", status).retry(retry))
+}
+
+/// What `failure` means for the notification: another try (after `after`, the
+/// receiver's `Retry-After`) when its retry verdict allows one, else give up.
+pub fn verdict(failure: &Error, after: Option<Duration>) -> Verdict {
+    match failure.retry_verdict().allows(IDEMPOTENT) {
+        true => Verdict::Retry { after },
+        false => Verdict::Fail,
     }
 }
 
@@ -80,6 +112,24 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn failures_are_retried_by_their_error_verdict() {
+        use crate::error::ErrorType;
+        let refused = refusal(503).unwrap();
+        assert_eq!(refused.kind(), ErrorType::Status);
+        assert_eq!(refused.retry_verdict(), Retry::IfIdempotent);
+        assert_eq!(refused.to_string(), "the receiver answered HTTP 503");
+        assert_eq!(refusal(404).unwrap().retry_verdict(), Retry::Never);
+        assert!(refusal(204).is_none());
+        let after = Some(Duration::from_secs(3));
+        for retry in [Retry::Always, Retry::IfIdempotent] {
+            let e = Error::new(ErrorType::UpstreamError, "network error").retry(retry);
+            assert_eq!(verdict(&e, after), Verdict::Retry { after });
+        }
+        let e = Error::new(ErrorType::BadRequest, "cannot build the request");
+        assert_eq!(verdict(&e, after), Verdict::Fail);
     }
 
     #[test]

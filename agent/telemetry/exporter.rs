@@ -3,7 +3,8 @@
 //! The requests go out through [`Transport`] (`transport.rs`). Nothing is
 //! retried: a failed batch is dropped and counted, and the next batch simply
 //! tries again, so export resumes by itself when the collector comes back
-//! while memory stays bounded by the queue.
+//! while memory stays bounded by the queue. (A failure's `crate::error::Error`
+//! already says whether the OTLP spec would allow another try.)
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,9 @@ use tokio::sync::mpsc;
 
 use super::env::{Batching, Signal, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
-use super::transport::{ExportError, Payload, Transport};
+use super::transport::{Payload, Transport};
 use super::wire;
+use crate::error::Error;
 use crate::metrics::Registry;
 use crate::shutdown::Watch;
 
@@ -65,9 +67,9 @@ impl Health {
         self.unlogged.fetch_add(n, Relaxed);
     }
 
-    fn failed(&self, error: &ExportError) {
+    fn failed(&self, error: &Error) {
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(error.to_string());
+            *last = Some(error.chain().to_string());
         }
     }
 
@@ -219,7 +221,7 @@ async fn export_spans(job: &SpanExport, batch: Batch) {
             }
         }
         Err(error) => {
-            tracing::debug!(%error, spans = count, "OTLP span export failed.");
+            tracing::debug!(error = %error.chain(), spans = count, "OTLP span export failed.");
             job.health.dropped(count);
             job.health.failed(&error);
         }
@@ -268,7 +270,7 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch
                 }
             }
             Err(error) => {
-                tracing::debug!(%error, points, "OTLP metric export failed.");
+                tracing::debug!(error = %error.chain(), points, "OTLP metric export failed.");
                 job.health.dropped(points);
                 job.health.failed(&error);
             }
@@ -337,7 +339,9 @@ mod tests {
         h.dropped(3);
         assert!(!h.sync(&registry, false));
         assert_eq!(registry.telemetry_dropped.get(&["traces"]), 3.0);
-        h.failed(&ExportError::Status(503));
+        h.failed(&Error::status("the collector", 503));
+        let last = h.last_error.lock().unwrap().clone();
+        assert_eq!(last.as_deref(), Some("the collector answered HTTP 503"));
         assert!(h.sync(&registry, true), "logs the 3 drops and the error");
         assert!(!h.sync(&registry, true), "nothing new to say");
     }

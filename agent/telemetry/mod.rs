@@ -347,7 +347,7 @@ fn transport(target: Target) -> Option<Transport> {
     match Transport::new(target) {
         Ok(t) => Some(t),
         Err(error) => {
-            tracing::error!(signal, %error, "Cannot set up OTLP export; this signal stays off.");
+            tracing::error!(signal, error = %error.chain(), "Cannot set up OTLP export; this signal stays off.");
             None
         }
     }

@@ -3,6 +3,13 @@
 //! HTTP/protobuf bodies go through the hyper-util client (rustls for https);
 //! gRPC is the same protobuf message in gRPC's length-prefixed frame over
 //! cleartext HTTP/2, with `grpc-status` read from the trailers.
+//!
+//! A failed export is a [`crate::error::Error`], like a failed proxied request: the
+//! collector is one more upstream. Its retry verdict follows the OTLP specification
+//! ("Failures", OTLP/HTTP and OTLP/gRPC), and since the spec lets a client send an
+//! export again, a verdict other than `Never` means another try may help. Nothing here
+//! tries again; the verdict is recorded for whoever will. Messages never include header
+//! values (they may hold API keys).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -16,32 +23,54 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::env::{Protocol, Target};
+use crate::error::{Error, ErrorType, Retry};
 
 /// Collector answers are read up to this size (they are tiny; a bigger one is not trusted).
 const MAX_RESPONSE: usize = 64 * 1024;
-/// Why one export failed. Never includes header values (they may hold API keys).
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// No complete answer within the OTLP timeout.
-    #[error("no answer from the collector within {0:?}")]
-    Timeout(Duration),
-    /// Connecting or talking to the collector failed.
-    #[error("cannot reach the collector: {0}")]
-    Network(String),
-    /// The collector answered with a non-success HTTP status.
-    #[error("the collector answered HTTP {0}")]
-    Status(u16),
-    /// The collector answered with a gRPC error status.
-    #[error("the collector answered gRPC status {code} {message:?}")]
-    Grpc {
-        /// `grpc-status`.
-        code: String,
-        /// `grpc-message`.
-        message: String,
-    },
-    /// The request could not be built or compressed.
-    #[error("cannot build the export request: {0}")]
-    Request(String),
+
+/// No complete answer within the OTLP timeout: the collector may have taken the export.
+fn timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorType::Timeout,
+        format!("no answer from the collector within {timeout:?}"),
+    )
+    .retry(Retry::IfIdempotent)
+}
+
+/// The request could not be built or compressed: the same request would fail again.
+fn unbuildable(what: &'static str) -> Error {
+    Error::new(ErrorType::BadRequest, what)
+}
+
+/// An answer came but cannot be read; the collector may have acted on the export.
+fn unreadable(what: &'static str) -> Error {
+    Error::new(ErrorType::UpstreamError, what)
+}
+
+/// A non-success HTTP status. OTLP/HTTP: only 429, 502, 503 and 504 are retryable.
+fn http_refused(status: u16) -> Error {
+    let retry = match status {
+        429 | 502 | 503 | 504 => Retry::IfIdempotent,
+        _ => Retry::Never,
+    };
+    Error::status("the collector", status).retry(retry)
+}
+
+/// A gRPC error status (`code` as sent; `retry_info`: the status details carry a
+/// `google.rpc.RetryInfo`). OTLP/gRPC: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE,
+/// UNAVAILABLE and DATA_LOSS are retryable, RESOURCE_EXHAUSTED only with RetryInfo (the
+/// server says it can recover); every other code is not.
+fn grpc_refused(code: &str, message: &str, retry_info: bool) -> Error {
+    let retry = match code.parse::<u8>() {
+        Ok(1 | 4 | 10 | 11 | 14 | 15) => Retry::IfIdempotent,
+        Ok(8) if retry_info => Retry::IfIdempotent,
+        _ => Retry::Never,
+    };
+    Error::new(
+        ErrorType::Status,
+        format!("the collector answered gRPC status {code} {message:?}"),
+    )
+    .retry(retry)
 }
 
 /// Sends encoded OTLP messages to one collector endpoint.
@@ -86,7 +115,7 @@ impl Payload {
         self.pieces.push_front(piece);
     }
 
-    fn gzip(self) -> Result<Payload, ExportError> {
+    fn gzip(self) -> Result<Payload, Error> {
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(self.len / 4 + 64),
             flate2::Compression::fast(),
@@ -96,7 +125,7 @@ impl Payload {
             .iter()
             .try_for_each(|p| enc.write_all(p))
             .and_then(|()| enc.finish())
-            .map_err(|e| ExportError::Request(format!("gzip: {e}")))?;
+            .map_err(|e| unbuildable("cannot build the export request: gzip").caused_by(e))?;
         Ok(Payload::from(zipped))
     }
 }
@@ -144,7 +173,7 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// A pooled client for `target`; connecting is bounded by the export timeout.
-    pub fn new(target: Target) -> Result<Self, ExportError> {
+    pub fn new(target: Target) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(target.timeout));
@@ -159,7 +188,9 @@ impl Transport {
             Protocol::HttpProtobuf => {
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                    .map_err(|e| ExportError::Request(format!("TLS setup: {e}")))?
+                    .map_err(|e| {
+                        unbuildable("cannot build the export request: TLS setup").caused_by(e)
+                    })?
                     .https_or_http()
                     .enable_http1()
                     .wrap_connector(http);
@@ -182,15 +213,15 @@ impl Transport {
     }
 
     /// Send one encoded export request; on success, the collector's response message bytes.
-    pub async fn export(&self, payload: Payload) -> Result<Bytes, ExportError> {
+    pub async fn export(&self, payload: Payload) -> Result<Bytes, Error> {
         let timeout = self.target.timeout;
         match tokio::time::timeout(timeout, self.exchange(payload)).await {
             Ok(result) => result,
-            Err(_) => Err(ExportError::Timeout(timeout)),
+            Err(_) => Err(timed_out(timeout)),
         }
     }
 
-    async fn exchange(&self, payload: Payload) -> Result<Bytes, ExportError> {
+    async fn exchange(&self, payload: Payload) -> Result<Bytes, Error> {
         let payload = if self.target.gzip {
             payload.gzip()?
         } else {
@@ -199,20 +230,22 @@ impl Transport {
         match &self.client {
             Clients::Http(client) => {
                 let req = self.http_request(payload)?;
-                let resp = client.request(req).await.map_err(network)?;
+                let resp = client.request(req).await.map_err(unreachable)?;
                 let status = resp.status();
                 let body = read_body(resp.into_body()).await?;
                 if !status.is_success() {
-                    return Err(ExportError::Status(status.as_u16()));
+                    return Err(http_refused(status.as_u16()));
                 }
                 Ok(body.to_bytes())
             }
             Clients::Grpc(client) => {
                 let req = self.grpc_request(payload)?;
-                let resp = client.request(req).await.map_err(network)?;
+                let resp = client.request(req).await.map_err(unreachable)?;
                 let (parts, body) = resp.into_parts();
+                // gRPC maps these HTTP statuses to codes with the same verdicts
+                // (429, 502, 503, 504 are UNAVAILABLE), so the OTLP/HTTP table applies.
                 if parts.status != http::StatusCode::OK {
-                    return Err(ExportError::Status(parts.status.as_u16()));
+                    return Err(http_refused(parts.status.as_u16()));
                 }
                 let collected = read_body(body).await?;
                 let trailers = collected.trailers().cloned().unwrap_or_default();
@@ -233,7 +266,7 @@ impl Transport {
         b
     }
 
-    fn http_request(&self, payload: Payload) -> Result<Request<Payload>, ExportError> {
+    fn http_request(&self, payload: Payload) -> Result<Request<Payload>, Error> {
         let mut b = self
             .builder()
             .header(header::CONTENT_TYPE, "application/x-protobuf");
@@ -241,10 +274,10 @@ impl Transport {
             b = b.header(header::CONTENT_ENCODING, "gzip");
         }
         b.body(payload)
-            .map_err(|e| ExportError::Request(e.to_string()))
+            .map_err(|e| unbuildable("cannot build the export request").caused_by(e))
     }
 
-    fn grpc_request(&self, mut payload: Payload) -> Result<Request<Payload>, ExportError> {
+    fn grpc_request(&self, mut payload: Payload) -> Result<Request<Payload>, Error> {
         let ms = self.target.timeout.as_millis().clamp(1, 99_999_999);
         let mut b = self
             .builder()
@@ -257,72 +290,90 @@ impl Transport {
         }
         let mut prefix = BytesMut::with_capacity(5);
         prefix.put_u8(u8::from(self.target.gzip));
-        prefix.put_u32(
-            u32::try_from(payload.len())
-                .map_err(|_| ExportError::Request("message larger than 4 GiB".into()))?,
-        );
+        prefix.put_u32(u32::try_from(payload.len()).map_err(|_| {
+            unbuildable("cannot build the export request: message larger than 4 GiB")
+        })?);
         payload.prepend(prefix.freeze());
         b.body(payload)
-            .map_err(|e| ExportError::Request(e.to_string()))
+            .map_err(|e| unbuildable("cannot build the export request").caused_by(e))
     }
 }
 
-fn network(e: hyper_util::client::legacy::Error) -> ExportError {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    ExportError::Network(text)
+/// No answer: the connect failed (nothing sent) or the exchange broke, the cause kept.
+fn unreachable(e: hyper_util::client::legacy::Error) -> Error {
+    Error::request_failed("cannot reach the collector", e)
 }
 
-async fn read_body(
-    body: hyper::body::Incoming,
-) -> Result<http_body_util::Collected<Bytes>, ExportError> {
+async fn read_body(body: hyper::body::Incoming) -> Result<http_body_util::Collected<Bytes>, Error> {
     Limited::new(body, MAX_RESPONSE)
         .collect()
         .await
-        .map_err(|e| ExportError::Network(format!("reading the answer: {e}")))
+        .map_err(|e| unreadable("cannot reach the collector: reading the answer").caused_by(e))
 }
 
 /// `grpc-status` from the trailers, or from the headers of a trailers-only answer.
-fn grpc_status(headers: &http::HeaderMap, trailers: &http::HeaderMap) -> Result<(), ExportError> {
+fn grpc_status(headers: &http::HeaderMap, trailers: &http::HeaderMap) -> Result<(), Error> {
     let text = |v: Option<&HeaderValue>| {
         v.and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string()
     };
-    let status = trailers
-        .get("grpc-status")
-        .or_else(|| headers.get("grpc-status"));
+    let get = |name: &str| trailers.get(name).or_else(|| headers.get(name));
+    let status = get("grpc-status");
     match status.map(|v| v.as_bytes()) {
         Some(b"0") => Ok(()),
-        None => Err(ExportError::Grpc {
-            code: "missing".into(),
-            message: String::new(),
-        }),
-        Some(_) => Err(ExportError::Grpc {
-            code: text(status),
-            message: text(
-                trailers
-                    .get("grpc-message")
-                    .or_else(|| headers.get("grpc-message")),
-            ),
-        }),
+        // gRPC reads a missing status as UNKNOWN: not retryable.
+        None => Err(grpc_refused("missing", "", false)),
+        Some(_) => Err(grpc_refused(
+            &text(status),
+            &text(get("grpc-message")),
+            get("grpc-status-details-bin").is_some_and(has_retry_info),
+        )),
     }
 }
 
+/// Whether `grpc-status-details-bin` (a base64 `google.rpc.Status`) carries a `google.rpc.RetryInfo`.
+fn has_retry_info(details: &HeaderValue) -> bool {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // gRPC sends binary headers unpadded but must accept both.
+    const B64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let Ok(bytes) = B64.decode(details.as_bytes()) else {
+        return false;
+    };
+    <RpcStatus as prost::Message>::decode(bytes.as_slice()).is_ok_and(|s| {
+        s.details
+            .iter()
+            .any(|d| d.type_url.ends_with("/google.rpc.RetryInfo"))
+    })
+}
+
+/// The part of `google.rpc.Status` read here (its other fields are skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// The part of `google.protobuf.Any` read here.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+}
+
 /// The message inside one gRPC frame (empty when the collector sent none).
-pub fn unframe(body: &[u8]) -> Result<Bytes, ExportError> {
+pub fn unframe(body: &[u8]) -> Result<Bytes, Error> {
     if body.len() < 5 {
         return Ok(Bytes::new());
     }
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
     let msg = body
         .get(5..5 + len)
-        .ok_or_else(|| ExportError::Network("truncated gRPC frame".into()))?;
+        .ok_or_else(|| unreadable("cannot reach the collector: truncated gRPC frame"))?;
     if body[0] == 0 {
         return Ok(Bytes::copy_from_slice(msg));
     }
@@ -330,7 +381,7 @@ pub fn unframe(body: &[u8]) -> Result<Bytes, ExportError> {
     flate2::read::GzDecoder::new(msg)
         .take(MAX_RESPONSE as u64)
         .read_to_end(&mut out)
-        .map_err(|e| ExportError::Network(format!("gunzip: {e}")))?;
+        .map_err(|e| unreadable("cannot reach the collector: gunzip").caused_by(e))?;
     Ok(Bytes::from(out))
 }
 
@@ -399,5 +450,124 @@ mod tests {
         let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
         assert!(e.to_string().contains("14"), "{e}");
         assert!(grpc_status(&http::HeaderMap::new(), &http::HeaderMap::new()).is_err());
+    }
+
+    fn verdict(e: &Error) -> (ErrorType, Retry) {
+        (e.kind(), e.retry_verdict())
+    }
+
+    /// `grpc-status-details-bin` holding one detail of type `type_url`, unpadded as gRPC sends it.
+    fn details(type_url: &str) -> HeaderValue {
+        use base64::Engine as _;
+        let status = RpcStatus {
+            details: vec![RpcAny {
+                type_url: type_url.into(),
+            }],
+        };
+        let bytes = prost::Message::encode_to_vec(&status);
+        let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+        HeaderValue::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn retry_verdicts_follow_the_otlp_spec() {
+        let again = (ErrorType::Status, Retry::IfIdempotent);
+        let never = (ErrorType::Status, Retry::Never);
+        for status in [429, 502, 503, 504] {
+            assert_eq!(verdict(&http_refused(status)), again, "HTTP {status}");
+        }
+        for status in [300, 400, 401, 403, 404, 408, 413, 415, 500, 501, 505] {
+            assert_eq!(verdict(&http_refused(status)), never, "HTTP {status}");
+        }
+        assert_eq!(
+            http_refused(503).to_string(),
+            "the collector answered HTTP 503"
+        );
+        // CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+        for code in ["1", "4", "10", "11", "14", "15"] {
+            assert_eq!(verdict(&grpc_refused(code, "", false)), again, "{code}");
+        }
+        for code in [
+            "2", "3", "5", "6", "7", "8", "9", "12", "13", "16", "missing", "x",
+        ] {
+            assert_eq!(verdict(&grpc_refused(code, "", false)), never, "{code}");
+        }
+        assert_eq!(
+            grpc_refused("14", "down", false).to_string(),
+            r#"the collector answered gRPC status 14 "down""#
+        );
+        // RESOURCE_EXHAUSTED is retryable only when the server sent RetryInfo.
+        let mut exhausted = http::HeaderMap::new();
+        exhausted.insert("grpc-status", HeaderValue::from_static("8"));
+        let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
+        assert_eq!(verdict(&e), never);
+        let quota = details("type.googleapis.com/google.rpc.QuotaFailure");
+        exhausted.insert("grpc-status-details-bin", quota);
+        let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
+        assert_eq!(verdict(&e), never);
+        let retry_info = details("type.googleapis.com/google.rpc.RetryInfo");
+        exhausted.insert("grpc-status-details-bin", retry_info);
+        let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
+        assert_eq!(verdict(&e), again);
+        exhausted.insert("grpc-status-details-bin", HeaderValue::from_static("!!"));
+        let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
+        assert_eq!(verdict(&e), never, "undecodable details");
+        // A missing status is UNKNOWN to gRPC.
+        let e = grpc_status(&http::HeaderMap::new(), &http::HeaderMap::new()).unwrap_err();
+        assert_eq!(verdict(&e), never);
+        // The collector may have taken a timed-out export; a broken answer came.
+        let e = timed_out(Duration::from_secs(10));
+        assert_eq!(verdict(&e), (ErrorType::Timeout, Retry::IfIdempotent));
+        assert_eq!(e.to_string(), "no answer from the collector within 10s");
+        let e = unframe(&[0, 0, 0, 0, 9, 1]).unwrap_err();
+        assert_eq!(verdict(&e), (ErrorType::UpstreamError, Retry::Never));
+        let e = unbuildable("cannot build the export request");
+        assert_eq!(verdict(&e), (ErrorType::BadRequest, Retry::Never));
+    }
+
+    fn target(url: String, timeout: Duration) -> Target {
+        Target {
+            signal: super::super::env::Signal::Traces,
+            url: url.parse().unwrap(),
+            protocol: Protocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout,
+            gzip: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_unavailable_with_its_cause_and_always_retryable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let url = format!("http://{addr}/v1/traces");
+        let transport = Transport::new(target(url, Duration::from_secs(5))).unwrap();
+        let e = transport.export(Payload::from(vec![1])).await.unwrap_err();
+        assert_eq!(verdict(&e), (ErrorType::UpstreamUnavailable, Retry::Always));
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        assert!(
+            source.is::<hyper_util::client::legacy::Error>(),
+            "{source:?}"
+        );
+        let text = e.chain().to_string();
+        assert!(text.starts_with("cannot reach the collector: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn silence_is_a_timeout_that_may_be_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let url = format!("http://{addr}/v1/traces");
+        let transport = Transport::new(target(url, Duration::from_millis(200))).unwrap();
+        let e = transport.export(Payload::from(vec![1])).await.unwrap_err();
+        assert_eq!(verdict(&e), (ErrorType::Timeout, Retry::IfIdempotent));
     }
 }
