@@ -30,7 +30,7 @@ use super::RequestCtx;
 use super::headers;
 pub use super::request_body::ClientFault;
 use super::wire;
-use crate::error::{Error, ErrorType, Retry};
+use crate::error::{Error, ErrorType};
 
 /// The form of a request target (RFC 9112 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,11 +401,7 @@ fn set_framing(headers: &mut HeaderMap, body: BodyLen) {
 /// A request never sent always may; one that reached the upstream only when its method
 /// is idempotent (RFC 9110 §9.2.2) and its body can be sent again (`replayable`).
 pub fn may_retry(failure: &Error, idempotent: bool, replayable: bool) -> bool {
-    match failure.retry_verdict() {
-        Retry::Always => true,
-        Retry::IfIdempotent => idempotent && replayable,
-        Retry::Never => false,
-    }
+    failure.retry_verdict().allows(idempotent && replayable)
 }
 
 /// No response head within the flow's `timeout`.

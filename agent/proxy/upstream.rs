@@ -62,14 +62,16 @@ thread_local! {
     static IDLE: RefCell<Vec<Idle<Sender>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The upstream refused or could not be reached (retrying a connect is not ours to do:
-/// the flow's timeout bounds the whole exchange).
+/// The upstream refused or could not be reached. Nothing was sent, so the model's verdict
+/// is `Always`; the proxy still does not loop on connects (the flow's timeout bounds the
+/// whole exchange, and a refused connect would only be refused again).
 pub(super) fn unavailable(source: io::Error) -> Error {
     Error::new(
         ErrorType::UpstreamUnavailable,
         "cannot connect to the upstream",
     )
     .caused_by(source)
+    .retry(Retry::Always)
 }
 
 /// The exchange broke or the answer was not HTTP.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Retry;
 
 fn judge(
     method: &str,
