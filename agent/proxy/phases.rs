@@ -61,9 +61,13 @@ impl Target {
         if target.starts_with('/') {
             Target::Origin
         } else if scheme("http://") || scheme("https://") {
-            let rest = &target[target.find("://").map_or(0, |i| i + 3)..];
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            if valid_host(&rest.as_bytes()[..end]) {
+            // Past the scheme's `://` (7 or 8 bytes), up to the path or query.
+            let rest = &target.as_bytes()[if scheme("http://") { 7 } else { 8 }..];
+            let end = rest
+                .iter()
+                .position(|b| matches!(b, b'/' | b'?' | b'#'))
+                .unwrap_or(rest.len());
+            if valid_host(&rest[..end]) {
                 Target::Absolute
             } else {
                 Target::BadAuthority
@@ -311,7 +315,7 @@ fn ip_literal_len(value: &[u8]) -> Option<usize> {
 }
 
 /// Bytes of a reg-name: unreserved, `%` of pct-encoded, sub-delims (RFC 3986 §3.2.2).
-const REG_NAME: [bool; 256] = {
+static REG_NAME: [bool; 256] = {
     let mut table = [false; 256];
     let extra = b"-._~%!$&'()*+,;=";
     let mut b = 0;
