@@ -79,7 +79,17 @@ async fn series_api_serves_fifteen_minutes_of_five_second_points() {
         assert_eq!(get(&rl.url("/status/500")).await.0, 500);
         assert_eq!(get(&rl.url("/status/200")).await.0, 200);
     }
-    let doc = rl.json("/api/flows/checkout/series").await;
+    // A request is recorded as its response ends, which the client may see first.
+    let doc = eventually(Duration::from_secs(10), "six requests recorded", || async {
+        let doc = rl.json("/api/flows/checkout/series").await;
+        let seen: u64 = doc["points"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["requests"].as_u64())
+            .sum();
+        (seen == 6).then_some(doc)
+    })
+    .await;
     assert_eq!(doc["flow"], "checkout");
     assert_eq!(doc["resolution_s"], 5);
     let points = doc["points"].as_array().expect("points");
