@@ -117,10 +117,10 @@ async fn timeout_gives_504_json_and_refused_upstream_gives_502() {
     assert_eq!(status, 502);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "upstream_unavailable");
-    let m = rl2.metrics().await;
+    let m = rl2.metrics_counting(1.0).await;
     let series = r#"http_server_request_duration_seconds_count{flow="checkout",http_request_method="GET",http_route="/api/orders/{id}",http_response_status_code="502",error_type="upstream_unavailable"}"#;
     assert_eq!(sample(&m, series), Some(1.0), "{m}");
-    let m = rl.metrics().await;
+    let m = rl.metrics_counting(1.0).await;
     let series = r#"http_server_request_duration_seconds_count{flow="checkout",http_request_method="GET",http_route="/api/orders/{id}",http_response_status_code="504",error_type="timeout"}"#;
     assert_eq!(sample(&m, series), Some(1.0), "{m}");
 }

@@ -112,6 +112,21 @@ impl Redline {
         get(&self.admin_url("/metrics")).await.2
     }
 
+    /// Scrape `/metrics` once `requests` proxied requests are counted: a request is
+    /// recorded as its response ends, which the client may see a moment earlier.
+    pub async fn metrics_counting(&self, requests: f64) -> String {
+        eventually(Duration::from_secs(10), "requests counted", || async {
+            let m = self.metrics().await;
+            let counted: f64 = m
+                .lines()
+                .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            (counted >= requests).then_some(m)
+        })
+        .await
+    }
+
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let (status, _, body) = get(&self.admin_url(path)).await;
         assert_eq!(status, 200, "{path}: {body}");
