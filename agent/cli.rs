@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// YAML config file (optional: `--upstream` alone is enough).
     #[arg(long, short, env = "REDLINE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Proxy listen address [default: 0.0.0.0:8080].
+    /// Proxy listen address [default: 127.0.0.1:8080, loopback only; 0.0.0.0:8080 for all interfaces].
     #[arg(long, env = "REDLINE_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Upstream app base URL, e.g. http://127.0.0.1:3000.

@@ -9,6 +9,7 @@ mod flow;
 mod locate;
 mod receiver;
 mod report;
+mod suggest;
 mod telemetry;
 mod units;
 mod upstream;
@@ -50,7 +51,8 @@ pub struct Config {
     /// `service.name` of the telemetry (default `redline`; `OTEL_SERVICE_NAME` overrides).
     #[serde(deserialize_with = "non_empty")]
     pub service: String,
-    /// Proxy listener (default `0.0.0.0:8080`).
+    /// Proxy listener (default `127.0.0.1:8080`: a dev server bound to localhost must not be
+    /// exposed on every interface by the proxy in front of it).
     #[serde(deserialize_with = "listen")]
     pub listen: SocketAddr,
     /// The app behind Redline; required to run (see [`Config::validate_runnable`]) but not
@@ -198,7 +200,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             service: DEFAULT_SERVICE.into(),
-            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080)),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             upstream: None,
             timeout: Duration::from_secs(30),
             admin: AdminConfig::default(),
@@ -361,7 +363,7 @@ impl ConfigError {
             return ConfigError::at(file, 1, 1, text);
         };
         let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        let message = text.replacen(&suffix, "", 1);
+        let message = suggest::improve(&text.replacen(&suffix, "", 1));
         ConfigError::at(file, loc.line(), loc.column(), message)
     }
 }

@@ -45,7 +45,7 @@ fn secs(n: u64) -> Duration {
 fn defaults_match_the_contract() {
     let c = Config::default();
     assert_eq!(c.service, "redline");
-    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080", "loopback by default");
     assert_eq!(c.upstream, None);
     assert_eq!(c.timeout, secs(30));
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
@@ -367,7 +367,7 @@ fn unknown_keys_are_named_with_the_expected_ones() {
         "upstream: http://a:1\nlistn: 0.0.0.0:1\n",
         2,
         1,
-        "unknown field `listn`",
+        "unknown key `listn`; did you mean `listen`?",
     );
     assert!(e.message.contains("expected one of"), "{e}");
     assert!(e.message.contains("`listen`"), "{e}");
@@ -375,22 +375,22 @@ fn unknown_keys_are_named_with_the_expected_ones() {
         "admin:\n  tokn_file: x\n",
         2,
         3,
-        "unknown field `tokn_file`",
+        "unknown key `tokn_file`; did you mean `token_file`?",
     );
     let nested =
         "flows:\n  - name: a\n    match: /a\n    alerts:\n      - when: rps < 1\n        fro: 1m\n";
-    assert_err(nested, 6, 9, "unknown field `fro`, expected one of");
+    assert_err(nested, 6, 9, "unknown key `fro`; did you mean `for`?");
     assert_err(
         "telemetry: { traces: { ratio: 1 } }\n",
         1,
         24,
-        "unknown field `ratio`",
+        "unknown key `ratio` (expected",
     );
     assert_err(
         "flows:\n  - name: a\n    match: /a\n    slo: { objective: 99%, budget: 1 }\n",
         4,
         28,
-        "unknown field `budget`",
+        "unknown key `budget` (expected",
     );
 }
 
@@ -566,7 +566,7 @@ fn receiver_keys_of_another_type_point_at_the_key() {
         "alerting:\n  receivers:\n    - { name: o, type: webhook, url: hooks.internal }\n";
     assert_err(bad_url, 3, 38, "invalid URL");
     let bad_kind = "alerting:\n  receivers:\n    - { name: o, type: email }\n";
-    assert_err(bad_kind, 3, 24, "unknown variant `email`, expected one of");
+    assert_err(bad_kind, 3, 24, "unknown value `email` (expected one of");
 }
 
 #[test]
@@ -616,13 +616,13 @@ fn other_value_errors_are_positioned() {
         "telemetry: { access_log: xml }\n",
         1,
         26,
-        "unknown variant `xml`",
+        "unknown value `xml` (expected",
     );
     assert_err(
         "telemetry: { otlp: { endpoint: http://c:4317, protocol: http } }\n",
         1,
         57,
-        "unknown variant `http`",
+        "unknown value `http`; did you mean `http/protobuf`?",
     );
     assert_err(
         "telemetry: { metrics: { buckets: [0.5, 0.1] } }\n",
