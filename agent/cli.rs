@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Upstream};
+use crate::config::{AccessLogFormat, Config, ConfigError, Upstream};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Admin listen address (metrics, API) [default: 127.0.0.1:9901].
     #[arg(long, env = "REDLINE_ADMIN")]
     pub admin: Option<SocketAddr>,
+    /// Access log on stdout: json, text or off [default: json, or `telemetry.access_log`].
+    #[arg(long, env = "REDLINE_ACCESS_LOG", value_name = "json|text|off")]
+    pub access_log: Option<AccessLogFormat>,
 }
 
 /// Why `run`'s configuration could not be assembled.
@@ -124,6 +127,9 @@ impl RunArgs {
         if let Some(admin) = self.admin {
             config.admin.listen = admin;
         }
+        if let Some(format) = self.access_log {
+            config.telemetry.access_log = format;
+        }
         if let Some(url) = &self.upstream {
             let upstream = Upstream::parse(url).map_err(|message| SettingsError::Flag {
                 what: "--upstream",
@@ -135,5 +141,56 @@ impl RunArgs {
             return Err(SettingsError::NoUpstream);
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["redline", "run"].iter().chain(argv))
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        match cli.command {
+            Command::Run(args) => args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn file(yaml: &str) -> Config {
+        Config::parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn access_log_flag_beats_the_file_which_beats_the_default() {
+        let up = ["--upstream", "http://127.0.0.1:3000"];
+        let text_file = file("telemetry: { access_log: text }\n");
+        let flagged = run_args(&[&up[..], &["--access-log", "off"]].concat());
+        let from_flag = flagged.apply(text_file.clone()).map(|c| c.telemetry.access_log);
+        assert_eq!(from_flag.ok(), Some(AccessLogFormat::Off));
+        let from_file = run_args(&up).apply(text_file).map(|c| c.telemetry.access_log);
+        assert_eq!(from_file.ok(), Some(AccessLogFormat::Text));
+        let default = run_args(&up).apply(Config::default());
+        assert_eq!(
+            default.map(|c| c.telemetry.access_log).ok(),
+            Some(AccessLogFormat::Json)
+        );
+        assert!(Cli::try_parse_from(["redline", "run", "--access-log", "xml"]).is_err());
+    }
+
+    #[test]
+    fn proxy_listens_on_loopback_unless_told() {
+        let up = ["--upstream", "http://127.0.0.1:3000"];
+        let default = run_args(&up).apply(Config::default());
+        assert_eq!(
+            default.map(|c| c.listen.to_string()).ok().as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        let any = run_args(&[&up[..], &["--listen", "0.0.0.0:8080"]].concat());
+        let chosen = any.apply(file("listen: 127.0.0.1:9000\n"));
+        assert_eq!(
+            chosen.map(|c| c.listen.to_string()).ok().as_deref(),
+            Some("0.0.0.0:8080")
+        );
     }
 }

@@ -132,6 +132,7 @@ impl Config {
                 "buckets": t.metrics.buckets,
             },
             "access_log": t.access_log.as_str(),
+            "trace_url_template": t.trace_url_template,
         })
     }
 }

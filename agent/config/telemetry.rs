@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::de::{Parse, http_url, opt_positive_duration, positive_duration};
+use super::de::{Parse, http_url, opt_positive_duration, parse_http_url, positive_duration};
 use super::units::parse_duration;
 
 /// OpenTelemetry's advised boundaries for `http.server.request.duration`, in seconds.
@@ -29,9 +29,16 @@ pub struct TelemetryConfig {
     pub traces: TracesConfig,
     /// Metric export and histogram boundaries.
     pub metrics: MetricsConfig,
-    /// Access log format (default json).
+    /// Access log format (default json; `--access-log` and `REDLINE_ACCESS_LOG` override).
     pub access_log: AccessLogFormat,
+    /// Redline extension: link trace ids on the dashboard to a trace backend, e.g.
+    /// `https://jaeger.example/trace/{trace_id}`; must contain `{trace_id}`.
+    #[serde(deserialize_with = "opt_trace_url_template")]
+    pub trace_url_template: Option<String>,
 }
+
+/// What `trace_url_template` marks the trace id with.
+pub const TRACE_ID_PLACEHOLDER: &str = "{trace_id}";
 
 /// `telemetry.otlp`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -127,6 +134,22 @@ pub enum AccessLogFormat {
     Off,
 }
 
+impl std::str::FromStr for AccessLogFormat {
+    type Err = String;
+
+    /// The YAML spelling, as `--access-log` and `REDLINE_ACCESS_LOG` take it.
+    fn from_str(s: &str) -> Result<AccessLogFormat, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(AccessLogFormat::Json),
+            "text" => Ok(AccessLogFormat::Text),
+            "off" => Ok(AccessLogFormat::Off),
+            other => Err(format!(
+                "invalid access log format {other:?}; expected json, text or off"
+            )),
+        }
+    }
+}
+
 impl AccessLogFormat {
     /// The YAML spelling.
     pub fn as_str(self) -> &'static str {
@@ -136,6 +159,37 @@ impl AccessLogFormat {
             AccessLogFormat::Off => "off",
         }
     }
+}
+
+fn opt_trace_url_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Parse::new(
+        "a URL with {trace_id}, e.g. https://jaeger.example/trace/{trace_id}",
+        parse_trace_url_template,
+    )
+    .optional(d)
+}
+
+/// The template must make an http(s) URL once the id is in, and carry no credentials: every
+/// dashboard viewer receives it.
+fn parse_trace_url_template(s: &str) -> Result<String, String> {
+    let text = s.trim();
+    if !text.contains(TRACE_ID_PLACEHOLDER) {
+        return Err(format!(
+            "trace_url_template {text:?} lacks {TRACE_ID_PLACEHOLDER}; expected e.g. \
+             https://jaeger.example/trace/{TRACE_ID_PLACEHOLDER}"
+        ));
+    }
+    let example = text.replace(TRACE_ID_PLACEHOLDER, "4bf92f3577b34da6a3ce929d0e0e4736");
+    parse_http_url(&example).map_err(|_| {
+        format!("invalid trace_url_template {text:?}; expected an http:// or https:// URL with a host")
+    })?;
+    let authority = example.split("://").nth(1).unwrap_or("").split('/').next();
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Err(format!(
+            "trace_url_template {text:?} must not contain credentials: the dashboard shows it"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 fn opt_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {

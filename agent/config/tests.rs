@@ -932,3 +932,48 @@ fn full_example_sets_every_section() {
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
 }
+
+// ---------------------------------------------------------------- trace links
+
+#[test]
+fn trace_url_template_needs_its_placeholder_and_a_web_url() {
+    let c = ok("telemetry:\n  trace_url_template: https://jaeger.example/trace/{trace_id}\n");
+    assert_eq!(
+        c.telemetry.trace_url_template.as_deref(),
+        Some("https://jaeger.example/trace/{trace_id}")
+    );
+    assert_eq!(
+        c.redacted_json()["telemetry"]["trace_url_template"],
+        "https://jaeger.example/trace/{trace_id}"
+    );
+    assert_eq!(Config::default().telemetry.trace_url_template, None);
+    let query = "telemetry: { trace_url_template: \"http://t:16686/search?traceID={trace_id}\" }\n";
+    assert!(ok(query).telemetry.trace_url_template.is_some());
+    assert_err(
+        "telemetry:\n  trace_url_template: https://jaeger.example/trace/\n",
+        2,
+        23,
+        "lacks {trace_id}",
+    );
+    assert_err(
+        "telemetry:\n  trace_url_template: ftp://x/{trace_id}\n",
+        2,
+        23,
+        "expected an http:// or https:// URL",
+    );
+    assert_err(
+        "telemetry:\n  trace_url_template: https://u:p@x/{trace_id}\n",
+        2,
+        23,
+        "must not contain credentials",
+    );
+}
+
+#[test]
+fn access_log_formats_parse_from_flags() {
+    assert_eq!("json".parse(), Ok(AccessLogFormat::Json));
+    assert_eq!(" TEXT ".parse(), Ok(AccessLogFormat::Text));
+    assert_eq!("off".parse(), Ok(AccessLogFormat::Off));
+    let e = "xml".parse::<AccessLogFormat>().unwrap_err();
+    assert!(e.contains("expected json, text or off"), "{e}");
+}
