@@ -21,6 +21,21 @@ use crate::stats::{Clock, SystemClock};
 /// Why Redline could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A listener address is taken, most often by another Redline or the app itself.
+    #[error(
+        "cannot listen on {addr} for the {what}: the address is already in use (another Redline, \
+         or the app itself?); choose a free one with {flag} ADDR, e.g. {flag} {example}"
+    )]
+    AddrInUse {
+        /// What the listener is for.
+        what: &'static str,
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The flag that sets this listener.
+        flag: &'static str,
+        /// The same address one port up, as a hint.
+        example: SocketAddr,
+    },
     /// A listener address could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -129,7 +144,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         stop_rx.clone(),
         serve,
     )?;
-    tracing::info!(proxy = %bound.0, admin = %bound.1, version = env!("CARGO_PKG_VERSION"), "Redline is listening.");
+    announce(bound, &shared.runtime.load().config);
+    crate::proxy::reach::spawn(shared.clone(), stop_rx.clone());
     if let Some(tx) = hooks.bound {
         let _ = tx.send(bound);
     }
@@ -194,9 +210,63 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Bind { what, addr, source })
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() != std::io::ErrorKind::AddrInUse {
+            return RunError::Bind { what, addr, source };
+        }
+        let flag = if what == "admin" {
+            "--admin"
+        } else {
+            "--listen"
+        };
+        let example = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+        RunError::AddrInUse {
+            what,
+            addr,
+            flag,
+            example,
+        }
+    })
+}
+
+/// The start-up line: where to send requests, where they go, where to watch. The fields
+/// repeat it for JSON logs (tests and scripts read `proxy` and `admin` from them).
+fn announce(bound: (SocketAddr, SocketAddr), config: &Config) {
+    let upstream = config
+        .upstream
+        .as_ref()
+        .map_or_else(|| "no upstream".to_string(), ToString::to_string);
+    let dashboard = dashboard_url(bound.1, config.alerting.external_url.as_deref());
+    // Loopback is the default since a dev server bound to localhost must not be exposed by
+    // the proxy in front of it; say so, since "it works here but not from my phone" follows.
+    let scope = if bound.0.ip().is_loopback() {
+        " (this machine only; --listen 0.0.0.0:PORT accepts other hosts)"
+    } else {
+        ""
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    tracing::info!(
+        proxy = %bound.0, admin = %bound.1, %upstream, %dashboard, version,
+        "Redline {version}: proxy http://{} -> upstream {upstream}{scope}; dashboard {dashboard}",
+        bound.0
+    );
+}
+
+/// Where a person opens the dashboard: `alerting.external_url` if set, else the admin
+/// address, with a wildcard bind shown as loopback (a browser cannot open `0.0.0.0`).
+pub fn dashboard_url(admin: SocketAddr, external_url: Option<&str>) -> String {
+    if let Some(base) = external_url {
+        return format!("{}/", base.trim_end_matches('/'));
+    }
+    let mut shown = admin;
+    if admin.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = match admin {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        shown.set_ip(loopback);
+    }
+    format!("http://{shown}/")
 }
 
 fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
@@ -245,4 +315,37 @@ async fn watch_signals(shared: Arc<Shared>, reload: Arc<ReloadState>, external: 
     }
     tracing::info!("Shutting down: draining in-flight requests.");
     shared.ready.store(false, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashboard_url_is_one_a_browser_can_open() {
+        let any: SocketAddr = "0.0.0.0:9901".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dashboard_url(any, None), "http://127.0.0.1:9901/");
+        let any6: SocketAddr = "[::]:9901".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dashboard_url(any6, None), "http://[::1]:9901/");
+        let local: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dashboard_url(local, None), "http://127.0.0.1:9/");
+        let shared = dashboard_url(local, Some("https://redline.example/"));
+        assert_eq!(shared, "https://redline.example/");
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_names_the_flag_that_moves_it() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let Err(proxy) = bind("proxy", addr).await else {
+            panic!("bound twice")
+        };
+        let text = proxy.to_string();
+        assert!(text.contains("already in use"), "{text}");
+        assert!(text.contains("--listen ADDR"), "{text}");
+        let Err(admin) = bind("admin", addr).await else {
+            panic!("bound twice")
+        };
+        assert!(admin.to_string().contains("--admin ADDR"), "{admin}");
+    }
 }

@@ -166,9 +166,13 @@ mod tests {
         let up = ["--upstream", "http://127.0.0.1:3000"];
         let text_file = file("telemetry: { access_log: text }\n");
         let flagged = run_args(&[&up[..], &["--access-log", "off"]].concat());
-        let from_flag = flagged.apply(text_file.clone()).map(|c| c.telemetry.access_log);
+        let from_flag = flagged
+            .apply(text_file.clone())
+            .map(|c| c.telemetry.access_log);
         assert_eq!(from_flag.ok(), Some(AccessLogFormat::Off));
-        let from_file = run_args(&up).apply(text_file).map(|c| c.telemetry.access_log);
+        let from_file = run_args(&up)
+            .apply(text_file)
+            .map(|c| c.telemetry.access_log);
         assert_eq!(from_file.ok(), Some(AccessLogFormat::Text));
         let default = run_args(&up).apply(Config::default());
         assert_eq!(

@@ -121,6 +121,14 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Colour only for a person at a terminal: escape codes in a file, a pipe or a log collector
+/// are noise. `NO_COLOR` (no-color.org) turns it off there too.
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
 /// Diagnostics go to stderr through `tracing` (`REDLINE_LOG`, `REDLINE_LOG_FORMAT`);
 /// stdout carries only the access log.
 fn init_logging(default_filter: &str) {
@@ -128,6 +136,7 @@ fn init_logging(default_filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_stderr())
         .with_writer(std::io::stderr);
     let json = std::env::var("REDLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     if json {

@@ -1,6 +1,6 @@
 //! What a running Redline shares between tasks: the swappable runtime snapshot and the state that outlives reloads.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -181,6 +181,9 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// Process start, for uptime.
     pub started: Instant,
+    /// Requests answered 502 `upstream_unavailable` since start: one relaxed add on the
+    /// request path, read by `proxy::reach` to warn that the upstream is down.
+    pub upstream_unavailable: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -209,6 +212,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             access_log,
             started: Instant::now(),
+            upstream_unavailable: AtomicU64::new(0),
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;

@@ -107,8 +107,15 @@ mod tests {
         assert_eq!(nearest("colour", keys), None, "too far from anything");
         assert_eq!(nearest("x", ["y", "xy"]), Some("y"), "first of the closest");
         assert_eq!(nearest("abc", []), None);
-        assert_eq!(nearest("http", ["grpc", "http/protobuf"]), Some("http/protobuf"));
-        assert_eq!(nearest("to", ["token_file"]), None, "too short to be a prefix");
+        assert_eq!(
+            nearest("http", ["grpc", "http/protobuf"]),
+            Some("http/protobuf")
+        );
+        assert_eq!(
+            nearest("to", ["token_file"]),
+            None,
+            "too short to be a prefix"
+        );
     }
 
     #[test]

@@ -181,7 +181,9 @@ fn parse_trace_url_template(s: &str) -> Result<String, String> {
     }
     let example = text.replace(TRACE_ID_PLACEHOLDER, "4bf92f3577b34da6a3ce929d0e0e4736");
     parse_http_url(&example).map_err(|_| {
-        format!("invalid trace_url_template {text:?}; expected an http:// or https:// URL with a host")
+        format!(
+            "invalid trace_url_template {text:?}; expected an http:// or https:// URL with a host"
+        )
     })?;
     let authority = example.split("://").nth(1).unwrap_or("").split('/').next();
     if authority.is_some_and(|a| a.contains('@')) {

@@ -45,7 +45,11 @@ fn secs(n: u64) -> Duration {
 fn defaults_match_the_contract() {
     let c = Config::default();
     assert_eq!(c.service, "redline");
-    assert_eq!(c.listen.to_string(), "127.0.0.1:8080", "loopback by default");
+    assert_eq!(
+        c.listen.to_string(),
+        "127.0.0.1:8080",
+        "loopback by default"
+    );
     assert_eq!(c.upstream, None);
     assert_eq!(c.timeout, secs(30));
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");

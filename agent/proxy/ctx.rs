@@ -181,6 +181,11 @@ impl RequestCtx {
         if let Some(slo) = state.slo.get() {
             slo.record(now_ms, &sample);
         }
+        if error == ErrorType::UpstreamUnavailable {
+            // Counted only: the warning is `proxy::reach`'s job, off the request path.
+            let count = &self.shared.upstream_unavailable;
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.shared.access_log.enabled() {
             self.log(status, duration, error);
         }

@@ -14,7 +14,8 @@
 //! (`upstream_failed`), never an `Err` out of the service.
 //!
 //! Modules, low to high: `wire`, `headers`, `request_body` → `ctx` → `phases` →
-//! `upstream`, `direct` → `body` → `fast` and this file.
+//! `upstream`, `direct` → `body` → `fast` and this file. `reach` stands apart: it tells
+//! the operator when the upstream is down, from a task of its own.
 
 pub mod body;
 pub mod ctx;
@@ -22,6 +23,7 @@ mod direct;
 pub mod fast;
 pub mod headers;
 pub mod phases;
+pub mod reach;
 pub mod request_body;
 pub mod upstream;
 mod wire;
