@@ -205,12 +205,12 @@ function flowState(flow, alerts) {
   return best;
 }
 
-/** Alert thresholds of a flow, in chart units: {rps, error_rate (%), p95_ms}. */
+/** Alert thresholds of a flow, in chart units: {rps, error_rate (%), timeout_rate (%), p95_ms}. */
 function thresholds(name) {
   const out = {};
   const cfg = configFlow(name);
   for (const rule of (cfg && cfg.alerts) || []) {
-    const m = /^\s*(p95|error_rate|rps)\s*([<>])\s*([0-9.]+)\s*(ms|s|m|%)?\s*$/.exec(String(rule.when || ''));
+    const m = /^\s*(p95|error_rate|timeout_rate|rps)\s*([<>])\s*([0-9.]+)\s*(ms|s|m|%)?\s*$/.exec(String(rule.when || ''));
     if (!m) continue;
     const n = Number(m[3]);
     const unit = m[4] || '';
@@ -289,9 +289,22 @@ function alertLinks(a) {
   if (a.traces) {
     const ids = String(a.traces).split(',').filter(Boolean);
     links.push(h('span', { className: 'nowrap', title: ids.join('\n') },
-      'traces: ', h('code', { text: ids.map((t) => t.slice(0, 8)).join(' ') })));
+      'traces: ', ids.flatMap((t, i) => (i ? [' ', traceRef(t)] : [traceRef(t)]))));
   }
   return links.length ? links.flatMap((l, i) => (i ? [' · ', l] : [l])) : '–';
+}
+
+/** A trace id, linked to the trace backend when telemetry.trace_url_template is set. */
+function traceRef(id) {
+  const template = state.config && state.config.telemetry && state.config.telemetry.trace_url_template;
+  const short = h('code', { text: id.slice(0, 8) });
+  // Only well-formed ids go into a URL; the template was checked by Redline (http(s), {trace_id}).
+  if (!template || !/^https?:\/\//.test(template) || !/^[0-9a-f]{32}$/i.test(id)) return short;
+  const href = template.split('{trace_id}').join(encodeURIComponent(id));
+  return h('a', {
+    href, target: '_blank', rel: 'noopener noreferrer', className: 'trace',
+    'data-trace-id': id, title: 'Open trace ' + id, 'aria-label': 'Open trace ' + id,
+  }, short);
 }
 
 function table(headers, rows, numeric) {
@@ -325,10 +338,30 @@ function renderFlows(flows, alerts) {
     rows, [3, 4, 5, 6, 7, 8, 9]));
 }
 
+/** No axis shorter than this, so the first seconds are not stretched over the whole width. */
+const MIN_SPAN_MS = 60000;
+
+/**
+ * Where the time axis starts: the first point with requests, over all flows (so cards
+ * compare), or 15 minutes ago once that much data exists (or when there is none).
+ */
+function axisStart(docs) {
+  let first = Infinity;
+  let last = 0;
+  for (const doc of docs) {
+    for (const p of doc.points || []) {
+      last = Math.max(last, p.t);
+      if (p.requests > 0) first = Math.min(first, p.t);
+    }
+  }
+  return Number.isFinite(first) ? Math.min(first, last - MIN_SPAN_MS) : 0;
+}
+
 function renderCharts(flows, series, alerts) {
+  const docs = flows.map((f, i) => (series[i] && series[i].ok && series[i].body ? series[i].body : { points: [] }));
+  const start = axisStart(docs);
   const cards = flows.map((f, i) => {
-    const doc = series[i] && series[i].ok && series[i].body ? series[i].body : { points: [] };
-    const points = doc.points || [];
+    const points = (docs[i].points || []).filter((p) => p.t >= start);
     const w = (f.windows && f.windows['1m']) || {};
     const limits = thresholds(f.name);
     const total = points.reduce((n, p) => n + (p.requests || 0), 0);
@@ -341,9 +374,24 @@ function renderCharts(flows, series, alerts) {
     h('div', { className: 'charts' },
       figure('Requests/s', fmtRps(w.rps), chart('rps', points, limits.rps, fmtRps)),
       figure('Errors', fmtPct(w.error_rate), chart('error_rate', points, limits.error_rate, (v) => fmtPct(v / 100))),
+      // Only where a timeout alert makes the rate worth a chart of its own.
+      limits.timeout_rate ? figure('Timeouts', fmtPct(w.timeout_rate),
+        chart('timeout_rate', points, limits.timeout_rate, (v) => fmtPct(v / 100))) : null,
       figure('p95 latency', fmtMs(w.p95_ms), chart('p95_ms', points, limits.p95_ms, fmtMs))));
   });
   $('charts').replaceChildren(...cards);
+  const shown = docs.length && docs[0].points && docs[0].points.filter((p) => p.t >= start);
+  const span = shown && shown.length > 1 ? shown[shown.length - 1].t - shown[0].t : 0;
+  $('charts-h').querySelector('.span').textContent = span > 0 && span < 14 * 60000
+    ? '· 5 s points over the last ' + fmtSpan(span / 1000) + ', since the first request (15 minutes once there is that much)'
+    : '· 5 s points, updated every 2 s';
+}
+
+/** "45 s", "2 min", "1.5 min"; within a 5 s point of a whole minute counts as whole (895 s: 15 min). */
+function fmtSpan(secs) {
+  if (secs < 60) return Math.round(secs) + ' s';
+  const min = secs / 60;
+  return (Math.abs(secs - Math.round(min) * 60) <= 5 ? Math.round(min) : min.toFixed(1)) + ' min';
 }
 
 function figure(title, latest, svg) {
@@ -358,6 +406,7 @@ function pointValue(kind, p) {
   if (kind === 'rps') return typeof p.rps === 'number' ? p.rps : 0;
   if (!p.requests) return null;
   if (kind === 'error_rate') return (p.error_rate || 0) * 100;
+  if (kind === 'timeout_rate') return (p.timeout_rate || 0) * 100;
   return typeof p.p95_ms === 'number' ? p.p95_ms : null;
 }
 
@@ -373,45 +422,73 @@ function chart(kind, points, limit, fmt) {
   const values = points.map((p) => pointValue(kind, p));
   const present = values.filter((v) => v !== null);
   const peak = present.length ? Math.max(...present) : 0;
-  const top = niceCeil(Math.max(peak, limit ? limit.value * 1.15 : 0) || (kind === 'error_rate' ? 1 : 0));
-  const n = values.length;
-  const x = (i) => VB.left + (n <= 1 ? 0 : (i * (VB.right - VB.left)) / (n - 1));
+  const rate = kind === 'error_rate' || kind === 'timeout_rate';
+  const top = niceCeil(Math.max(peak, limit ? limit.value * 1.15 : 0) || (rate ? 1 : 0));
+  const t0 = points.length ? points[0].t : 0;
+  const t1 = points.length ? points[points.length - 1].t : 0;
+  // By time, not by index: the axis may start at the first request rather than 15 min ago.
+  const x = (t) => VB.left + (t1 > t0 ? ((t - t0) * (VB.right - VB.left)) / (t1 - t0) : 0);
   const y = (v) => VB.bottom - (Math.min(v, top) / top) * (VB.bottom - VB.top);
   const segments = [];
   let current = null;
   values.forEach((v, i) => {
     if (v === null) { current = null; return; }
     if (!current) { current = []; segments.push(current); }
-    current.push([x(i), y(v)]);
+    current.push([x(points[i].t), y(v)]);
   });
   const xy = ([a, b]) => a.toFixed(1) + ' ' + b.toFixed(1);
   const line = segments.map((seg) => 'M' + seg.map(xy).join('L')).join('');
   const area = segments.filter((seg) => seg.length > 1).map((seg) =>
     'M' + seg[0][0].toFixed(1) + ' ' + VB.bottom + 'L' + seg.map(xy).join('L') + 'L' + seg[seg.length - 1][0].toFixed(1) + ' ' + VB.bottom + 'Z').join('');
   const latest = present.length ? fmt(present[present.length - 1]) : 'no data';
-  const label = { rps: 'Requests per second', error_rate: 'Error percentage', p95_ms: '95th percentile latency' }[kind] +
-    ' over the last 15 minutes: peak ' + (present.length ? fmt(peak) : 'none') + ', latest ' + latest +
-    (limit ? ', alert threshold ' + fmt(limit.value) : '');
+  const spanS = Math.round((t1 - t0) / 1000);
+  const label = CHART_NAMES[kind] + ' over the last ' + fmtSpan(spanS) + ': peak ' + (present.length ? fmt(peak) : 'none') +
+    ', latest ' + latest + (limit ? ', alert threshold ' + fmt(limit.value) : '');
   const grid = [VB.top, (VB.top + VB.bottom) / 2, VB.bottom].map((gy) =>
     s('line', { className: 'grid', x1: VB.left, x2: VB.right, y1: gy, y2: gy }));
-  const ticks = [['−15 min', VB.left, 'start'], ['−10', VB.left + (VB.right - VB.left) / 3, 'middle'],
-    ['−5', VB.left + (2 * (VB.right - VB.left)) / 3, 'middle'], ['now', VB.right, 'end']]
-    .map(([t, tx, anchor]) => s('text', { className: 'axis', x: tx, y: VB.h - 4, 'text-anchor': anchor, text: t }));
-  const threshold = limit ? [
-    s('line', { className: 'threshold', x1: VB.left, x2: VB.right, y1: y(limit.value), y2: y(limit.value) }),
-    s('text', { className: 'threshold-label', x: VB.right, y: y(limit.value) - 3, 'text-anchor': 'end', text: 'alert ' + limit.op + ' ' + fmt(limit.value) }),
-  ] : [];
   return s('svg', {
     className: 'chart', viewBox: '0 0 ' + VB.w + ' ' + VB.h, role: 'img', 'aria-label': label,
-    'data-series': kind, 'data-points': present.length,
+    'data-series': kind, 'data-points': present.length, 'data-start': t0, 'data-span-s': spanS,
   },
   s('title', { text: label }),
   grid,
   s('text', { className: 'axis', x: VB.left, y: VB.top - 4, text: fmt(top) }),
-  ticks,
+  timeTicks(spanS),
   area ? s('path', { className: 'area', d: area }) : null,
   line ? s('path', { className: 'line', d: line }) : null,
-  threshold);
+  limit ? thresholdMarks(limit, y(limit.value), fmt) : []);
+}
+
+const CHART_NAMES = {
+  rps: 'Requests per second', error_rate: 'Error percentage',
+  timeout_rate: 'Timeout percentage', p95_ms: '95th percentile latency',
+};
+
+/**
+ * The threshold: a dashed line across the plot, and its label in the top margin with a
+ * dashed swatch (like a legend), where it never covers the data whatever the line's height.
+ */
+function thresholdMarks(limit, ly, fmt) {
+  const text = 'alert ' + limit.op + ' ' + fmt(limit.value);
+  // About 5 units per character of the 10px label, then a gap.
+  const swatchEnd = VB.right - text.length * 5 - 4;
+  return [
+    s('line', { className: 'threshold', x1: VB.left, x2: VB.right, y1: ly, y2: ly, 'data-value': limit.value }),
+    s('line', { className: 'threshold', x1: swatchEnd - 14, x2: swatchEnd, y1: VB.top - 7, y2: VB.top - 7 }),
+    s('text', { className: 'threshold-label', x: VB.right, y: VB.top - 4, 'text-anchor': 'end', text }),
+  ];
+}
+
+/** Time labels under the plot: the start, "now", and round steps between them. */
+function timeTicks(spanS) {
+  const step = [15, 30, 60, 120, 300, 600].find((st) => spanS / st <= 3.2) || 600;
+  const at = (ago) => VB.right - (spanS > 0 ? (ago * (VB.right - VB.left)) / spanS : 0);
+  const ticks = [['−' + fmtSpan(spanS), VB.left, 'start'], ['now', VB.right, 'end']];
+  for (let ago = step; ago < spanS; ago += step) {
+    // Keep clear of the edge labels.
+    if (ago > spanS * 0.2 && ago < spanS * 0.8) ticks.push(['−' + fmtSpan(ago), at(ago), 'middle']);
+  }
+  return ticks.map(([t, tx, anchor]) => s('text', { className: 'axis', x: tx, y: VB.h - 4, 'text-anchor': anchor, text: t }));
 }
 
 function renderRoutes(resp) {

@@ -16,7 +16,8 @@ use crate::support::*;
 
 const TOKEN: &str = "dash-t0ken";
 
-/// `checkout` fails half the time and alerts within seconds; `catalog` is healthy.
+/// `checkout` fails half the time and alerts within seconds; `catalog` is healthy; half of
+/// `search` times out, under a timeout alert. Trace ids link to a (fictitious) Jaeger.
 const CONFIG: &str = r#"
 flows:
   - name: checkout
@@ -29,11 +30,19 @@ flows:
     owner: storefront-team
     alerts:
       - { when: "p95 > 800ms" }
+  - name: search
+    match: "GET /search/{rest...}"
+    timeout: 100ms
+    alerts:
+      - { when: "timeout_rate > 10%", over: 30s, for: 1s, min_requests: 3 }
 alerting:
   eval_interval: 1s
+telemetry:
+  trace_url_template: https://jaeger.example/trace/{trace_id}
 "#;
 
-/// Sends ~25 requests/s until dropped: checkout (half 500s), catalog, and unmatched paths.
+/// Sends ~20 requests/s until dropped: checkout (half 500s), catalog, search (half time out)
+/// and unmatched paths.
 struct Traffic(Arc<AtomicBool>);
 
 impl Traffic {
@@ -44,10 +53,12 @@ impl Traffic {
         tokio::spawn(async move {
             let mut i = 0u64;
             while !flag.load(Ordering::Relaxed) {
-                let path = match i % 4 {
+                let path = match i % 6 {
                     0 => "/status/500".to_string(),
                     1 => "/status/200".to_string(),
                     2 => format!("/catalog/items/{i}"),
+                    3 => "/search/q?sleep_ms=400".to_string(),
+                    4 => "/search/q".to_string(),
                     _ => format!("/users/{i}/orders"),
                 };
                 let _ = client()
@@ -289,6 +300,12 @@ const text = (sel) => { const el = document.querySelector(sel); return el ? el.t
 const row = (name) => document.querySelector('#flows tr[data-flow="' + name + '"]');
 const line = document.querySelector('#flow-checkout svg[data-series="rps"] path.line');
 const alert = document.querySelector('#alerts tr[data-alertname="FlowErrorRate"][data-flow="checkout"]');
+const svg = (flow, kind) => document.querySelector('#flow-' + flow + ' svg[data-series="' + kind + '"]');
+const timeouts = svg('search', 'timeout_rate');
+const limit = timeouts && timeouts.querySelector('line.threshold[data-value]');
+const limitLabel = timeouts && timeouts.querySelector('text.threshold-label');
+const rps = svg('checkout', 'rps');
+const trace = document.querySelector('#alerts tr[data-flow="checkout"] a.trace');
 return {
   rounds: Number(document.body.dataset.rounds || 0),
   status: text('#status'),
@@ -308,6 +325,16 @@ return {
   notice: document.getElementById('notice').hidden ? '' : text('#notice'),
   overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
   background: getComputedStyle(document.body).backgroundColor,
+  timeout_points: timeouts ? Number(timeouts.dataset.points) : null,
+  timeout_limit: limit ? { value: Number(limit.dataset.value), y: Number(limit.getAttribute('y1')) } : null,
+  timeout_label: limitLabel ? { text: limitLabel.textContent, y: Number(limitLabel.getAttribute('y')) } : null,
+  checkout_timeout_chart: Boolean(svg('checkout', 'timeout_rate')),
+  axis: rps ? {
+    start: Number(rps.dataset.start),
+    span_s: Number(rps.dataset.spanS),
+    left: rps.querySelector('text.axis[text-anchor="start"]').textContent,
+  } : null,
+  trace: trace ? { href: trace.href, id: trace.dataset.traceId, text: trace.textContent } : null,
 };
 "#;
 
@@ -355,6 +382,9 @@ async fn dashboard_in_headless_chromium() {
         seen["checkout"].as_str().unwrap().contains("0 req/s"),
         "{seen}"
     );
+    // No data at all: the axis spans the whole 15 minutes (179 steps of 5 s).
+    assert_eq!(seen["axis"]["span_s"], 895, "{seen}");
+    assert_eq!(seen["axis"]["left"], "−15 min", "{seen}");
     assert!(page_errors(&browser).await.is_empty());
     let log = console_log(&driver, &browser).await;
     assert!(severe(&log).is_empty(), "console errors: {log:?}");
@@ -392,6 +422,8 @@ async fn dashboard_in_headless_chromium() {
                 && p["rps_points"].as_u64() >= Some(2)
                 && p["error_points"].as_u64() >= Some(2)
                 && p["alert_state"] == "firing"
+                && p["timeout_points"].as_u64() >= Some(2)
+                && p["trace"].is_object()
                 && p["routes"]
                     .as_str()
                     .is_some_and(|r| r.contains("/users/{id}/orders"));
@@ -440,6 +472,8 @@ async fn dashboard_in_headless_chromium() {
         seen["status"].as_str().unwrap().starts_with("Live"),
         "{seen}"
     );
+    timeout_chart_and_trace_link(&seen);
+    axis_starts_at_the_first_data(&rl, &seen).await;
     assert_eq!(seen["overflow"], 0, "no horizontal scrolling on a laptop");
     assert!(page_errors(&browser).await.is_empty());
     let log = console_log(&driver, &browser).await;
@@ -463,6 +497,57 @@ async fn dashboard_in_headless_chromium() {
     .await;
     assert!(page_errors(&browser).await.is_empty());
     let _ = browser.close().await;
+}
+
+/// `search` has a timeout alert: its timeout chart draws the 10 % line, labelled in the top
+/// margin (y < 16, where the plot begins) so the label never covers the data. `checkout` has
+/// no timeout alert and no such chart. Trace ids link through `trace_url_template`.
+fn timeout_chart_and_trace_link(seen: &Value) {
+    let limit = &seen["timeout_limit"];
+    assert_eq!(limit["value"], 10.0, "{seen}");
+    let y = limit["y"].as_f64().unwrap();
+    assert!((16.0..=94.0).contains(&y), "threshold inside the plot: {seen}");
+    let label = &seen["timeout_label"];
+    assert_eq!(label["text"], "alert > 10.0 %", "{seen}");
+    assert!(label["y"].as_f64().unwrap() < 16.0, "label above the plot: {seen}");
+    assert_eq!(seen["checkout_timeout_chart"], false, "{seen}");
+    let trace = &seen["trace"];
+    let id = trace["id"].as_str().unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{seen}"
+    );
+    assert_eq!(
+        trace["href"],
+        format!("https://jaeger.example/trace/{id}"),
+        "{seen}"
+    );
+    assert_eq!(trace["text"], id[..8], "{seen}");
+}
+
+/// Redline started moments ago: the charts' time axis starts at the first request (at most
+/// a minute before now, the shortest axis), not 15 minutes ago.
+async fn axis_starts_at_the_first_data(rl: &Redline, seen: &Value) {
+    let flows = rl.json("/api/flows").await;
+    let mut first = u64::MAX;
+    for flow in flows["flows"].as_array().expect("flows") {
+        let name = flow["name"].as_str().expect("name");
+        let doc = rl.json(&format!("/api/flows/{name}/series")).await;
+        let busy = doc["points"].as_array().expect("points").iter();
+        let t = busy
+            .filter(|p| p["requests"].as_u64() > Some(0))
+            .find_map(|p| p["t"].as_u64());
+        first = first.min(t.unwrap_or(u64::MAX));
+    }
+    let axis = &seen["axis"];
+    let start = axis["start"].as_u64().expect("axis start");
+    assert!(
+        start <= first && start + 60_000 >= first,
+        "axis starts at the first data ({first}): {seen}"
+    );
+    let span = axis["span_s"].as_u64().unwrap();
+    assert!((60..300).contains(&span), "{seen}");
+    assert_ne!(axis["left"], "−15 min", "{seen}");
 }
 
 /// The silence dialog asks for the token: a wrong one is refused, the right one silences.
