@@ -506,10 +506,16 @@ fn timeout_chart_and_trace_link(seen: &Value) {
     let limit = &seen["timeout_limit"];
     assert_eq!(limit["value"], 10.0, "{seen}");
     let y = limit["y"].as_f64().unwrap();
-    assert!((16.0..=94.0).contains(&y), "threshold inside the plot: {seen}");
+    assert!(
+        (16.0..=94.0).contains(&y),
+        "threshold inside the plot: {seen}"
+    );
     let label = &seen["timeout_label"];
     assert_eq!(label["text"], "alert > 10.0 %", "{seen}");
-    assert!(label["y"].as_f64().unwrap() < 16.0, "label above the plot: {seen}");
+    assert!(
+        label["y"].as_f64().unwrap() < 16.0,
+        "label above the plot: {seen}"
+    );
     assert_eq!(seen["checkout_timeout_chart"], false, "{seen}");
     let trace = &seen["trace"];
     let id = trace["id"].as_str().unwrap();

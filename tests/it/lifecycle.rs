@@ -163,11 +163,11 @@ async fn runs_with_only_upstream_and_flag_beats_env_beats_file() {
         std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
-            .find(|l| l.contains("listening"))
+            .find(|l| l.contains("\"proxy\""))
     })
     .await
     .unwrap()
-    .expect("listening line");
+    .expect("start-up line");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let proxy = v["proxy"].as_str().unwrap();
     assert_eq!(get(&format!("http://{proxy}/echo")).await.0, 200);

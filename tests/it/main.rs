@@ -11,6 +11,7 @@ mod engines;
 mod fast_path;
 mod fleet;
 mod lifecycle;
+mod messages;
 mod notify;
 mod otlp;
 mod proxy;
