@@ -10,8 +10,11 @@ use tokio::task::JoinHandle;
 
 use crate::support::*;
 
-/// `redline run ARGS` with text logs (the default format), both outputs captured.
-fn spawn_text(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+/// Captured output lines of a child process.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// `redline run ARGS` with text logs (the default format) and stderr captured.
+fn spawn_text(args: &[&str]) -> (Child, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_redline"))
         .arg("run")
         .args(args)
@@ -21,17 +24,16 @@ fn spawn_text(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<S
         .env_remove("REDLINE_ACCESS_LOG")
         .env_remove("NO_COLOR")
         .env("REDLINE_LOG", "info")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn redline");
-    let stdout = lines_of(child.stdout.take().expect("stdout"));
     let stderr = lines_of(child.stderr.take().expect("stderr"));
-    (child, stdout, stderr)
+    (child, stderr)
 }
 
 /// The first captured line containing `needle`, within `deadline`.
-async fn line_with(lines: &Arc<Mutex<Vec<String>>>, needle: &str, deadline: Duration) -> String {
+async fn line_with(lines: &Lines, needle: &str, deadline: Duration) -> String {
     eventually(deadline, needle, || async {
         lines
             .lock()
@@ -66,7 +68,7 @@ fn exit_of(mut child: Child) -> (Option<i32>, String) {
 async fn startup_line_names_proxy_upstream_and_dashboard_without_colour_codes() {
     let up = app().await;
     let upstream = format!("http://{up}");
-    let (mut child, _, stderr) = spawn_text(&[
+    let (mut child, stderr) = spawn_text(&[
         "--upstream",
         &upstream,
         "--listen",
