@@ -24,7 +24,8 @@ pub enum RunError {
     /// A listener address is taken, most often by another Redline or the app itself.
     #[error(
         "cannot listen on {addr} for the {what}: the address is already in use (another Redline, \
-         or the app itself?); choose a free one with {flag} ADDR, e.g. {flag} {example}"
+         or the app itself?); choose a free one with {flag} ADDR, e.g. {flag} {example} \
+         (port 0 takes any free port; the start-up line names it)"
     )]
     AddrInUse {
         /// What the listener is for.
