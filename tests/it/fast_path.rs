@@ -449,13 +449,18 @@ async fn upstream_connections_are_reused_only_when_the_upstream_keeps_them_alive
     let (up, _, accepted) = scripted_counting().await;
     // One worker: every request here shares one idle stack.
     let rl = Redline::start_with(&config_for(up, ""), &[], &[("TOKIO_WORKER_THREADS", "1")]);
+    // Redline's start-up reachability probe is one connection of its own, never reused.
+    eventually(Duration::from_secs(5), "start-up probe", || async {
+        (accepted.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
     let mut s = TcpStream::connect(rl.proxy).await.unwrap();
     let mut buf = Vec::new();
     let mut connections = Vec::new();
     for path in ["/a", "/b", "/http10", "/c", "/says-close", "/d", "/e"] {
         let r = request(&mut s, &mut buf, "GET", path).await;
         assert_eq!(r.status, 200, "{path}");
-        connections.push(accepted.load(Ordering::SeqCst));
+        connections.push(accepted.load(Ordering::SeqCst) - 1);
     }
     // /b reuses /a's connection; an HTTP/1.0 answer and a `Connection: close` answer end
     // theirs, so the request after each opens a new one, which is then reused again.
