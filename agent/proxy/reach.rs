@@ -4,7 +4,8 @@
 //!
 //! Nothing here is on the request path: a request only adds one to
 //! `Shared::upstream_unavailable` (see `RequestCtx::finish`); this task reads that count
-//! every few seconds, and probes only while the upstream is believed down.
+//! every few seconds, and probes only while the upstream is believed down or after a
+//! reload changed it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,7 +88,8 @@ pub fn spawn(shared: Arc<Shared>, stop: Watch) {
 
 async fn watch(shared: &Shared) {
     let mut reach = Reach::default();
-    let mut probed = Some(probe(shared).await);
+    let mut target = upstream_authority(shared);
+    let mut probed = Some(probe(&target).await);
     let mut every = tokio::time::interval(CHECK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -96,16 +98,23 @@ async fn watch(shared: &Shared) {
         let notice = reach.step(shared.clock.now_ms(), failures, ok);
         tell(shared, notice, probed.and_then(Result::err));
         every.tick().await;
+        // A reload may point Redline elsewhere: probe the new upstream as at start.
+        let now = upstream_authority(shared);
+        let moved = now != target;
+        target = now;
         probed = None;
-        if reach.is_down() {
-            probed = Some(probe(shared).await);
+        if reach.is_down() || moved {
+            probed = Some(probe(&target).await);
         }
     }
 }
 
-/// A TCP connect to the upstream of the running config (it may change on reload).
-async fn probe(shared: &Shared) -> Result<(), String> {
-    let authority = shared.runtime.load().upstream_authority.clone();
+fn upstream_authority(shared: &Shared) -> http::uri::Authority {
+    shared.runtime.load().upstream_authority.clone()
+}
+
+/// A TCP connect to the upstream, closed at once without a request.
+async fn probe(authority: &http::uri::Authority) -> Result<(), String> {
     let connect = tokio::net::TcpStream::connect(authority.as_str());
     match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
         Ok(Ok(_)) => Ok(()),

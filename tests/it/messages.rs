@@ -251,3 +251,21 @@ async fn access_log_flag_beats_env_beats_file() {
     );
     assert!(rl.stdout.lock().unwrap().is_empty(), "access log is off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_an_unreachable_upstream_is_warned_about() {
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, ""));
+    let closed = free_port();
+    std::fs::write(
+        &rl.config_path,
+        format!("upstream: http://127.0.0.1:{closed}\n"),
+    )
+    .unwrap();
+    rl.signal("HUP");
+    let warning = line_with(&rl.stderr, "is not reachable", Duration::from_secs(15)).await;
+    assert!(
+        warning.contains(&format!("http://127.0.0.1:{closed}")),
+        "{warning}"
+    );
+}
