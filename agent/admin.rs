@@ -16,7 +16,7 @@ use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
 use crate::reload::ReloadState;
-use crate::state::{FlowState, Shared};
+use crate::state::{FlowState, Shared, UNMATCHED};
 use crate::stats::WindowSummary;
 
 /// Windows reported by `GET /api/flows`.
@@ -153,6 +153,9 @@ impl Admin {
             .collect();
         let mut unmatched = flow_json(&runtime.unmatched.state, now);
         unmatched["timeout_ms"] = json!(runtime.unmatched.timeout.as_millis() as u64);
+        // The default alerts (no flows configured) are the unmatched flow's.
+        unmatched["alerts"] =
+            crate::alerting::api::flow_alerts(&self.shared, &self.alerts, UNMATCHED);
         flows.push(unmatched);
         json!({ "flows": flows })
     }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Upstream};
+use crate::config::{
+    Config, ConfigError, FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, Upstream,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -79,6 +81,10 @@ pub struct RunArgs {
     /// Admin listen address (metrics, API) [default: 127.0.0.1:9901].
     #[arg(long, env = "REDLINE_ADMIN")]
     pub admin: Option<SocketAddr>,
+    /// Also send alert notifications to this webhook (Alertmanager webhook JSON), signed
+    /// with the secret in REDLINE_WEBHOOK_SECRET when that is set.
+    #[arg(long, env = "REDLINE_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
 }
 
 /// Why `run`'s configuration could not be assembled.
@@ -131,9 +137,31 @@ impl RunArgs {
             })?;
             config.upstream = Some(upstream);
         }
+        if let Some(url) = &self.alert_webhook {
+            add_flag_webhook(&mut config, url)?;
+        }
         if config.upstream.is_none() {
             return Err(SettingsError::NoUpstream);
         }
         Ok(config)
     }
+}
+
+/// The `--alert-webhook` receiver, added to the file's receivers (on every reload too).
+fn add_flag_webhook(config: &mut Config, url: &str) -> Result<(), SettingsError> {
+    let flag = |message: String| SettingsError::Flag {
+        what: "--alert-webhook",
+        message,
+    };
+    let receivers = &mut config.alerting.receivers;
+    if receivers.iter().any(|r| r.name == FLAG_WEBHOOK_NAME) {
+        return Err(flag(format!(
+            "the config file already has a receiver named {FLAG_WEBHOOK_NAME:?}; rename it"
+        )));
+    }
+    let secret_set = std::env::var(FLAG_WEBHOOK_SECRET_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let secret_env = secret_set.then(|| FLAG_WEBHOOK_SECRET_ENV.to_string());
+    let receiver = ReceiverConfig::webhook(FLAG_WEBHOOK_NAME, url, secret_env).map_err(flag)?;
+    receivers.push(receiver);
+    Ok(())
 }
