@@ -88,6 +88,7 @@ impl Admin {
             (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),
             (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
             (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
+            (&Method::GET, "/api/proposal") => self.proposal(),
             (&Method::POST, "/api/reload") => {
                 crate::reload::handle_api(self.shared.clone(), self.reload.clone(), req).await
             }
@@ -105,12 +106,20 @@ impl Admin {
             (
                 _,
                 "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config"
-                | "/api/reload",
+                | "/api/reload" | "/api/proposal",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this endpoint",
             ),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+
+    /// `GET /api/proposal`: a config learned from the traffic so far (`redline init`).
+    fn proposal(&self) -> Response<Full<Bytes>> {
+        match crate::learn::proposal_json(&self.shared) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
     }
 

@@ -17,6 +17,8 @@ Examples:
   redline run --upstream http://127.0.0.1:3000
   # With critical flows and alerts from a file:
   redline run --config redline.yaml
+  # Learn flows and thresholds from the traffic so far, into a config file:
+  redline init --from http://127.0.0.1:9901 --out redline.yaml
   # Validate a config file and print what Redline understood:
   redline check --config redline.yaml
 
@@ -54,6 +56,19 @@ pub enum Command {
         /// Config file to export.
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
+    },
+    /// Write a config learned from the traffic a running Redline has seen: one flow per busy
+    /// route group, `owner: TODO`, a timeout and alert thresholds, each with a comment
+    /// saying what it was learned from.
+    ///
+    /// Written to the running Redline's config file, it is hot-reloaded.
+    Init {
+        /// Admin URL of the running Redline, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        from: String,
+        /// Write here (atomically) instead of to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
     ///

@@ -952,7 +952,11 @@ fn default_alerts_cover_all_traffic_until_flows_exist() {
     let custom = ok("alerting:\n  default_alerts:\n    - { when: \"p95 > 2s\", for: 0s }\n");
     assert_eq!(custom.unmatched_alerts().len(), 1);
     assert!(custom.histogram_buckets().contains(&2.0));
-    assert!(custom.describe().contains("default alert FlowLatencyP95: p95 > 2s"));
+    assert!(
+        custom
+            .describe()
+            .contains("default alert FlowLatencyP95: p95 > 2s")
+    );
 
     let dup = "alerting:\n  default_alerts:\n    - when: \"error_rate > 1%\"\n    - when: \"error_rate > 2%\"\n";
     assert_err(dup, 4, 7, "already defined by default_alerts[0]");
