@@ -12,6 +12,7 @@ mod fast_path;
 mod fleet;
 mod lifecycle;
 mod notify;
+mod onboarding;
 mod otlp;
 mod proxy;
 mod reload;
