@@ -526,6 +526,59 @@ $('silence-form').addEventListener('submit', (e) => {
 });
 $('silence-cancel').addEventListener('click', () => $('silence-dialog').close());
 
+// ---- proposed config (GET /api/proposal, what `redline init` writes) ----
+
+function proposalSummary(body) {
+  const share = body.requests ? Math.floor(body.coverage * 1000) / 10 : 0;
+  const flows = (body.flows || []).length;
+  return flows + ' flow' + (flows === 1 ? '' : 's') + ' covering ' + share + '% of ' +
+    body.requests + ' requests seen.';
+}
+
+async function loadProposal() {
+  const result = $('proposal-result');
+  result.textContent = 'Learning…';
+  try {
+    const r = await api('/api/proposal');
+    if (!r.ok || !r.body || typeof r.body.yaml !== 'string') {
+      const why = (r.body && r.body.error) || 'HTTP ' + r.status;
+      result.textContent = 'No proposal: ' + why + '.';
+      return;
+    }
+    $('proposal').textContent = r.body.yaml;
+    $('proposal').hidden = false;
+    $('proposal-copy').hidden = false;
+    $('proposal-load').textContent = 'Propose again';
+    result.textContent = proposalSummary(r.body);
+  } catch (err) {
+    if (!(err instanceof Offline)) throw err;
+    result.textContent = 'No proposal: Redline cannot be reached.';
+  }
+}
+
+async function copyProposal() {
+  const text = $('proposal').textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    $('proposal-result').textContent = 'Copied to the clipboard.';
+  } catch (_) {
+    // No clipboard access (an insecure origin, or denied): select it for a manual copy.
+    const range = document.createRange();
+    range.selectNodeContents($('proposal'));
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    $('proposal-result').textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+  }
+}
+
+$('proposal-load').addEventListener('click', () => {
+  loadProposal().catch((err) => console.error('proposal failed', err));
+});
+$('proposal-copy').addEventListener('click', () => {
+  copyProposal().catch((err) => console.error('copy failed', err));
+});
+
 // ---- polling ----
 
 function setStatus(kind, text) {
