@@ -209,9 +209,8 @@ async fn default_alerts_fire_then_init_learns_flows_that_fire_only_on_failure() 
     round(&rl, 150).await;
     get(&rl.url("/rare")).await;
 
-    // 3. `redline init` writes a config that `redline check` accepts and that covers >= 90 %.
-    let dir = tempfile::tempdir().unwrap();
-    let learned = dir.path().join("learned.yaml");
+    // 3. `redline init` writes into the running Redline's config file, which hot-reloads it.
+    let learned = rl.config_path.clone();
     let init = [
         "init".to_string(),
         "--from".into(),
@@ -226,12 +225,19 @@ async fn default_alerts_fire_then_init_learns_flows_that_fire_only_on_failure() 
     .unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("flows cover"), "{err}");
+    let yaml = std::fs::read_to_string(&learned).unwrap();
+    let config = Config::parse(&yaml, "learned.yaml").unwrap();
+    eventually(Duration::from_secs(10), "learned flows loaded", || async {
+        let flows = rl.json("/api/config").await["config"]["flows"].clone();
+        (flows.as_array().map_or(0, Vec::len) == config.flows.len()).then_some(())
+    })
+    .await;
+
+    // 4. `redline check` accepts it; its flows cover >= 90 % of what Redline counted.
     let (code, stdout, err) = redline(&["check", "--config", learned.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("orders (TODO"), "{stdout}");
-    let yaml = std::fs::read_to_string(&learned).unwrap();
     assert!(yaml.contains("# Learned from"), "{yaml}");
-    let config = Config::parse(&yaml, "learned.yaml").unwrap();
     let counts = unmatched_counts(&rl.metrics().await);
     let share = coverage(&config, &counts);
     assert!(
@@ -239,14 +245,6 @@ async fn default_alerts_fire_then_init_learns_flows_that_fire_only_on_failure() 
         "learned flows cover {share} of {counts:?}\n{yaml}"
     );
     assert!(share < 1.0, "the rare page stays unmatched");
-
-    // 4. Written to the running Redline's config file, it hot-reloads.
-    std::fs::write(&rl.config_path, &yaml).unwrap();
-    eventually(Duration::from_secs(10), "learned flows loaded", || async {
-        let flows = rl.json("/api/config").await["config"]["flows"].clone();
-        (flows.as_array().map_or(0, Vec::len) == config.flows.len()).then_some(())
-    })
-    .await;
 
     // 5. Healthy traffic: the learned thresholds hold (several 200 ms evaluations past `for`).
     let until = tokio::time::Instant::now() + Duration::from_secs(3);
