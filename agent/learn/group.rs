@@ -95,8 +95,9 @@ pub struct Group<T> {
 }
 
 /// Group `(method, route, item)` triples by key and class. Names get `-read` / `-write`
-/// only where one key has both, and `-2`, `-3`… where two keys would share a name.
-pub fn group<T>(routes: Vec<(String, String, T)>) -> Vec<Group<T>> {
+/// only where one key has both, and `-2`, `-3`… where two keys would share a name or a
+/// name is `reserved` (the flows already configured).
+pub fn group<T>(routes: Vec<(String, String, T)>, reserved: &[String]) -> Vec<Group<T>> {
     let mut by_key: BTreeMap<(String, Class), Vec<T>> = BTreeMap::new();
     for (method, route, item) in routes {
         if let Some(class) = Class::of(&method) {
@@ -108,7 +109,7 @@ pub fn group<T>(routes: Vec<(String, String, T)>) -> Vec<Group<T>> {
         .filter(|(k, c)| *c == Class::Read && by_key.contains_key(&(k.clone(), Class::Write)))
         .map(|(k, _)| k.clone())
         .collect();
-    let mut taken: HashSet<String> = HashSet::new();
+    let mut taken: HashSet<String> = reserved.iter().cloned().collect();
     by_key
         .into_iter()
         .map(|((key, class), members)| {
@@ -150,7 +151,8 @@ mod tests {
             .iter()
             .map(|(m, r)| (m.to_string(), r.to_string(), format!("{m} {r}")))
             .collect();
-        group(input)
+        let reserved = ["health".to_string()];
+        group(input, &reserved)
             .into_iter()
             .map(|g| (g.name, g.members))
             .collect()
@@ -184,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_apart_from_reads_and_names_unique() {
+    fn writes_are_apart_from_reads_and_names_unique_and_not_reserved() {
         let got = names(&[
             ("GET", "/api/orders"),
             ("GET", "/api/orders/{id}"),
@@ -195,6 +197,7 @@ mod tests {
             ("GET", "/unmatched"),
             ("_OTHER", "/api/orders"),
             ("HEAD", "/"),
+            ("GET", "/health"),
         ]);
         let expected = [
             ("root", vec!["HEAD /"]),
@@ -207,6 +210,7 @@ mod tests {
                 "orders-write",
                 vec!["POST /api/orders", "DELETE /api/orders/{id}"],
             ),
+            ("health-2", vec!["GET /health"]),
             ("orders", vec!["GET /orders"]),
             ("unmatched-2", vec!["GET /unmatched"]),
         ];

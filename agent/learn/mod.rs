@@ -2,7 +2,8 @@
 //!
 //! The input is the `unmatched` flow's series of `http_server_request_duration_seconds`:
 //! per (method, route template) request, error and timeout counts and latency buckets,
-//! cumulative since Redline started. [`group`] turns templates into flows, [`thresholds`]
+//! cumulative since Redline started. Flows already configured are kept as they are, so the
+//! proposal can replace the running config file. [`group`] turns templates into flows, [`thresholds`]
 //! turns measurements into alert thresholds, [`render`] writes the commented YAML.
 
 pub mod group;
@@ -161,7 +162,13 @@ pub fn propose(observed: &Observed) -> Result<Proposal, LearnError> {
         let pattern = pattern_of(&r.method, &r.route)?;
         Some((r.method.clone(), r.route.clone(), (pattern, r)))
     });
-    let mut groups = group::group(expressible.collect());
+    let configured: Vec<String> = observed
+        .config
+        .flows
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut groups = group::group(expressible.collect(), &configured);
     groups.retain(|g| requests(&g.members) >= MIN_FLOW_REQUESTS);
     groups.sort_by_key(|g| std::cmp::Reverse(requests(&g.members)));
     groups.truncate(MAX_FLOWS);

@@ -4,21 +4,30 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{LearnedFlow, Observed, Proposal, rule_timing, thresholds};
-use crate::config::{AlertingConfig, Config, format_duration, format_percent};
+use crate::config::{
+    AlertingConfig, Config, FlowConfig, format_duration, format_percent, pattern_text,
+};
 
 /// The whole file.
 pub fn yaml(p: &Proposal, observed: &Observed) -> String {
     let mut out = String::new();
     header(&mut out, p, observed);
     settings(&mut out, &observed.config);
+    let configured = &observed.config.flows;
     if p.flows.is_empty() {
-        out.push_str(
-            "# No busy route yet: send traffic through Redline, then run `redline init` again.\n",
-        );
+        out.push_str("# No busy unmatched route yet: send traffic through Redline, then run `redline init` again.\n");
+    }
+    if p.flows.is_empty() && configured.is_empty() {
         out.push_str("flows: []\n");
         return out;
     }
     out.push_str("flows:\n");
+    if !configured.is_empty() {
+        out.push_str("  # Configured in the running Redline, kept as they are:\n");
+        for flow in configured.iter() {
+            configured_flow(&mut out, flow);
+        }
+    }
     let timing = rule_timing(&observed.config);
     for flow in &p.flows {
         flow_yaml(&mut out, flow, observed.window, timing);
@@ -40,7 +49,7 @@ fn header(out: &mut String, p: &Proposal, observed: &Observed) {
     );
     let _ = writeln!(
         out,
-        "# Learned from {} requests over {}; the {} flow(s) below cover {coverage} of them.",
+        "# Learned from {} unmatched requests over {}; the {} learned flow(s) cover {coverage} of them.",
         p.total,
         about(observed.window),
         p.flows.len(),
@@ -186,6 +195,50 @@ fn flow_yaml(
         &timeout_why,
         timing,
     );
+}
+
+/// A flow of the running config, written back with every rule key explicit.
+fn configured_flow(out: &mut String, f: &FlowConfig) {
+    let _ = writeln!(out, "  - name: {}", f.name);
+    out.push_str("    match:\n");
+    for pattern in &f.patterns {
+        let _ = writeln!(out, "      - {}", quoted(&pattern_text(pattern)));
+    }
+    for (key, value) in [("owner", &f.owner), ("runbook", &f.runbook)] {
+        if let Some(v) = value {
+            let _ = writeln!(out, "    {key}: {}", quoted(v));
+        }
+    }
+    if let Some(t) = f.timeout {
+        let _ = writeln!(out, "    timeout: {}", format_duration(t));
+    }
+    if !f.alerts.is_empty() {
+        out.push_str("    alerts:\n");
+    }
+    for r in &f.alerts {
+        let _ = writeln!(out, "      - when: {}", quoted(&r.when.to_string()));
+        let _ = writeln!(out, "        over: {}", format_duration(r.over));
+        let _ = writeln!(out, "        for: {}", format_duration(r.for_));
+        let _ = writeln!(out, "        min_requests: {}", r.min_requests);
+        let _ = writeln!(
+            out,
+            "        keep_firing_for: {}",
+            format_duration(r.keep_firing_for)
+        );
+        let _ = writeln!(out, "        severity: {}", r.severity.as_str());
+        let _ = writeln!(out, "        name: {}", r.name);
+    }
+    if let Some(slo) = &f.slo {
+        let latency = slo
+            .latency
+            .map(|l| format!(", latency: {}", format_duration(l)));
+        let objective = format_percent(slo.objective);
+        let _ = writeln!(
+            out,
+            "    slo: {{ objective: {objective}{} }}",
+            latency.unwrap_or_default()
+        );
+    }
 }
 
 /// One rule; `over` and `for` only when they differ from the rule defaults (5m, 1m).

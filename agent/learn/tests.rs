@@ -100,7 +100,7 @@ fn the_yaml_parses_keeps_the_running_settings_and_says_where_values_come_from() 
     assert!(flow.alerts.iter().all(|a| a.for_ == Duration::from_secs(1)));
     assert!(flow.alerts.iter().all(|a| a.min_requests == 5));
     for needle in [
-        "Learned from 100 requests over 10m",
+        "Learned from 100 unmatched requests over 10m",
         "p95 49ms, 30 errors (30%)",
         "# observed p95 49ms x 1.5, rounded up",
         "cover 100% of them",
@@ -114,5 +114,22 @@ fn no_traffic_is_a_valid_file_without_flows() {
     let p = propose(&observed(Vec::new(), RUNNING)).unwrap();
     assert!(p.flows.is_empty());
     assert!(Config::parse(&p.yaml, "learned").unwrap().flows.is_empty());
-    assert!(p.yaml.contains("No busy route yet"));
+    assert!(p.yaml.contains("No busy unmatched route yet"));
+}
+
+#[test]
+fn configured_flows_are_kept_and_their_names_stay_theirs() {
+    let running = "upstream: http://127.0.0.1:3000\nflows:\n  - name: orders\n    match: \"POST /checkout\"\n    \
+                   owner: payments\n    runbook: https://wiki/x\n    timeout: 2s\n    alerts:\n      \
+                   - { when: \"p99 > 1s\", severity: page, name: CheckoutSlow }\n    slo: { objective: 99.5%, latency: 300ms }\n";
+    let routes = vec![stat("GET", "/api/orders/{id}", 100, 3, 0)];
+    let p = propose(&observed(routes, running)).unwrap();
+    let config = Config::parse(&p.yaml, "learned").unwrap();
+    let before = Config::parse(running, "running").unwrap();
+    assert_eq!(
+        config.flows[0], before.flows[0],
+        "kept as it was:\n{}",
+        p.yaml
+    );
+    assert_eq!(config.flows[1].name, "orders-2");
 }
