@@ -234,6 +234,12 @@ function proxyUrl() {
   return 'http://' + (shown.includes(':') ? '[' + shown + ']' : shown) + ':' + port;
 }
 
+/** How many default alerts apply (they judge all traffic while no flows are configured). */
+function defaultAlerts() {
+  const alerting = state.config && state.config.alerting;
+  return alerting && Array.isArray(alerting.default_alerts) ? alerting.default_alerts.length : 0;
+}
+
 function renderNotice(flows) {
   const notice = $('notice');
   const idle = flows.every((f) => !f.windows || !f.windows['5m'] || f.windows['5m'].requests === 0);
@@ -250,8 +256,9 @@ function renderNotice(flows) {
   }
   if (configured === 0) {
     parts.push(h('p', {}, h('strong', { text: 'No flows configured: ' }),
-      'add ', h('code', { text: 'flows:' }), ' to the config file to follow critical routes; ',
-      'the unmatched routes below show what your traffic looks like.'));
+      'add ', h('code', { text: 'flows:' }), ' to a config file to follow critical routes ',
+      '(the Proposed config section below writes one from your traffic).',
+      defaultAlerts() ? ' Until then, default alerts watch all traffic.' : ''));
   }
   notice.replaceChildren(...parts);
   notice.hidden = parts.length === 0;

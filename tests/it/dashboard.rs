@@ -646,6 +646,13 @@ async fn proposal_section_shows_the_learned_config_with_a_copy_button() {
         "GET /api/users/{id}"
     );
 
+    js(
+        &browser,
+        "document.getElementById('proposal-h').scrollIntoView(); return null;",
+    )
+    .await;
+    screenshot(&browser, "dashboard-proposal.png").await;
+
     let copy = browser.find(Locator::Css("#proposal-copy")).await.unwrap();
     copy.click().await.expect("click Copy");
     eventually(Duration::from_secs(5), "copy acknowledged", || async {
