@@ -16,7 +16,7 @@ use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
 use crate::reload::ReloadState;
-use crate::state::{FlowState, Shared};
+use crate::state::{FlowState, Shared, UNMATCHED};
 use crate::stats::WindowSummary;
 
 /// Windows reported by `GET /api/flows`.
@@ -88,6 +88,7 @@ impl Admin {
             (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),
             (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
             (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
+            (&Method::GET, "/api/proposal") => self.proposal(),
             (&Method::POST, "/api/reload") => {
                 crate::reload::handle_api(self.shared.clone(), self.reload.clone(), req).await
             }
@@ -105,12 +106,20 @@ impl Admin {
             (
                 _,
                 "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config"
-                | "/api/reload",
+                | "/api/reload" | "/api/proposal",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this endpoint",
             ),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+
+    /// `GET /api/proposal`: a config learned from the traffic so far (`redline init`).
+    fn proposal(&self) -> Response<Full<Bytes>> {
+        match crate::learn::proposal_json(&self.shared) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
     }
 
@@ -153,6 +162,9 @@ impl Admin {
             .collect();
         let mut unmatched = flow_json(&runtime.unmatched.state, now);
         unmatched["timeout_ms"] = json!(runtime.unmatched.timeout.as_millis() as u64);
+        // The default alerts (no flows configured) are the unmatched flow's.
+        unmatched["alerts"] =
+            crate::alerting::api::flow_alerts(&self.shared, &self.alerts, UNMATCHED);
         flows.push(unmatched);
         json!({ "flows": flows })
     }

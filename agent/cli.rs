@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AccessLogFormat, Config, ConfigError, Upstream};
+use crate::config::{
+    AccessLogFormat, Config, ConfigError, FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV,
+    ReceiverConfig, Upstream,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -15,6 +18,8 @@ Examples:
   redline run --upstream http://127.0.0.1:3000
   # With critical flows and alerts from a file:
   redline run --config redline.yaml
+  # Learn flows and thresholds from the traffic so far, into a config file:
+  redline init --from http://127.0.0.1:9901 --out redline.yaml
   # Validate a config file and print what Redline understood:
   redline check --config redline.yaml
 
@@ -53,6 +58,19 @@ pub enum Command {
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
     },
+    /// Write a config learned from the traffic a running Redline has seen: one flow per busy
+    /// route group, `owner: TODO`, a timeout and alert thresholds, each with a comment
+    /// saying what it was learned from.
+    ///
+    /// Written to the running Redline's config file, it is hot-reloaded.
+    Init {
+        /// Admin URL of the running Redline, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        from: String,
+        /// Write here (atomically) instead of to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
     ///
     /// Listens on 127.0.0.1:8080 (proxy) and 127.0.0.1:9901 (dashboard), or on free
@@ -82,6 +100,10 @@ pub struct RunArgs {
     /// Access log on stdout: json, text or off [default: json, or `telemetry.access_log`].
     #[arg(long, env = "REDLINE_ACCESS_LOG", value_name = "json|text|off")]
     pub access_log: Option<AccessLogFormat>,
+    /// Also send alert notifications to this webhook (Alertmanager webhook JSON), signed
+    /// with the secret in REDLINE_WEBHOOK_SECRET when that is set.
+    #[arg(long, env = "REDLINE_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
 }
 
 /// Why `run`'s configuration could not be assembled.
@@ -137,11 +159,33 @@ impl RunArgs {
             })?;
             config.upstream = Some(upstream);
         }
+        if let Some(url) = &self.alert_webhook {
+            add_flag_webhook(&mut config, url)?;
+        }
         if config.upstream.is_none() {
             return Err(SettingsError::NoUpstream);
         }
         Ok(config)
     }
+}
+
+/// The `--alert-webhook` receiver, added to the file's receivers (on every reload too).
+fn add_flag_webhook(config: &mut Config, url: &str) -> Result<(), SettingsError> {
+    let flag = |message: String| SettingsError::Flag {
+        what: "--alert-webhook",
+        message,
+    };
+    let receivers = &mut config.alerting.receivers;
+    if receivers.iter().any(|r| r.name == FLAG_WEBHOOK_NAME) {
+        return Err(flag(format!(
+            "the config file already has a receiver named {FLAG_WEBHOOK_NAME:?}; rename it"
+        )));
+    }
+    let secret_set = std::env::var(FLAG_WEBHOOK_SECRET_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let secret_env = secret_set.then(|| FLAG_WEBHOOK_SECRET_ENV.to_string());
+    let receiver = ReceiverConfig::webhook(FLAG_WEBHOOK_NAME, url, secret_env).map_err(flag)?;
+    receivers.push(receiver);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,13 +17,13 @@
 //! flows / access_log
 //! config
 //! state / auth
-//! telemetry / dashboard / reload
+//! telemetry / dashboard / reload / learn
 //! proxy
 //! server
 //! notify / workers
 //! alerting
 //! admin
-//! app / demo / cli / rules_export
+//! app / demo / cli / rules_export / init
 //! ```
 
 pub mod access_log;
@@ -41,6 +41,8 @@ pub mod flows;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http_json;
+pub mod init;
+pub mod learn;
 pub mod metrics;
 pub mod netfmt;
 pub mod notify;

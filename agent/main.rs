@@ -16,6 +16,34 @@ fn main() -> ExitCode {
         Command::Rules { config } => rules(&config),
         Command::Run(args) => run(args),
         Command::Demo { duration } => demo(duration),
+        Command::Init { from, out } => init(&from, out.as_deref()),
+    }
+}
+
+/// `redline init`: the YAML goes to `--out` or stdout, the summary to stderr.
+fn init(from: &str, out: Option<&std::path::Path>) -> ExitCode {
+    let runtime = match async_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(redline::init::run(from, out)) {
+        Ok(s) => {
+            let share = s.covered as f64 * 100.0 / s.requests.max(1) as f64;
+            let to = out.map_or("stdout".into(), |p| p.display().to_string());
+            eprintln!(
+                "{} flows cover {share:.1}% of {} requests seen; written to {to}. Review `owner: TODO`.",
+                s.flows, s.requests
+            );
+            ExitCode::SUCCESS
+        }
+        Err(redline::init::InitError::BadUrl(url)) => {
+            eprintln!("error: {}", redline::init::InitError::BadUrl(url));
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -260,8 +260,9 @@ impl Shared {
                     .route(&flows[r.flow].state.name, &Arc::from(r.route.as_str()))
             })
             .collect();
+        let default_over = config.unmatched_alerts().iter().map(|a| a.over).max();
         let unmatched = FlowRuntime {
-            state: self.flow_state(UNMATCHED, MIN_WINDOW),
+            state: self.flow_state(UNMATCHED, default_over.unwrap_or_default()),
             timeout: config.timeout,
             slow_threshold: None,
         };

@@ -103,10 +103,13 @@ struct Judged<'a> {
     eval: Evaluation,
 }
 
-/// Judge every rule of every configured flow at `now_ms`, outside the engine's lock.
-fn judge_all(runtime: &Runtime, now_ms: u64) -> Vec<Judged<'_>> {
+/// Judge every rule of every configured flow, then the `unmatched` flow's (see
+/// [`unmatched_flow`]), at `now_ms`, outside the engine's lock.
+fn judge_all<'a>(runtime: &'a Runtime, unmatched: &'a FlowConfig, now_ms: u64) -> Vec<Judged<'a>> {
     let mut judged = Vec::new();
-    for (flow_cfg, flow) in runtime.config.flows.iter().zip(runtime.flows.iter()) {
+    let configured = runtime.config.flows.iter().zip(runtime.flows.iter());
+    let all = configured.chain(std::iter::once((unmatched, &runtime.unmatched)));
+    for (flow_cfg, flow) in all {
         if let Some(slo) = flow.state.slo.get() {
             slo.counter().advance(now_ms);
         }
@@ -121,6 +124,21 @@ fn judge_all(runtime: &Runtime, now_ms: u64) -> Vec<Judged<'_>> {
         }
     }
     judged
+}
+
+/// The `unmatched` flow as alerts see it: no owner or runbook, and `alerting.default_alerts`
+/// while no flows are configured (then it is all traffic). Its alerts carry
+/// `flow="unmatched"`, the label its requests have on `/metrics`.
+fn unmatched_flow(config: &Config) -> FlowConfig {
+    FlowConfig {
+        name: crate::config::UNMATCHED_FLOW.to_string(),
+        patterns: Vec::new(),
+        owner: None,
+        runbook: None,
+        timeout: None,
+        alerts: config.unmatched_alerts().to_vec(),
+        slo: None,
+    }
 }
 
 /// The alert engine; `app::run` hands it to the admin API (`Admin::new`).
@@ -190,7 +208,8 @@ impl Engine {
         let runtime = shared.runtime.load();
         let now_ms = shared.clock.now_ms();
         let config = &runtime.config;
-        let judged = judge_all(&runtime, now_ms);
+        let unmatched = unmatched_flow(config);
+        let judged = judge_all(&runtime, &unmatched, now_ms);
         let service = service_name(config);
         let base_url = config
             .alerting

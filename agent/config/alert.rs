@@ -244,6 +244,43 @@ impl From<RawAlertRule> for AlertRule {
     }
 }
 
+/// Threshold of the default error-rate and timeout-rate alerts: 1 request in 20 failing is
+/// clearly wrong for most apps, yet rare enough not to page on a dev server's odd 500.
+pub const DEFAULT_ALERT_RATE: f64 = 0.05;
+
+/// Requests the default alerts need in their window: fewer say too little to judge a rate.
+pub const DEFAULT_ALERT_MIN_REQUESTS: u64 = 20;
+
+/// The rules `alerting.default_alerts` has unless set: error rate and timeout rate above 5 %
+/// over 5 minutes, with at least 20 requests, held for 1 minute (the usual rule defaults).
+pub fn default_alerts() -> Vec<AlertRule> {
+    [
+        When::ErrorRate(DEFAULT_ALERT_RATE),
+        When::TimeoutRate(DEFAULT_ALERT_RATE),
+    ]
+    .into_iter()
+    .map(|when| AlertRule {
+        min_requests: DEFAULT_ALERT_MIN_REQUESTS,
+        ..AlertRule::from(RawAlertRule::new(when))
+    })
+    .collect()
+}
+
+impl RawAlertRule {
+    /// A rule with only `when` set, as if written `- when: "..."`.
+    fn new(when: When) -> RawAlertRule {
+        RawAlertRule {
+            when: (when, when.to_string()),
+            over: None,
+            for_: None,
+            min_requests: None,
+            keep_firing_for: None,
+            severity: None,
+            name: None,
+        }
+    }
+}
+
 fn when<'de, D: Deserializer<'de>>(d: D) -> Result<(When, String), D::Error> {
     Parse::new("an alert condition such as \"p95 > 800ms\"", |s| {
         s.parse().map(|w| (w, s.to_string()))

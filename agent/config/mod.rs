@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use alert::{AlertRule, Quantile, Severity, Slo, When};
+pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
-pub use receiver::{ReceiverConfig, ReceiverKind};
+pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
 pub use telemetry::{
     AccessLogFormat, DEFAULT_BUCKETS, MetricsConfig, OtlpConfig, OtlpProtocol, TelemetryConfig,
@@ -134,6 +134,10 @@ pub struct AlertingConfig {
     /// alerts (`dashboard_url`, `generatorURL`); default `http://<admin address>`.
     #[serde(deserialize_with = "external_url")]
     pub external_url: Option<String>,
+    /// Redline extension: rules judged on all traffic (the `unmatched` flow) while no flows
+    /// are configured, so a drop-in Redline can alert before anyone writes a flow. Default
+    /// [`default_alerts`]; `[]` turns them off.
+    pub default_alerts: Vec<AlertRule>,
 }
 
 /// `redact:`. Names are lowercased and matched case-insensitively. Setting a list replaces
@@ -242,6 +246,7 @@ impl Default for AlertingConfig {
             repeat_interval: Duration::from_secs(4 * 3600),
             receivers: Vec::new(),
             external_url: None,
+            default_alerts: default_alerts(),
         }
     }
 }
@@ -414,13 +419,24 @@ impl Config {
             .unwrap_or(self.timeout)
     }
 
+    /// The alert rules judged on the `unmatched` flow: `alerting.default_alerts` while no
+    /// flows are configured, else none (once flows exist, their own rules say what matters).
+    pub fn unmatched_alerts(&self) -> &[AlertRule] {
+        match self.flows.is_empty() {
+            true => &self.alerting.default_alerts,
+            false => &[],
+        }
+    }
+
     /// Every latency threshold of alert rules and SLOs, sorted and deduplicated, so the
     /// histogram can have a boundary at each and Prometheus rules can test them exactly.
     pub fn latency_thresholds(&self) -> Vec<Duration> {
         let rules = self
             .flows
             .iter()
-            .flat_map(|f| f.alerts.iter().filter_map(|a| a.when.latency_threshold()));
+            .flat_map(|f| f.alerts.iter())
+            .chain(self.unmatched_alerts())
+            .filter_map(|a| a.when.latency_threshold());
         let slos = self
             .flows
             .iter()

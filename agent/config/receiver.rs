@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
-use super::de::{Parse, http_urls, opt_env_name, opt_http_url};
+use super::de::{Parse, http_urls, opt_env_name, opt_http_url, parse_http_url};
 
 /// What a receiver speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -95,7 +95,33 @@ pub struct ReceiverConfig {
 /// A receiver rule violation: the offending key (`None` for the receiver as a whole).
 pub(super) type Violation = (Option<&'static str>, String);
 
+/// Name of the webhook receiver that `redline run --alert-webhook URL` adds.
+pub const FLAG_WEBHOOK_NAME: &str = "alert-webhook";
+
+/// Environment variable holding that receiver's signing secret (`whsec_…`), if set.
+pub const FLAG_WEBHOOK_SECRET_ENV: &str = "REDLINE_WEBHOOK_SECRET";
+
 impl ReceiverConfig {
+    /// A webhook receiver given on the command line rather than in a file; signed with the
+    /// secret in env `secret_env` when given. Errors say what is wrong with the URL.
+    pub fn webhook(
+        name: &str,
+        url: &str,
+        secret_env: Option<String>,
+    ) -> Result<ReceiverConfig, String> {
+        Ok(ReceiverConfig {
+            name: name.to_string(),
+            kind: ReceiverKind::Webhook,
+            url: Some(parse_http_url(url)?),
+            urls: Vec::new(),
+            url_env: None,
+            secret_env,
+            secret_file: None,
+            routing_key_env: None,
+            routing_key_file: None,
+        })
+    }
+
     /// Every URL to deliver to (`url` then `urls`); env-provided URLs are resolved at runtime.
     pub fn all_urls(&self) -> Vec<&str> {
         self.url

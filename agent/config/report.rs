@@ -58,6 +58,9 @@ impl Config {
     fn describe_flows(&self, lines: &mut Vec<String>) {
         if self.flows.is_empty() {
             lines.push("flows:     none (all traffic is \"unmatched\")".into());
+            for rule in self.unmatched_alerts() {
+                lines.push(format!("  default alert {}", describe_rule(rule)));
+            }
             return;
         }
         lines.push(format!("flows ({}):", self.flows.len()));
@@ -103,6 +106,7 @@ impl Config {
                 "repeat_interval": dur(self.alerting.repeat_interval),
                 "receivers": self.alerting.receivers.iter().map(receiver_json).collect::<Vec<_>>(),
                 "external_url": self.alerting.external_url,
+                "default_alerts": self.alerting.default_alerts.iter().map(rule_json).collect::<Vec<_>>(),
             },
             "telemetry": self.telemetry_json(),
             "redact": {

@@ -981,3 +981,32 @@ fn access_log_formats_parse_from_flags() {
     let e = "xml".parse::<AccessLogFormat>().unwrap_err();
     assert!(e.contains("expected json, text or off"), "{e}");
 }
+
+#[test]
+fn default_alerts_cover_all_traffic_until_flows_exist() {
+    let none = ok("");
+    let rules = none.unmatched_alerts();
+    let whens: Vec<String> = rules.iter().map(|r| r.when.to_string()).collect();
+    assert_eq!(whens, ["error_rate > 5%", "timeout_rate > 5%"]);
+    assert!(rules.iter().all(|r| r.min_requests == 20));
+    assert!(rules.iter().all(|r| r.over == Duration::from_secs(300)));
+    assert_eq!(rules[0].name, "FlowErrorRate");
+
+    let with_flow = ok("flows:\n  - name: a\n    match: /a\n");
+    assert!(with_flow.unmatched_alerts().is_empty());
+
+    let off = ok("alerting:\n  default_alerts: []\n");
+    assert!(off.unmatched_alerts().is_empty());
+
+    let custom = ok("alerting:\n  default_alerts:\n    - { when: \"p95 > 2s\", for: 0s }\n");
+    assert_eq!(custom.unmatched_alerts().len(), 1);
+    assert!(custom.histogram_buckets().contains(&2.0));
+    assert!(
+        custom
+            .describe()
+            .contains("default alert FlowLatencyP95: p95 > 2s")
+    );
+
+    let dup = "alerting:\n  default_alerts:\n    - when: \"error_rate > 1%\"\n    - when: \"error_rate > 2%\"\n";
+    assert_err(dup, 4, 7, "already defined by default_alerts[0]");
+}

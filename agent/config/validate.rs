@@ -15,6 +15,7 @@ struct Failure<'a> {
 pub(super) fn check(config: &Config, text: &str, origin: &str) -> Result<(), ConfigError> {
     let failure = unique_flow_names(config)
         .or_else(|| unique_alerts(config))
+        .or_else(|| unique_default_alerts(config))
         .or_else(|| unique_receiver_names(config))
         .or_else(|| receiver_rules(config));
     match failure {
@@ -71,6 +72,25 @@ fn unique_alerts(config: &Config) -> Option<Failure<'static>> {
                 flow.name
             ),
         })
+    })
+}
+
+/// `alerting.default_alerts` share the `unmatched` flow, so the same identity rule applies.
+fn unique_default_alerts(config: &Config) -> Option<Failure<'static>> {
+    let rules = &config.alerting.default_alerts;
+    let (first, dup) = first_duplicate(rules.iter().map(|a| (&a.name, a.severity)))?;
+    Some(Failure {
+        path: vec![
+            Step::Key("alerting"),
+            Step::Key("default_alerts"),
+            Step::Index(dup),
+        ],
+        message: format!(
+            "alerting.default_alerts[{dup}]: alert {} with severity {} is already defined by \
+             default_alerts[{first}]; give this rule a distinct `name` or `severity`",
+            rules[dup].name,
+            rules[dup].severity.as_str(),
+        ),
     })
 }
 

@@ -234,6 +234,12 @@ function proxyUrl() {
   return 'http://' + (shown.includes(':') ? '[' + shown + ']' : shown) + ':' + port;
 }
 
+/** How many default alerts apply (they judge all traffic while no flows are configured). */
+function defaultAlerts() {
+  const alerting = state.config && state.config.alerting;
+  return alerting && Array.isArray(alerting.default_alerts) ? alerting.default_alerts.length : 0;
+}
+
 function renderNotice(flows) {
   const notice = $('notice');
   const idle = flows.every((f) => !f.windows || !f.windows['5m'] || f.windows['5m'].requests === 0);
@@ -250,8 +256,9 @@ function renderNotice(flows) {
   }
   if (configured === 0) {
     parts.push(h('p', {}, h('strong', { text: 'No flows configured: ' }),
-      'add ', h('code', { text: 'flows:' }), ' to the config file to follow critical routes; ',
-      'the unmatched routes below show what your traffic looks like.'));
+      'add ', h('code', { text: 'flows:' }), ' to a config file to follow critical routes ',
+      '(the Proposed config section below writes one from your traffic).',
+      defaultAlerts() ? ' Until then, default alerts watch all traffic.' : ''));
   }
   notice.replaceChildren(...parts);
   notice.hidden = parts.length === 0;
@@ -602,6 +609,59 @@ $('silence-form').addEventListener('submit', (e) => {
   submitSilence(e).catch((err) => console.error('silence failed', err));
 });
 $('silence-cancel').addEventListener('click', () => $('silence-dialog').close());
+
+// ---- proposed config (GET /api/proposal, what `redline init` writes) ----
+
+function proposalSummary(body) {
+  const share = body.requests ? Math.floor(body.coverage * 1000) / 10 : 0;
+  const flows = (body.flows || []).length;
+  return flows + ' flow' + (flows === 1 ? '' : 's') + ' covering ' + share + '% of ' +
+    body.requests + ' requests seen.';
+}
+
+async function loadProposal() {
+  const result = $('proposal-result');
+  result.textContent = 'Learning…';
+  try {
+    const r = await api('/api/proposal');
+    if (!r.ok || !r.body || typeof r.body.yaml !== 'string') {
+      const why = (r.body && r.body.error) || 'HTTP ' + r.status;
+      result.textContent = 'No proposal: ' + why + '.';
+      return;
+    }
+    $('proposal').textContent = r.body.yaml;
+    $('proposal').hidden = false;
+    $('proposal-copy').hidden = false;
+    $('proposal-load').textContent = 'Propose again';
+    result.textContent = proposalSummary(r.body);
+  } catch (err) {
+    if (!(err instanceof Offline)) throw err;
+    result.textContent = 'No proposal: Redline cannot be reached.';
+  }
+}
+
+async function copyProposal() {
+  const text = $('proposal').textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    $('proposal-result').textContent = 'Copied to the clipboard.';
+  } catch (_) {
+    // No clipboard access (an insecure origin, or denied): select it for a manual copy.
+    const range = document.createRange();
+    range.selectNodeContents($('proposal'));
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    $('proposal-result').textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+  }
+}
+
+$('proposal-load').addEventListener('click', () => {
+  loadProposal().catch((err) => console.error('proposal failed', err));
+});
+$('proposal-copy').addEventListener('click', () => {
+  copyProposal().catch((err) => console.error('copy failed', err));
+});
 
 // ---- polling ----
 

@@ -679,3 +679,81 @@ async fn phone_and_dark(driver: &Driver, browser: &Client) {
     assert_ne!(light, dark, "dark scheme changes the background");
     screenshot(browser, "dashboard-dark.png").await;
 }
+
+/// The proposal section's state, read in one go.
+const PROPOSAL: &str = r#"
+const el = (id) => document.getElementById(id);
+return {
+  rounds: Number(document.body.dataset.rounds || 0),
+  yaml: el('proposal').hidden ? '' : el('proposal').textContent,
+  result: el('proposal-result').textContent,
+  copy_shown: !el('proposal-copy').hidden,
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposal_section_shows_the_learned_config_with_a_copy_button() {
+    let (driver, browser) = start_browser().await;
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, ""));
+    for i in 0..30 {
+        assert_eq!(get(&rl.url(&format!("/api/users/{i}"))).await.0, 200);
+    }
+    rl.metrics_counting(30.0).await;
+    browser
+        .goto(&rl.admin_url("/"))
+        .await
+        .expect("open dashboard");
+    eventually(Duration::from_secs(20), "first poll", || async {
+        let v = js(&browser, PROPOSAL).await;
+        (v["rounds"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    let before = js(&browser, PROPOSAL).await;
+    assert_eq!(
+        before["yaml"], "",
+        "nothing is learned until asked: {before}"
+    );
+
+    let load = browser.find(Locator::Css("#proposal-load")).await.unwrap();
+    load.click().await.expect("click Propose");
+    let seen = eventually(Duration::from_secs(10), "proposal shown", || async {
+        let v = js(&browser, PROPOSAL).await;
+        v["yaml"]
+            .as_str()
+            .is_some_and(|y| y.contains("- name: users"))
+            .then_some(v)
+    })
+    .await;
+    assert_eq!(
+        seen["result"], "1 flow covering 100% of 30 requests seen.",
+        "{seen}"
+    );
+    assert_eq!(seen["copy_shown"], true);
+    let yaml = seen["yaml"].as_str().unwrap();
+    let config = redline::config::Config::parse(yaml, "proposal").expect("the shown YAML is valid");
+    assert_eq!(
+        config.flows[0].patterns[0].to_string(),
+        "GET /api/users/{id}"
+    );
+
+    js(
+        &browser,
+        "document.getElementById('proposal-h').scrollIntoView(); return null;",
+    )
+    .await;
+    screenshot(&browser, "dashboard-proposal.png").await;
+
+    let copy = browser.find(Locator::Css("#proposal-copy")).await.unwrap();
+    copy.click().await.expect("click Copy");
+    eventually(Duration::from_secs(5), "copy acknowledged", || async {
+        let v = js(&browser, PROPOSAL).await;
+        let said = v["result"].as_str().unwrap_or("");
+        (said.starts_with("Copied") || said.starts_with("Selected")).then_some(())
+    })
+    .await;
+    assert!(page_errors(&browser).await.is_empty());
+    let log = console_log(&driver, &browser).await;
+    assert!(severe(&log).is_empty(), "console errors: {log:?}");
+    browser.goto("about:blank").await.expect("leave dashboard");
+}

@@ -13,6 +13,7 @@ mod fleet;
 mod lifecycle;
 mod messages;
 mod notify;
+mod onboarding;
 mod otlp;
 mod proxy;
 mod reload;

@@ -51,18 +51,30 @@ impl Redline {
 
     /// Start with extra arguments and environment variables.
     pub fn start_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Redline {
+        Self::spawn(Some(yaml), args, env)
+    }
+
+    /// Start with no config file at all: `args` must name the upstream.
+    pub fn start_without_config(args: &[&str], env: &[(&str, &str)]) -> Redline {
+        Self::spawn(None, args, env)
+    }
+
+    fn spawn(yaml: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Redline {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("redline.yaml");
-        std::fs::write(&config_path, yaml).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redline"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        cmd.arg("run");
+        if let Some(yaml) = yaml {
+            std::fs::write(&config_path, yaml).expect("write config");
+            cmd.arg("--config").arg(&config_path);
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(args)
             .env("REDLINE_LOG_FORMAT", "json")
             .env("REDLINE_LOG", "info")
             .env_remove("REDLINE_UPSTREAM")
+            .env_remove("REDLINE_CONFIG")
+            .env_remove("REDLINE_ALERT_WEBHOOK")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
