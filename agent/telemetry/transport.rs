@@ -326,10 +326,30 @@ fn grpc_status(headers: &http::HeaderMap, trailers: &http::HeaderMap) -> Result<
         None => Err(grpc_refused("missing", "", false)),
         Some(_) => Err(grpc_refused(
             &text(status),
-            &text(get("grpc-message")),
+            &percent_decoded(get("grpc-message").map_or(&[][..], |v| v.as_bytes())),
             get("grpc-status-details-bin").is_some_and(has_retry_info),
         )),
     }
+}
+
+/// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses"). As that spec
+/// asks, a malformed escape is kept as it came rather than failing the whole message.
+fn percent_decoded(v: &[u8]) -> String {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(v.len());
+    let mut rest = v;
+    while let [c, tail @ ..] = rest {
+        if let [b'%', hi, lo, after @ ..] = rest {
+            if let (Some(hi), Some(lo)) = (hex(*hi), hex(*lo)) {
+                out.push((hi * 16 + lo) as u8);
+                rest = after;
+                continue;
+            }
+        }
+        out.push(*c);
+        rest = tail;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether `grpc-status-details-bin` (a base64 `google.rpc.Status`) carries a `google.rpc.RetryInfo`.
@@ -450,6 +470,24 @@ mod tests {
         let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
         assert!(e.to_string().contains("14"), "{e}");
         assert!(grpc_status(&http::HeaderMap::new(), &http::HeaderMap::new()).is_err());
+        bad.insert(
+            "grpc-message",
+            HeaderValue::from_static("quota%20exceeded%3A%20caf%C3%A9 100%"),
+        );
+        let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
+        assert!(
+            e.to_string().contains(r#""quota exceeded: café 100%""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded_and_bad_escapes_kept() {
+        assert_eq!(percent_decoded(b"a%2Cb%2cc"), "a,b,c");
+        assert_eq!(percent_decoded(b"%zz%4"), "%zz%4");
+        assert_eq!(percent_decoded(b"%E2%9C%93 done"), "\u{2713} done");
+        assert_eq!(percent_decoded(b"%FF"), "\u{FFFD}");
+        assert_eq!(percent_decoded(b""), "");
     }
 
     fn verdict(e: &Error) -> (ErrorType, Retry) {
