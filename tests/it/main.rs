@@ -19,3 +19,4 @@ mod rules;
 mod security;
 mod streaming;
 mod support;
+mod trace_context;
