@@ -294,6 +294,8 @@ pub struct Registry {
     pub config_reloads: LabeledFamily,
     /// `redline_telemetry_dropped_total{signal}`.
     pub telemetry_dropped: LabeledFamily,
+    /// `redline_telemetry_retries_total{signal}`: failed exports tried again.
+    pub telemetry_retries: LabeledFamily,
     /// `redline_access_log_dropped_total`: lines dropped because stdout could not keep up.
     pub access_log_dropped: AtomicU64,
 }
@@ -314,8 +316,15 @@ impl Registry {
             "Telemetry items dropped because an export queue was full or the collector failed.",
             &["signal"],
         );
+        let telemetry_retries = LabeledFamily::new(
+            "redline_telemetry_retries_total",
+            "counter",
+            "OTLP exports tried again after a failure the OTLP specification calls retryable.",
+            &["signal"],
+        );
         for signal in ["traces", "metrics"] {
             telemetry_dropped.add(&[signal], 0.0);
+            telemetry_retries.add(&[signal], 0.0);
         }
         let config_reloads = LabeledFamily::new(
             "redline_config_reloads_total",
@@ -344,6 +353,7 @@ impl Registry {
             ),
             config_reloads,
             telemetry_dropped,
+            telemetry_retries,
             access_log_dropped: AtomicU64::new(0),
         }
     }
@@ -415,6 +425,7 @@ impl Registry {
         self.notifications.render(&mut out);
         self.config_reloads.render(&mut out);
         self.telemetry_dropped.render(&mut out);
+        self.telemetry_retries.render(&mut out);
         out.push_str("# HELP redline_access_log_dropped_total Access log lines dropped because the writer could not keep up.\n# TYPE redline_access_log_dropped_total counter\n");
         let _ = writeln!(
             out,

@@ -26,6 +26,7 @@ pub mod env;
 pub mod exporter;
 pub mod otlp_metrics;
 pub mod propagation;
+pub mod retry;
 pub mod sampler;
 pub mod spans;
 pub mod transport;

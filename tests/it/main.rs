@@ -13,6 +13,7 @@ mod fleet;
 mod lifecycle;
 mod notify;
 mod otlp;
+mod otlp_retry;
 mod proxy;
 mod reload;
 mod rules;
