@@ -255,9 +255,9 @@ mod tests {
     fn cumulative_histograms_mirror_the_registry() {
         let reg = Registry::new(&DEFAULT_BUCKETS);
         let r = reg.route(&"checkout".into(), &"/api/checkout".into());
-        r.record(2, 200, ErrorType::None, 0.02);
-        r.record(2, 200, ErrorType::None, 0.3);
-        r.record(2, 503, ErrorType::Status, 2.0);
+        r.record(2, 200, ErrorType::None, 0.02, None);
+        r.record(2, 200, ErrorType::None, 0.3, None);
+        r.record(2, 503, ErrorType::Status, 2.0, None);
         let _busy = reg.active(&"checkout".into()).start(2);
         let mut b = MetricsBuilder::new(Temporality::Cumulative, 1);
         let (req, points) = b.build(&reg, &Resource::default(), 10);
@@ -307,18 +307,18 @@ mod tests {
     fn delta_reports_what_changed_since_the_last_accepted_export() {
         let reg = Registry::new(&DEFAULT_BUCKETS);
         let r = reg.route(&"f".into(), &"/r".into());
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let mut b = MetricsBuilder::new(Temporality::Delta, 1);
         let (req, _) = b.build(&reg, &Resource::default(), 10);
         assert_eq!(histogram(&req).data_points[0].count, 1);
         // Not committed (the export failed): the next delta still includes it.
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let (req, _) = b.build(&reg, &Resource::default(), 20);
         assert_eq!(histogram(&req).data_points[0].count, 2);
         b.committed();
         let (req, _) = b.build(&reg, &Resource::default(), 30);
         assert!(histogram(&req).data_points.is_empty());
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let (req, _) = b.build(&reg, &Resource::default(), 40);
         let p = &histogram(&req).data_points[0];
         assert_eq!((p.count, p.start_time_unix_nano), (1, 20));

@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod differential;
 mod engines;
+mod exposition;
 mod fast_path;
 mod fleet;
 mod lifecycle;
