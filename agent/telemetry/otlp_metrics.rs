@@ -2,7 +2,9 @@
 //!
 //! `http.server.request.duration` (histogram, seconds, the registry's bucket
 //! boundaries) and `http.server.active_requests` (non-monotonic sum), with the
-//! HTTP semantic conventions' attribute names plus `redline.flow`.
+//! HTTP semantic conventions' attribute names plus `redline.flow`. Each
+//! histogram point carries its buckets' exemplars (the latest exported trace per
+//! bucket), as `/metrics` does in OpenMetrics.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    AggregationTemporality, Exemplar, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -117,6 +119,7 @@ impl MetricsBuilder {
                     sum: Some(shown.sum),
                     bucket_counts: shown.counts,
                     explicit_bounds: h.bounds().to_vec(),
+                    exemplars: exemplars(&h, self.start_ns),
                     ..Default::default()
                 });
             }
@@ -178,6 +181,23 @@ impl MetricsBuilder {
             ..Default::default()
         }
     }
+}
+
+/// The buckets' exemplars recorded since `since_ns` (a delta point names only its own period's).
+fn exemplars(h: &crate::metrics::Histogram, since_ns: u64) -> Vec<Exemplar> {
+    h.exemplars()
+        .into_iter()
+        .flatten()
+        .map(|e| (e, e.unix_ms.saturating_mul(1_000_000)))
+        .filter(|(_, at)| *at >= since_ns)
+        .map(|(e, at)| Exemplar {
+            time_unix_nano: at,
+            span_id: e.span_id.to_vec(),
+            trace_id: e.trace_id.to_vec(),
+            value: Some(exemplar::Value::AsDouble(e.seconds)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn minus(now: &Snapshot, before: &Snapshot) -> Snapshot {
@@ -324,3 +344,6 @@ mod tests {
         assert_eq!((p.count, p.start_time_unix_nano), (1, 20));
     }
 }
+
+#[cfg(test)]
+mod oracle;

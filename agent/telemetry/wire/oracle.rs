@@ -11,8 +11,9 @@
 //! message built with prost's types (compared field by field through `PartialEq`, then by
 //! prost's own re-encoding of both).
 //!
-//! Metric points need no such oracle: `otlp_metrics.rs` builds them as the prost types and
-//! prost encodes them; only spans are written by hand (for the request path's cost).
+//! Metric points are built as the prost types and encoded by prost; what is hand-made there
+//! is the mapping from the registry, which `otlp_metrics/oracle.rs` checks against a model
+//! and against the OpenMetrics text.
 //!
 //! `PROPTEST_CASES` overrides the default of 256 cases. Recorded run:
 //! `PROPTEST_CASES=5000 cargo test --lib telemetry::wire::oracle`, debug build, 2 shared
