@@ -390,3 +390,56 @@ fn the_documented_differences_are_real() {
         assert!(!differs(tp, &["a=1", "b=2"]), "{tp}");
     }
 }
+
+/// The proxy itself, on both HTTP/1.1 engines: what the upstream receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_one_combined_tracestate_and_no_continued_bad_version() {
+    use crate::support::{Redline, app, config_for, send};
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let up = app().await;
+    for engine in ["fast", "hyper"] {
+        let rl = Redline::start_with(
+            &config_for(up, ""),
+            &[],
+            &[("REDLINE_HTTP1_ENGINE", engine)],
+        );
+        let upstream = |traceparent: &str, tracestate: &[&str]| {
+            let mut req = http::Request::get(rl.url("/echo")).header("traceparent", traceparent);
+            for line in tracestate {
+                req = req.header("tracestate", *line);
+            }
+            let req = req
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            async move {
+                let (status, _, body) = send(req).await;
+                assert_eq!(status, 200, "{engine}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v["headers"].clone()
+            }
+        };
+        let h = upstream(TP, &["a=1", "b=2,c=3"]).await;
+        assert_eq!(
+            h["traceparent"], TP,
+            "{engine}: continued, caller stays parent"
+        );
+        assert_eq!(h["tracestate"], "a=1,b=2,c=3", "{engine}: lines joined");
+        let h = upstream(TP, &["a=1", "Bad=2"]).await;
+        assert_eq!(h["traceparent"], TP, "{engine}");
+        assert!(
+            h.get("tracestate").is_none(),
+            "{engine}: invalid list dropped: {h}"
+        );
+        let zz = format!("zz{}", &TP[2..]);
+        let h = upstream(&zz, &["a=1"]).await;
+        let sent = h["traceparent"].as_str().unwrap();
+        assert!(
+            !sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{engine}: {sent}"
+        );
+        assert!(
+            h.get("tracestate").is_none(),
+            "{engine}: new trace, no tracestate"
+        );
+    }
+}
