@@ -15,6 +15,7 @@ use crate::alerting::Engine;
 use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
+use crate::metrics;
 use crate::reload::ReloadState;
 use crate::state::{FlowState, Shared, UNMATCHED};
 use crate::stats::WindowSummary;
@@ -75,14 +76,28 @@ impl Admin {
         }
     }
 
+    /// `/metrics`: Prometheus text, or OpenMetrics (with exemplars) when the scraper asks for it.
+    fn metrics(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = metrics::Format::negotiate(accept);
+        let mut resp = text(
+            StatusCode::OK,
+            format.content_type(),
+            self.shared.registry.render_as(format),
+        );
+        // The answer depends on Accept: tell caches.
+        resp.headers_mut()
+            .insert(http::header::VARY, http::HeaderValue::from_static("accept"));
+        resp
+    }
+
     /// One match arm per endpoint; each concern's logic lives in its own module.
     async fn dispatch(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/metrics") => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.shared.registry.render(),
-            ),
+            (&Method::GET, "/metrics") => self.metrics(&req),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
             (&Method::GET, "/readyz") => self.readyz(),
             (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),

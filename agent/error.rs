@@ -8,7 +8,7 @@
 //! keeps the cause for the log instead of flattening it into a string.
 //!
 //! The verdict describes the failure, not a policy: whoever would try again (the proxy
-//! on a reused connection, the notifier's queue; the OTLP exporter only records it)
+//! on a reused connection, the notifier's queue, the OTLP exporter)
 //! decides with [`Retry::allows`] whether its request may be repeated. The same failure
 //! gets the same verdict whoever the other side is: a connect that failed sent nothing
 //! ([`Retry::Always`]); a timeout, a broken exchange and a refusal that invites another
@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 /// Bounded `error_type` values (PRODUCT.md §4). A 5xx from the upstream is `Status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +112,7 @@ pub struct Error {
     retry: Retry,
     what: Cow<'static, str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    after: Option<Duration>,
 }
 
 impl Error {
@@ -121,6 +123,7 @@ impl Error {
             retry: Retry::Never,
             what: what.into(),
             source: None,
+            after: None,
         }
     }
 
@@ -139,6 +142,19 @@ impl Error {
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The same failure, with the delay the other side asked for before another try
+    /// (HTTP `Retry-After`, gRPC `RetryInfo`).
+    #[must_use]
+    pub fn after(mut self, delay: Option<Duration>) -> Self {
+        self.after = delay;
+        self
+    }
+
+    /// The delay the other side asked for before another try, when it named one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.after
     }
 
     /// What kind of failure this is (the `error_type` label).
@@ -184,6 +200,30 @@ impl Error {
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
     }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date; a date in the past means "now".
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Full-jitter exponential backoff: uniform in `[0, min(cap, base × 2^attempt)]`, so that
+/// many senders failing at once do not come back at once.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = ceiling(attempt, base, cap);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+/// The upper bound `backoff` draws from for this attempt.
+pub fn ceiling(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(cap).min(cap)
 }
 
 /// [`Error::chain`]'s rendering.

@@ -6,11 +6,16 @@
 //! is resolved once per flow/route and recorded with plain atomics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
+
+mod exposition;
+mod histogram;
+
+pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds};
+pub use histogram::{Exemplar, Histogram};
 
 /// Default bucket boundaries, in seconds: the OpenTelemetry advice for `http.server.request.duration`.
 pub const DEFAULT_BUCKETS: [f64; 14] = [
@@ -40,49 +45,6 @@ pub fn method_index(method: &http::Method) -> usize {
 
 pub use crate::error::ErrorType;
 
-/// A cumulative histogram with fixed boundaries, recorded with atomics.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: Arc<[f64]>,
-    // One more bucket than bounds: the +Inf overflow.
-    buckets: Box<[AtomicU64]>,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    /// A histogram over `bounds` (sorted, in seconds).
-    pub fn new(bounds: Arc<[f64]>) -> Self {
-        let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Histogram {
-            bounds,
-            buckets,
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// Record one observation in seconds.
-    pub fn observe(&self, seconds: f64) {
-        let idx = self.bounds.partition_point(|b| *b < seconds);
-        self.buckets[idx].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add((seconds * 1e9) as u64, Relaxed);
-    }
-
-    /// Boundaries in seconds.
-    pub fn bounds(&self) -> &[f64] {
-        &self.bounds
-    }
-
-    /// Per-bucket (non-cumulative) counts, the last one being +Inf.
-    pub fn bucket_counts(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
-    }
-
-    /// Sum of observations in seconds.
-    pub fn sum(&self) -> f64 {
-        self.sum_nanos.load(Relaxed) as f64 / 1e9
-    }
-}
-
 /// Series of `http_server_request_duration_seconds` for one (flow, route).
 ///
 /// The request path holds an `Arc` to this, so only the small integer key of
@@ -107,11 +69,18 @@ impl RouteMetrics {
         }
     }
 
-    /// Record one finished request.
-    pub fn record(&self, method: usize, status: u16, error: ErrorType, seconds: f64) {
+    /// Record one finished request; `exemplar` when its trace was kept.
+    pub fn record(
+        &self,
+        method: usize,
+        status: u16,
+        error: ErrorType,
+        seconds: f64,
+        exemplar: Option<Exemplar>,
+    ) {
         let key = (method as u32) | (u32::from(status.min(999)) << 4) | (error.code() << 14);
         if let Some(h) = self.series.get(&key) {
-            h.observe(seconds);
+            h.observe_with(seconds, exemplar);
             return;
         }
         let h = self
@@ -119,7 +88,7 @@ impl RouteMetrics {
             .entry(key)
             .or_insert_with(|| Arc::new(Histogram::new(self.bounds.clone())))
             .clone();
-        h.observe(seconds);
+        h.observe_with(seconds, exemplar);
     }
 
     /// Every series: (method, status, error type, histogram).
@@ -257,27 +226,6 @@ impl LabeledFamily {
         let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
         self.with(|m| m.get(&key).copied().unwrap_or(0.0))
     }
-
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP {} {}\n# TYPE {} {}",
-            self.name, self.help, self.name, self.kind
-        );
-        self.with(|m| {
-            for (values, v) in m.iter() {
-                out.push_str(self.name);
-                write_labels(
-                    out,
-                    self.labels
-                        .iter()
-                        .copied()
-                        .zip(values.iter().map(String::as_str)),
-                );
-                let _ = writeln!(out, " {}", fmt_f64(*v));
-            }
-        });
-    }
 }
 
 /// Every metric Redline exposes (PRODUCT.md §4).
@@ -294,6 +242,8 @@ pub struct Registry {
     pub config_reloads: LabeledFamily,
     /// `redline_telemetry_dropped_total{signal}`.
     pub telemetry_dropped: LabeledFamily,
+    /// `redline_telemetry_retries_total{signal}`: failed exports tried again.
+    pub telemetry_retries: LabeledFamily,
     /// `redline_access_log_dropped_total`: lines dropped because stdout could not keep up.
     pub access_log_dropped: AtomicU64,
 }
@@ -314,8 +264,15 @@ impl Registry {
             "Telemetry items dropped because an export queue was full or the collector failed.",
             &["signal"],
         );
+        let telemetry_retries = LabeledFamily::new(
+            "redline_telemetry_retries_total",
+            "counter",
+            "OTLP exports tried again after a failure the OTLP specification calls retryable.",
+            &["signal"],
+        );
         for signal in ["traces", "metrics"] {
             telemetry_dropped.add(&[signal], 0.0);
+            telemetry_retries.add(&[signal], 0.0);
         }
         let config_reloads = LabeledFamily::new(
             "redline_config_reloads_total",
@@ -344,6 +301,7 @@ impl Registry {
             ),
             config_reloads,
             telemetry_dropped,
+            telemetry_retries,
             access_log_dropped: AtomicU64::new(0),
         }
     }
@@ -405,138 +363,6 @@ impl Registry {
         v.sort_by(|a, b| a.flow.cmp(&b.flow));
         v
     }
-
-    /// The whole registry in the Prometheus text exposition format 0.0.4.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        self.render_duration(&mut out);
-        self.render_active(&mut out);
-        self.alert_state.render(&mut out);
-        self.notifications.render(&mut out);
-        self.config_reloads.render(&mut out);
-        self.telemetry_dropped.render(&mut out);
-        out.push_str("# HELP redline_access_log_dropped_total Access log lines dropped because the writer could not keep up.\n# TYPE redline_access_log_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "redline_access_log_dropped_total {}",
-            self.access_log_dropped.load(Relaxed)
-        );
-        out.push_str(
-            "# HELP redline_build_info Build information.\n# TYPE redline_build_info gauge\n",
-        );
-        let _ = writeln!(
-            out,
-            "redline_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        out
-    }
-
-    fn render_duration(&self, out: &mut String) {
-        const NAME: &str = "http_server_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {NAME} Duration of HTTP server requests.\n# TYPE {NAME} histogram"
-        );
-        for route in self.routes() {
-            for (method, status, error, h) in route.series() {
-                let err = error.label(status);
-                let status = status.to_string();
-                let labels = [
-                    ("flow", &*route.flow),
-                    ("http_request_method", method),
-                    ("http_route", &*route.route),
-                    ("http_response_status_code", status.as_str()),
-                    ("error_type", &*err),
-                ];
-                render_histogram(out, NAME, &labels, &h);
-            }
-        }
-    }
-
-    fn render_active(&self, out: &mut String) {
-        const NAME: &str = "http_server_active_requests";
-        let _ = writeln!(
-            out,
-            "# HELP {NAME} Number of active HTTP server requests.\n# TYPE {NAME} gauge"
-        );
-        for active in self.active_all() {
-            for (method, v) in active.values() {
-                // Methods never seen stay out, to keep the scrape small.
-                if v == 0 && method != "GET" {
-                    continue;
-                }
-                out.push_str(NAME);
-                write_labels(
-                    out,
-                    [("flow", &*active.flow), ("http_request_method", method)],
-                );
-                let _ = writeln!(out, " {v}");
-            }
-        }
-    }
-}
-
-fn render_histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
-    let counts = h.bucket_counts();
-    let mut cumulative = 0;
-    let le_values = h
-        .bounds()
-        .iter()
-        .map(|b| fmt_f64(*b))
-        .chain(std::iter::once("+Inf".to_string()));
-    for (count, le) in counts.iter().zip(le_values) {
-        cumulative += count;
-        let _ = write!(out, "{name}_bucket");
-        write_labels(
-            out,
-            labels
-                .iter()
-                .copied()
-                .chain(std::iter::once(("le", le.as_str()))),
-        );
-        let _ = writeln!(out, " {cumulative}");
-    }
-    let _ = write!(out, "{name}_sum");
-    write_labels(out, labels.iter().copied());
-    let _ = writeln!(out, " {}", fmt_f64(h.sum()));
-    let _ = write!(out, "{name}_count");
-    write_labels(out, labels.iter().copied());
-    let _ = writeln!(out, " {cumulative}");
-}
-
-fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    out.push('{');
-    for (i, (k, v)) in labels.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push('}');
-}
-
-/// A number as the Prometheus text output writes it (`0.8`, `1`, `2.5`), e.g. for `le` values.
-pub fn format_seconds(v: f64) -> String {
-    fmt_f64(v)
-}
-
-fn fmt_f64(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
 }
 
 #[cfg(test)]
@@ -547,9 +373,9 @@ mod tests {
     fn histogram_buckets_are_le_and_cumulative() {
         let reg = Registry::new(&[0.1, 0.5, 0.1]);
         let r = reg.route(&"checkout".into(), &"/api/checkout".into());
-        r.record(2, 200, ErrorType::None, 0.1);
-        r.record(2, 200, ErrorType::None, 0.3);
-        r.record(2, 503, ErrorType::Status, 2.0);
+        r.record(2, 200, ErrorType::None, 0.1, None);
+        r.record(2, 200, ErrorType::None, 0.3, None);
+        r.record(2, 503, ErrorType::Status, 2.0, None);
         let text = reg.render();
         let base = r#"flow="checkout",http_request_method="POST",http_route="/api/checkout",http_response_status_code="200",error_type="""#;
         assert!(
@@ -576,12 +402,5 @@ mod tests {
         assert_eq!(a.total(), 1);
         drop(g);
         assert_eq!(a.total(), 0);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        write_labels(&mut out, [("a", "x\"y\\z\n")]);
-        assert_eq!(out, r#"{a="x\"y\\z\n"}"#);
     }
 }

@@ -446,7 +446,7 @@ mod tests {
             slo.record(now_ms, &sample);
         }
         let route = runtime.routes.iter().find(|r| &*r.flow == flow).unwrap();
-        route.record(0, 200, crate::metrics::ErrorType::None, 0.01);
+        route.record(0, 200, crate::metrics::ErrorType::None, 0.01, None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Retry};
+pub use crate::error::{backoff, ceiling, parse_retry_after};
 
 /// Notifications may be sent again whatever became of the last try: webhooks carry
 /// `webhook-id` and PagerDuty events a dedup key for the receiver to drop a repeat, an
@@ -58,29 +59,6 @@ pub fn verdict(failure: &Error, after: Option<Duration>) -> Verdict {
         true => Verdict::Retry { after },
         false => Verdict::Fail,
     }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date; a date in the past means "now".
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Full-jitter exponential backoff: uniform in `[0, min(cap, base × 2^attempt)]`.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let ceiling = ceiling(attempt, base, cap);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(0..=millis))
-}
-
-/// The upper bound `backoff` draws from for this attempt.
-pub fn ceiling(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-    base.checked_mul(factor).unwrap_or(cap).min(cap)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use http::HeaderValue;
 
 use crate::access_log::Entry;
 use crate::error::ErrorType;
-use crate::metrics::{ActiveGuard, RouteMetrics, method_index};
+use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
 use crate::telemetry::Telemetry;
@@ -167,8 +167,17 @@ impl RequestCtx {
         } else {
             ErrorType::None
         });
+        // Spans first: whether the trace was kept decides the histogram's exemplar.
+        let kept = self.record_trace(error, duration);
+        let seconds = duration.as_secs_f64();
+        let exemplar = kept.then(|| Exemplar {
+            trace_id: self.trace.trace_id,
+            span_id: self.trace.span_id,
+            seconds,
+            unix_ms: unix_ms(self.started_wall + duration),
+        });
         self.route_metrics
-            .record(self.method_idx, status, error, duration.as_secs_f64());
+            .record(self.method_idx, status, error, seconds, exemplar);
         let sample = Sample {
             latency: duration,
             error: error.is_error(),
@@ -189,12 +198,11 @@ impl RequestCtx {
         if self.shared.access_log.enabled() {
             self.log(status, duration, error);
         }
-        self.record_trace(error, duration);
     }
 
     /// Remember the trace of a failed or slow request for alerts, and hand the spans to the
-    /// exporter's queue (non-blocking) if they are kept.
-    fn record_trace(&mut self, error: ErrorType, duration: Duration) {
+    /// exporter's queue (non-blocking) if they are kept; returns whether they were.
+    fn record_trace(&mut self, error: ErrorType, duration: Duration) -> bool {
         let flow = self
             .flow
             .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i]);
@@ -203,7 +211,7 @@ impl RequestCtx {
             flow.state.exemplars.push(now_ms, self.trace.trace_id_hex());
         }
         let Some(telemetry) = self.telemetry.as_deref() else {
-            return;
+            return false;
         };
         let outcome = crate::telemetry::Outcome {
             trace: &self.trace,
@@ -221,7 +229,7 @@ impl RequestCtx {
             request_id: &self.request_id,
             runtime: &self.runtime,
         };
-        telemetry.end(&mut self.span, &outcome, flow.slow_threshold);
+        telemetry.end(&mut self.span, &outcome, flow.slow_threshold)
     }
 
     fn log(&self, status: u16, duration: Duration, error: ErrorType) {
@@ -243,6 +251,11 @@ impl RequestCtx {
         };
         self.shared.access_log.emit(entry, &self.shared.registry);
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Drop for RequestCtx {

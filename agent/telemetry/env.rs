@@ -23,6 +23,9 @@ pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`'s default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `OTEL_BSP_EXPORT_TIMEOUT`'s and `OTEL_METRIC_EXPORT_TIMEOUT`'s default.
+const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An OTLP signal Redline exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -45,6 +48,14 @@ impl Signal {
         match self {
             Signal::Traces => "TRACES",
             Signal::Metrics => "METRICS",
+        }
+    }
+
+    /// The variable bounding one export with its retries (the SDK's processor or reader timeout).
+    fn export_timeout_var(self) -> &'static str {
+        match self {
+            Signal::Traces => "OTEL_BSP_EXPORT_TIMEOUT",
+            Signal::Metrics => "OTEL_METRIC_EXPORT_TIMEOUT",
         }
     }
 
@@ -84,8 +95,11 @@ pub struct Target {
     pub protocol: Protocol,
     /// Extra request headers (gRPC metadata), e.g. an API key.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Bound on one whole export (connect, send, answer).
+    /// Bound on one try (connect, send, answer): `OTEL_EXPORTER_OTLP_TIMEOUT`.
     pub timeout: Duration,
+    /// Bound on one batch with all its tries and the waits between them:
+    /// `OTEL_BSP_EXPORT_TIMEOUT` (spans) or `OTEL_METRIC_EXPORT_TIMEOUT` (metrics).
+    pub export_timeout: Duration,
     /// Compress bodies with gzip.
     pub gzip: bool,
 }
@@ -271,6 +285,7 @@ fn target(env: &mut Env<'_>, config: &Config, signal: Signal) -> Option<Target> 
         protocol,
         headers: headers(env, config, signal),
         timeout: timeout(env, signal),
+        export_timeout: export_timeout(env, signal),
         gzip: compression(env, signal),
     })
 }
@@ -412,6 +427,13 @@ fn timeout(env: &mut Env<'_>, signal: Signal) -> Duration {
         Some((name, value)) => env.millis(&name, &value).unwrap_or(DEFAULT_TIMEOUT),
         None => DEFAULT_TIMEOUT,
     }
+}
+
+fn export_timeout(env: &mut Env<'_>, signal: Signal) -> Duration {
+    let name = signal.export_timeout_var();
+    env.var(name)
+        .and_then(|value| env.millis(name, &value))
+        .unwrap_or(DEFAULT_EXPORT_TIMEOUT)
 }
 
 fn compression(env: &mut Env<'_>, signal: Signal) -> bool {

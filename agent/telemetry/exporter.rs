@@ -1,10 +1,10 @@
 //! OTLP export tasks: one per signal, one export in flight at a time, every export bounded by the OTLP timeout.
 //!
-//! The requests go out through [`Transport`] (`transport.rs`). Nothing is
-//! retried: a failed batch is dropped and counted, and the next batch simply
-//! tries again, so export resumes by itself when the collector comes back
-//! while memory stays bounded by the queue. (A failure's `crate::error::Error`
-//! already says whether the OTLP spec would allow another try.)
+//! The requests go out through [`Transport`] (`transport.rs`), tried again as the
+//! OTLP spec asks by [`retry::export`] (`retry.rs`) within the signal's export timeout.
+//! A batch that still failed is dropped and counted, and the next batch simply tries
+//! again, so export resumes by itself when the collector comes back while memory stays
+//! bounded by the queue (one batch held while it is retried; the queue fills meanwhile).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::env::{Batching, Signal, Temporality};
 use super::otlp_metrics::{MetricsBuilder, scope};
+use super::retry;
 use super::transport::{Payload, Transport};
 use super::wire;
 use crate::error::Error;
@@ -47,6 +48,8 @@ pub struct Health {
     unsynced: AtomicU64,
     /// Items dropped since the last log line.
     unlogged: AtomicU64,
+    /// Export retries not yet added to `redline_telemetry_retries_total`.
+    retried: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -57,6 +60,7 @@ impl Health {
             signal,
             unsynced: AtomicU64::new(0),
             unlogged: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -67,6 +71,11 @@ impl Health {
         self.unlogged.fetch_add(n, Relaxed);
     }
 
+    /// Count one more try of a failed export.
+    fn retried(&self) {
+        self.retried.fetch_add(1, Relaxed);
+    }
+
     fn failed(&self, error: &Error) {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error.chain().to_string());
@@ -75,6 +84,14 @@ impl Health {
 
     /// Move drops into the registry; log them (and the last error) if `log` allows.
     pub(super) fn sync(&self, registry: &Registry, log: bool) -> bool {
+        // Retries first: a batch's retries happen before its drop, and a scrape that
+        // sees the drop should see them too.
+        let retries = self.retried.swap(0, Relaxed);
+        if retries > 0 {
+            registry
+                .telemetry_retries
+                .add(&[self.signal.label()], retries as f64);
+        }
         let n = self.unsynced.swap(0, Relaxed);
         if n > 0 {
             registry
@@ -154,7 +171,7 @@ pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, stop:
             if !due || batch.chunks.is_empty() {
                 break;
             }
-            export_spans(&job, std::mem::take(&mut batch)).await;
+            export_spans(&job, std::mem::take(&mut batch), &stop).await;
         }
     }
     // Everything finished before shutdown is already queued: send it all.
@@ -164,12 +181,12 @@ pub async fn run_spans(job: SpanExport, mut rx: mpsc::Receiver<SpanChunk>, stop:
         None => rx.recv().await,
     } {
         if let Some(full) = batch.add(chunk, max) {
-            export_spans(&job, std::mem::take(&mut batch)).await;
+            export_spans(&job, std::mem::take(&mut batch), &stop).await;
             carry = Some(full);
         }
     }
     if !batch.chunks.is_empty() {
-        export_spans(&job, batch).await;
+        export_spans(&job, batch, &stop).await;
     }
 }
 
@@ -199,7 +216,7 @@ impl Batch {
     }
 }
 
-async fn export_spans(job: &SpanExport, batch: Batch) {
+async fn export_spans(job: &SpanExport, batch: Batch, stop: &Watch) {
     let count: u64 = batch.chunks.iter().map(|c| c.spans).sum();
     let spans: usize = batch.chunks.iter().map(|c| c.bytes.len()).sum();
     let mut request = Payload::from(wire::trace_request_head(
@@ -210,7 +227,8 @@ async fn export_spans(job: &SpanExport, batch: Batch) {
     for chunk in batch.chunks {
         request.push(chunk.bytes);
     }
-    match job.transport.export(request).await {
+    let health = &job.health;
+    match retry::export(&job.transport, request, stop, || health.retried()).await {
         Ok(body) => {
             let rejected = ExportTraceServiceResponse::decode(body)
                 .ok()
@@ -258,7 +276,9 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch
             _ = tick.tick() => false,
         };
         let (request, points) = builder.build(&registry, &job.resource, now_ns());
-        match job.transport.export(request.encode_to_vec().into()).await {
+        let health = &job.health;
+        let payload = request.encode_to_vec().into();
+        match retry::export(&job.transport, payload, &stop, || health.retried()).await {
             Ok(body) => {
                 builder.committed();
                 let rejected = ExportMetricsServiceResponse::decode(body)
@@ -281,7 +301,7 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch
     }
 }
 
-/// Every second, move drop counts into `redline_telemetry_dropped_total`; log trouble at most once a minute.
+/// Every second, move drop and retry counts into the registry; log trouble at most once a minute.
 pub async fn report_health(registry: Arc<Registry>, healths: Vec<Arc<Health>>, stop: Watch) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut last_log: Vec<Option<Instant>> = vec![None; healths.len()];

@@ -26,6 +26,7 @@ pub mod env;
 pub mod exporter;
 pub mod otlp_metrics;
 pub mod propagation;
+pub mod retry;
 pub mod sampler;
 pub mod spans;
 pub mod transport;
@@ -197,16 +198,19 @@ impl Telemetry {
     ///
     /// `slow_threshold` is the flow's lowest latency threshold, used when
     /// `telemetry.traces.keep_slower_than` is not set. Never blocks: a full
-    /// queue drops the spans and counts them.
+    /// queue drops the spans and counts them. Returns whether the spans went to the
+    /// exporter (so the trace will exist in the backend, and may be an exemplar).
     pub fn end(
         &self,
         span: &mut RequestSpan,
         outcome: &Outcome<'_>,
         slow_threshold: Option<Duration>,
-    ) {
-        let Some(queue) = &self.spans else { return };
+    ) -> bool {
+        let Some(queue) = &self.spans else {
+            return false;
+        };
         if !span.is_captured() {
-            return;
+            return false;
         }
         let slow = self
             .keep_slower_than
@@ -215,15 +219,15 @@ impl Telemetry {
         let keep =
             outcome.trace.recorded || (!self.sampler.never() && (outcome.error.is_error() || slow));
         if !keep {
-            return;
+            return false;
         }
         // A full queue (collector slow or gone): count the drop before building anything.
         if queue.tx.capacity() == 0 {
             queue.health.dropped(1 + u64::from(span.upstream_called()));
-            return;
+            return false;
         }
         let Some(record) = SpanRecord::take(span, outcome) else {
-            return;
+            return false;
         };
         PENDING.with_borrow_mut(|p| {
             if p.chunk.bytes.capacity() == 0 {
@@ -239,6 +243,7 @@ impl Telemetry {
                 p.send();
             }
         });
+        true
     }
 
     /// Whether spans are exported at all (workers need a flush tick only then).

@@ -2,7 +2,9 @@
 //!
 //! `http.server.request.duration` (histogram, seconds, the registry's bucket
 //! boundaries) and `http.server.active_requests` (non-monotonic sum), with the
-//! HTTP semantic conventions' attribute names plus `redline.flow`.
+//! HTTP semantic conventions' attribute names plus `redline.flow`. Each
+//! histogram point carries its buckets' exemplars (the latest exported trace per
+//! bucket), as `/metrics` does in OpenMetrics.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    AggregationTemporality, Exemplar, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -117,6 +119,7 @@ impl MetricsBuilder {
                     sum: Some(shown.sum),
                     bucket_counts: shown.counts,
                     explicit_bounds: h.bounds().to_vec(),
+                    exemplars: exemplars(&h, self.start_ns),
                     ..Default::default()
                 });
             }
@@ -178,6 +181,23 @@ impl MetricsBuilder {
             ..Default::default()
         }
     }
+}
+
+/// The buckets' exemplars recorded since `since_ns` (a delta point names only its own period's).
+fn exemplars(h: &crate::metrics::Histogram, since_ns: u64) -> Vec<Exemplar> {
+    h.exemplars()
+        .into_iter()
+        .flatten()
+        .map(|e| (e, e.unix_ms.saturating_mul(1_000_000)))
+        .filter(|(_, at)| *at >= since_ns)
+        .map(|(e, at)| Exemplar {
+            time_unix_nano: at,
+            span_id: e.span_id.to_vec(),
+            trace_id: e.trace_id.to_vec(),
+            value: Some(exemplar::Value::AsDouble(e.seconds)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn minus(now: &Snapshot, before: &Snapshot) -> Snapshot {
@@ -255,9 +275,9 @@ mod tests {
     fn cumulative_histograms_mirror_the_registry() {
         let reg = Registry::new(&DEFAULT_BUCKETS);
         let r = reg.route(&"checkout".into(), &"/api/checkout".into());
-        r.record(2, 200, ErrorType::None, 0.02);
-        r.record(2, 200, ErrorType::None, 0.3);
-        r.record(2, 503, ErrorType::Status, 2.0);
+        r.record(2, 200, ErrorType::None, 0.02, None);
+        r.record(2, 200, ErrorType::None, 0.3, None);
+        r.record(2, 503, ErrorType::Status, 2.0, None);
         let _busy = reg.active(&"checkout".into()).start(2);
         let mut b = MetricsBuilder::new(Temporality::Cumulative, 1);
         let (req, points) = b.build(&reg, &Resource::default(), 10);
@@ -307,20 +327,23 @@ mod tests {
     fn delta_reports_what_changed_since_the_last_accepted_export() {
         let reg = Registry::new(&DEFAULT_BUCKETS);
         let r = reg.route(&"f".into(), &"/r".into());
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let mut b = MetricsBuilder::new(Temporality::Delta, 1);
         let (req, _) = b.build(&reg, &Resource::default(), 10);
         assert_eq!(histogram(&req).data_points[0].count, 1);
         // Not committed (the export failed): the next delta still includes it.
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let (req, _) = b.build(&reg, &Resource::default(), 20);
         assert_eq!(histogram(&req).data_points[0].count, 2);
         b.committed();
         let (req, _) = b.build(&reg, &Resource::default(), 30);
         assert!(histogram(&req).data_points.is_empty());
-        r.record(0, 200, ErrorType::None, 0.02);
+        r.record(0, 200, ErrorType::None, 0.02, None);
         let (req, _) = b.build(&reg, &Resource::default(), 40);
         let p = &histogram(&req).data_points[0];
         assert_eq!((p.count, p.start_time_unix_nano), (1, 20));
     }
 }
+
+#[cfg(test)]
+mod oracle;

@@ -8,7 +8,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::trace::{TraceContext, hex, parse_traceparent};
+use crate::trace::{TraceContext, hex, parse_traceparent, valid_tracestate};
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -143,7 +143,7 @@ impl Propagators {
 
     /// Write the trace into the upstream request's headers, parented by Redline's CLIENT span.
     ///
-    /// `tracestate` is forwarded exactly as received when the trace continues the
+    /// `tracestate` (see [`tracestate`]) is forwarded when the trace continues the
     /// caller's `traceparent`, and removed when Redline started a new trace (W3C §3.3).
     pub fn inject(
         &self,
@@ -204,13 +204,32 @@ fn inject_b3_multi(headers: &mut HeaderMap, trace: &TraceContext) {
     headers.remove(&B3_FLAGS);
 }
 
-/// The incoming `tracestate` value, when it belongs to the trace being continued.
+/// The incoming `tracestate`, when it belongs to the trace being continued and is valid.
+///
+/// Several `tracestate` lines are one list (RFC 9110 §5.3, W3C Trace Context §3.3.1):
+/// they are joined with `,` and forwarded as one line. A list that breaks the grammar or
+/// has more than 32 members is dropped whole (the `traceparent` is still continued), as
+/// the spec asks of a vendor that cannot parse it. One line, the usual case, is checked
+/// and shared, not copied.
 pub fn tracestate(headers: &HeaderMap, remote: Option<&Remote>) -> Option<HeaderValue> {
-    if remote.is_some_and(|r| r.from_traceparent) {
-        headers.get(&TRACESTATE).cloned()
-    } else {
-        None
+    if !remote.is_some_and(|r| r.from_traceparent) {
+        return None;
     }
+    let mut lines = headers.get_all(&TRACESTATE).iter();
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return valid_tracestate(first.as_bytes()).then(|| first.clone());
+    };
+    let mut joined = Vec::with_capacity(first.len() + second.len() + 1);
+    joined.extend_from_slice(first.as_bytes());
+    for line in std::iter::once(second).chain(lines) {
+        joined.push(b',');
+        joined.extend_from_slice(line.as_bytes());
+    }
+    if !valid_tracestate(&joined) {
+        return None;
+    }
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 fn extract_traceparent(headers: &HeaderMap) -> Option<Remote> {
@@ -351,6 +370,36 @@ mod tests {
         p.inject(&mut out, &trace, state.as_ref());
         assert_eq!(out["traceparent"], trace.traceparent());
         assert_eq!(out["tracestate"], "congo=t61rcWkgMzE,rojo=1");
+    }
+
+    #[test]
+    fn several_tracestate_lines_are_one_list_and_an_invalid_list_is_dropped() {
+        let p = Propagators::default();
+        let state = |lines: &[&str]| {
+            let mut pairs = vec![("traceparent", TP)];
+            pairs.extend(lines.iter().map(|l| ("tracestate", *l)));
+            let h = headers(&pairs);
+            let remote = p.extract(&h).expect("the traceparent is continued");
+            tracestate(&h, Some(&remote))
+        };
+        assert_eq!(state(&["a=1", "b=2, c=3"]).unwrap(), "a=1,b=2, c=3");
+        assert_eq!(state(&["a=1", ""]).unwrap(), "a=1,");
+        assert_eq!(state(&["a=1"]).unwrap(), "a=1");
+        assert_eq!(state(&[]), None);
+        assert_eq!(
+            state(&["a=1", "B=2"]),
+            None,
+            "one bad member spoils the list"
+        );
+        assert_eq!(state(&["a"]), None);
+        let many: Vec<String> = (0..17).map(|i| format!("k{i}=v,j{i}=w")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(state(&many), None, "34 members across lines");
+        assert!(state(&many[..16]).is_some(), "32 members");
+        let mut out = HeaderMap::new();
+        let trace = TraceContext::new_root();
+        p.inject(&mut out, &trace, state(&["a=1", "b=2"]).as_ref());
+        assert_eq!(out.get_all("tracestate").iter().count(), 1);
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! A failed export is a [`crate::error::Error`], like a failed proxied request: the
 //! collector is one more upstream. Its retry verdict follows the OTLP specification
 //! ("Failures", OTLP/HTTP and OTLP/gRPC), and since the spec lets a client send an
-//! export again, a verdict other than `Never` means another try may help. Nothing here
-//! tries again; the verdict is recorded for whoever will. Messages never include header
-//! values (they may hold API keys).
+//! export again, a verdict other than `Never` means another try may help; the delay the
+//! collector asked for (`Retry-After`, gRPC `RetryInfo`) goes with it. One call here is
+//! one try: `retry.rs` decides about the next, sending the same [`Prepared`] body again.
+//! Messages never include header values (they may hold API keys).
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Request, header};
@@ -23,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::env::{Protocol, Target};
-use crate::error::{Error, ErrorType, Retry};
+use crate::error::{Error, ErrorType, Retry, parse_retry_after};
 
 /// Collector answers are read up to this size (they are tiny; a bigger one is not trusted).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -73,6 +74,10 @@ fn grpc_refused(code: &str, message: &str, retry_info: bool) -> Error {
     .retry(retry)
 }
 
+/// An export request body, compressed and (for gRPC) framed, that can be sent again as is.
+#[derive(Debug, Clone)]
+pub struct Prepared(Payload);
+
 /// Sends encoded OTLP messages to one collector endpoint.
 pub struct Transport {
     target: Target,
@@ -86,7 +91,7 @@ enum Clients {
 
 /// An export message as the pieces it was built from (a head, then span chunks), sent one
 /// after another: joining them would copy every span once more.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Payload {
     pieces: std::collections::VecDeque<Bytes>,
     len: usize,
@@ -212,34 +217,59 @@ impl Transport {
         &self.target
     }
 
-    /// Send one encoded export request; on success, the collector's response message bytes.
+    /// Send one encoded export request once; on success, the collector's response message bytes.
     pub async fn export(&self, payload: Payload) -> Result<Bytes, Error> {
-        let timeout = self.target.timeout;
-        match tokio::time::timeout(timeout, self.exchange(payload)).await {
+        let body = self.prepare(payload)?;
+        self.send(&body, self.target.timeout).await
+    }
+
+    /// Compress and frame an export message once, however many times it is sent.
+    pub fn prepare(&self, payload: Payload) -> Result<Prepared, Error> {
+        let mut payload = if self.target.gzip {
+            payload.gzip()?
+        } else {
+            payload
+        };
+        if let Clients::Grpc(_) = self.client {
+            let mut prefix = BytesMut::with_capacity(5);
+            prefix.put_u8(u8::from(self.target.gzip));
+            prefix.put_u32(u32::try_from(payload.len()).map_err(|_| {
+                unbuildable("cannot build the export request: message larger than 4 GiB")
+            })?);
+            payload.prepend(prefix.freeze());
+        }
+        Ok(Prepared(payload))
+    }
+
+    /// One try with `body`, bounded by the OTLP timeout or `limit`, whichever is shorter.
+    pub async fn send(&self, body: &Prepared, limit: Duration) -> Result<Bytes, Error> {
+        let timeout = self.target.timeout.min(limit);
+        // A clone shares the pieces (reference-counted), so the batch is held once.
+        match tokio::time::timeout(timeout, self.exchange(body.0.clone(), timeout)).await {
             Ok(result) => result,
             Err(_) => Err(timed_out(timeout)),
         }
     }
 
-    async fn exchange(&self, payload: Payload) -> Result<Bytes, Error> {
-        let payload = if self.target.gzip {
-            payload.gzip()?
-        } else {
-            payload
-        };
+    async fn exchange(&self, payload: Payload, timeout: Duration) -> Result<Bytes, Error> {
         match &self.client {
             Clients::Http(client) => {
                 let req = self.http_request(payload)?;
                 let resp = client.request(req).await.map_err(unreachable)?;
-                let status = resp.status();
-                let body = read_body(resp.into_body()).await?;
-                if !status.is_success() {
-                    return Err(http_refused(status.as_u16()));
+                let (parts, body) = resp.into_parts();
+                let body = read_body(body).await?;
+                if !parts.status.is_success() {
+                    let after = parts
+                        .headers
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    return Err(http_refused(parts.status.as_u16()).after(after));
                 }
                 Ok(body.to_bytes())
             }
             Clients::Grpc(client) => {
-                let req = self.grpc_request(payload)?;
+                let req = self.grpc_request(payload, timeout)?;
                 let resp = client.request(req).await.map_err(unreachable)?;
                 let (parts, body) = resp.into_parts();
                 // gRPC maps these HTTP statuses to codes with the same verdicts
@@ -277,8 +307,8 @@ impl Transport {
             .map_err(|e| unbuildable("cannot build the export request").caused_by(e))
     }
 
-    fn grpc_request(&self, mut payload: Payload) -> Result<Request<Payload>, Error> {
-        let ms = self.target.timeout.as_millis().clamp(1, 99_999_999);
+    fn grpc_request(&self, payload: Payload, timeout: Duration) -> Result<Request<Payload>, Error> {
+        let ms = timeout.as_millis().clamp(1, 99_999_999);
         let mut b = self
             .builder()
             .version(http::Version::HTTP_2)
@@ -288,12 +318,6 @@ impl Transport {
         if self.target.gzip {
             b = b.header("grpc-encoding", "gzip");
         }
-        let mut prefix = BytesMut::with_capacity(5);
-        prefix.put_u8(u8::from(self.target.gzip));
-        prefix.put_u32(u32::try_from(payload.len()).map_err(|_| {
-            unbuildable("cannot build the export request: message larger than 4 GiB")
-        })?);
-        payload.prepend(prefix.freeze());
         b.body(payload)
             .map_err(|e| unbuildable("cannot build the export request").caused_by(e))
     }
@@ -324,16 +348,42 @@ fn grpc_status(headers: &http::HeaderMap, trailers: &http::HeaderMap) -> Result<
         Some(b"0") => Ok(()),
         // gRPC reads a missing status as UNKNOWN: not retryable.
         None => Err(grpc_refused("missing", "", false)),
-        Some(_) => Err(grpc_refused(
-            &text(status),
-            &text(get("grpc-message")),
-            get("grpc-status-details-bin").is_some_and(has_retry_info),
-        )),
+        Some(_) => {
+            let retry_info = get("grpc-status-details-bin").and_then(retry_info);
+            let message = get("grpc-message").map_or(&[][..], |v| v.as_bytes());
+            Err(grpc_refused(
+                &text(status),
+                &percent_decoded(message),
+                retry_info.is_some(),
+            )
+            .after(retry_info.flatten()))
+        }
     }
 }
 
-/// Whether `grpc-status-details-bin` (a base64 `google.rpc.Status`) carries a `google.rpc.RetryInfo`.
-fn has_retry_info(details: &HeaderValue) -> bool {
+/// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses"). As that spec
+/// asks, a malformed escape is kept as it came rather than failing the whole message.
+fn percent_decoded(v: &[u8]) -> String {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(v.len());
+    let mut rest = v;
+    while let [c, tail @ ..] = rest {
+        if let [b'%', hi, lo, after @ ..] = rest {
+            if let (Some(hi), Some(lo)) = (hex(*hi), hex(*lo)) {
+                out.push((hi * 16 + lo) as u8);
+                rest = after;
+                continue;
+            }
+        }
+        out.push(*c);
+        rest = tail;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `google.rpc.RetryInfo` in `grpc-status-details-bin` (a base64 `google.rpc.Status`),
+/// if there is one: `Some(delay)`, the delay `None` when it names none or cannot be read.
+fn retry_info(details: &HeaderValue) -> Option<Option<Duration>> {
     use base64::Engine as _;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     // gRPC sends binary headers unpadded but must accept both.
@@ -341,14 +391,21 @@ fn has_retry_info(details: &HeaderValue) -> bool {
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
-    let Ok(bytes) = B64.decode(details.as_bytes()) else {
-        return false;
-    };
-    <RpcStatus as prost::Message>::decode(bytes.as_slice()).is_ok_and(|s| {
-        s.details
-            .iter()
-            .any(|d| d.type_url.ends_with("/google.rpc.RetryInfo"))
-    })
+    let bytes = B64.decode(details.as_bytes()).ok()?;
+    let status = <RpcStatus as prost::Message>::decode(bytes.as_slice()).ok()?;
+    let info = status
+        .details
+        .iter()
+        .find(|d| d.type_url.ends_with("/google.rpc.RetryInfo"))?;
+    let delay = <RpcRetryInfo as prost::Message>::decode(info.value.as_slice())
+        .ok()
+        .and_then(|r| r.retry_delay)
+        .and_then(|d| {
+            let secs = u64::try_from(d.seconds).ok()?;
+            let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+            Some(Duration::new(secs, nanos))
+        });
+    Some(delay)
 }
 
 /// The part of `google.rpc.Status` read here (its other fields are skipped).
@@ -358,11 +415,29 @@ struct RpcStatus {
     details: Vec<RpcAny>,
 }
 
-/// The part of `google.protobuf.Any` read here.
+/// `google.protobuf.Any`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcAny {
     #[prost(string, tag = "1")]
     type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcRetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<RpcDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
 }
 
 /// The message inside one gRPC frame (empty when the collector sent none).
@@ -450,6 +525,24 @@ mod tests {
         let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
         assert!(e.to_string().contains("14"), "{e}");
         assert!(grpc_status(&http::HeaderMap::new(), &http::HeaderMap::new()).is_err());
+        bad.insert(
+            "grpc-message",
+            HeaderValue::from_static("quota%20exceeded%3A%20caf%C3%A9 100%"),
+        );
+        let e = grpc_status(&http::HeaderMap::new(), &bad).unwrap_err();
+        assert!(
+            e.to_string().contains(r#""quota exceeded: café 100%""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded_and_bad_escapes_kept() {
+        assert_eq!(percent_decoded(b"a%2Cb%2cc"), "a,b,c");
+        assert_eq!(percent_decoded(b"%zz%4"), "%zz%4");
+        assert_eq!(percent_decoded(b"%E2%9C%93 done"), "\u{2713} done");
+        assert_eq!(percent_decoded(b"%FF"), "\u{FFFD}");
+        assert_eq!(percent_decoded(b""), "");
     }
 
     fn verdict(e: &Error) -> (ErrorType, Retry) {
@@ -458,10 +551,15 @@ mod tests {
 
     /// `grpc-status-details-bin` holding one detail of type `type_url`, unpadded as gRPC sends it.
     fn details(type_url: &str) -> HeaderValue {
+        details_with(type_url, Vec::new())
+    }
+
+    fn details_with(type_url: &str, value: Vec<u8>) -> HeaderValue {
         use base64::Engine as _;
         let status = RpcStatus {
             details: vec![RpcAny {
                 type_url: type_url.into(),
+                value,
             }],
         };
         let bytes = prost::Message::encode_to_vec(&status);
@@ -509,6 +607,21 @@ mod tests {
         exhausted.insert("grpc-status-details-bin", retry_info);
         let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
         assert_eq!(verdict(&e), again);
+        assert_eq!(e.retry_after(), None, "RetryInfo without a delay");
+        let info = RpcRetryInfo {
+            retry_delay: Some(RpcDuration {
+                seconds: 2,
+                nanos: 500_000_000,
+            }),
+        };
+        let with_delay = details_with(
+            "type.googleapis.com/google.rpc.RetryInfo",
+            prost::Message::encode_to_vec(&info),
+        );
+        exhausted.insert("grpc-status-details-bin", with_delay);
+        let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
+        assert_eq!(verdict(&e), again);
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(2500)));
         exhausted.insert("grpc-status-details-bin", HeaderValue::from_static("!!"));
         let e = grpc_status(&http::HeaderMap::new(), &exhausted).unwrap_err();
         assert_eq!(verdict(&e), never, "undecodable details");
@@ -532,6 +645,7 @@ mod tests {
             protocol: Protocol::HttpProtobuf,
             headers: Vec::new(),
             timeout,
+            export_timeout: timeout,
             gzip: false,
         }
     }

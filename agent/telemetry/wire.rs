@@ -361,3 +361,6 @@ mod tests {
         assert_eq!(rs.scope_spans[0].spans[2].name, "GET /x");
     }
 }
+
+#[cfg(test)]
+mod oracle;

@@ -845,6 +845,9 @@ async fn a_blackholed_collector_never_slows_the_proxy_and_drops_are_counted() {
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+            // Retries (timeouts are retryable) end within this, then the batch is dropped.
+            ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", "3000"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4"),
             ("OTEL_BSP_SCHEDULE_DELAY", "10"),
@@ -922,6 +925,8 @@ async fn export_resumes_by_itself_when_the_collector_comes_back() {
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+            // Refused connects are retried until this, then the batch is dropped.
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
             ("OTEL_BSP_SCHEDULE_DELAY", "20"),
             ("OTEL_METRICS_EXPORTER", "none"),
         ],

@@ -488,6 +488,15 @@ impl Prometheus {
     /// Start one with `config` (prometheus.yml text) and wait until it is ready.
     /// `files` are written next to the config first, so `rule_files` can name them.
     pub async fn start(config: &str, files: &[(&str, &[u8])]) -> Prometheus {
+        Self::start_with_args(config, files, &[]).await
+    }
+
+    /// [`Prometheus::start`] with extra command-line flags (e.g. `--enable-feature=…`).
+    pub async fn start_with_args(
+        config: &str,
+        files: &[(&str, &[u8])],
+        args: &[&str],
+    ) -> Prometheus {
         let binary = binary_on_path(&["prometheus"], "prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, body) in files {
@@ -503,6 +512,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

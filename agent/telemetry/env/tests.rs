@@ -201,6 +201,35 @@ fn traces_timeout_overrides_the_generic_one() {
 }
 
 #[test]
+fn export_timeouts_bound_each_signal_with_its_retries_30s_by_default() {
+    let s = resolve(&[EP]);
+    assert_eq!(s.traces.unwrap().export_timeout, Duration::from_secs(30));
+    assert_eq!(s.metrics.unwrap().export_timeout, Duration::from_secs(30));
+    let s = resolve(&[
+        EP,
+        ("OTEL_BSP_EXPORT_TIMEOUT", "4000"),
+        ("OTEL_METRIC_EXPORT_TIMEOUT", "7000"),
+    ]);
+    assert_eq!(
+        s.traces.unwrap().export_timeout,
+        Duration::from_millis(4000)
+    );
+    assert_eq!(
+        s.metrics.unwrap().export_timeout,
+        Duration::from_millis(7000)
+    );
+    let s = resolve(&[EP, ("OTEL_BSP_EXPORT_TIMEOUT", "-1")]);
+    assert_eq!(s.traces.unwrap().export_timeout, Duration::from_secs(30));
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("OTEL_BSP_EXPORT_TIMEOUT")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
 fn metrics_timeout_overrides_the_generic_one() {
     let s = resolve(&[EP, ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "700")]);
     assert_eq!(s.metrics.unwrap().timeout, Duration::from_millis(700));
