@@ -996,11 +996,17 @@ fn the_alertmanager_set_survives_a_hard_stop() {
             (parse_time(&last[0]["endsAt"]) <= SystemTime::now()).then_some(hits)
         })
         .await;
+        // The push may overtake the save of the same change: stop hard only once it is on disk.
+        let file = data.path().join("alertmanager").join("am.json");
+        eventually(Duration::from_secs(10), "resolve saved", || async {
+            let saved = std::fs::read_to_string(&file).ok()?;
+            saved.contains(r#""status":"resolved""#).then_some(())
+        })
+        .await;
         std::mem::forget(n.notifier);
         (am.url(""), hits.last().unwrap().json())
     });
     first.shutdown_background();
-    assert!(data.path().join("alertmanager").join("am.json").exists());
 
     let second = runtime();
     second.block_on(async {
