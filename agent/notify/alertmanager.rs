@@ -106,6 +106,9 @@ pub struct AmQueue {
     set: Mutex<ActiveSet>,
     wake: Notify,
     store: Option<Arc<Store>>,
+    /// Held from a change to its save, and while a body is rendered: what is pushed has
+    /// been saved first, so a hard stop never makes the next start push an older state.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl AmQueue {
@@ -117,16 +120,19 @@ impl AmQueue {
             set: Mutex::new(set),
             wake: Notify::new(),
             store: store.map(Arc::new),
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Take `event` into the active set and push soon.
     pub async fn push(&self, event: AlertEvent, ctx: &Ctx) {
+        let saving = self.saving.lock().await;
         if !self.with(|s| s.apply(event)) {
             ctx.count(&self.name, "dropped");
             return;
         }
         self.persist().await;
+        drop(saving);
         self.wake.notify_one();
     }
 
@@ -156,6 +162,7 @@ impl AmQueue {
 
     /// Prune, persist if that changed anything, and render the body to push.
     async fn prepare(&self, timing: &Timing) -> Option<Vec<u8>> {
+        let _saving = self.saving.lock().await;
         let now = SystemTime::now();
         if self.with(|s| s.prune(now, timing.am_resolved_for)) > 0 {
             self.persist().await;
