@@ -421,6 +421,9 @@ impl Registry {
             "redline_access_log_dropped_total {}",
             self.access_log_dropped.load(Relaxed)
         );
+        out.push_str("# HELP redline_connections_shed_total Client connections closed at accept: file descriptors near the limit.\n# TYPE redline_connections_shed_total counter\n");
+        let shed = crate::fdlimit::shed_total();
+        let _ = writeln!(out, "redline_connections_shed_total {shed}");
         out.push_str(
             "# HELP redline_build_info Build information.\n# TYPE redline_build_info gauge\n",
         );

@@ -15,6 +15,7 @@ mod notify;
 mod otlp;
 mod proxy;
 mod reload;
+mod resilience;
 mod rules;
 mod security;
 mod streaming;

@@ -51,10 +51,35 @@ impl Redline {
 
     /// Start with extra arguments and environment variables.
     pub fn start_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Redline {
+        Self::start_limited(yaml, args, env, None)
+    }
+
+    /// Start with the open-file limit (soft and hard) set to `nofile` by the shell's
+    /// `ulimit -n`, as a container or systemd unit would.
+    pub fn start_with_nofile(yaml: &str, nofile: u32) -> Redline {
+        Self::start_limited(yaml, &[], &[], Some(nofile))
+    }
+
+    fn start_limited(
+        yaml: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Redline {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("redline.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redline"));
+        let bin = env!("CARGO_BIN_EXE_redline");
+        let mut cmd = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                sh
+            }
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)

@@ -1,0 +1,5 @@
+//! Failures and fallbacks (issue 17): resource exhaustion, slow request bodies, upstream
+//! connection limits. Each case runs the real binary against upstreams the test starts.
+
+mod body_timeout;
+mod descriptors;
