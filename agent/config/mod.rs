@@ -162,6 +162,10 @@ pub struct Limits {
     /// A client must send its whole request head within this (default 10s).
     #[serde(deserialize_with = "positive_duration")]
     pub header_read_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (default 60s, nginx's
+    /// `client_body_timeout`): a body that trickles is answered 408 and closed.
+    #[serde(deserialize_with = "positive_duration")]
+    pub body_read_timeout: Duration,
     /// Larger request header blocks get 431 (default 64 KiB; accepts `65536`, `64KiB`).
     #[serde(deserialize_with = "size")]
     pub max_header_bytes: usize,
@@ -257,6 +261,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
             max_header_bytes: 64 << 10,
             shutdown_grace: Duration::from_secs(30),
         }

@@ -112,6 +112,7 @@ impl Config {
             "data_dir": self.data_dir,
             "limits": {
                 "header_read_timeout": dur(self.limits.header_read_timeout),
+                "body_read_timeout": dur(self.limits.body_read_timeout),
                 "max_header_bytes": self.limits.max_header_bytes,
                 "shutdown_grace": dur(self.limits.shutdown_grace),
             },

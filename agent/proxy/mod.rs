@@ -148,7 +148,8 @@ impl Proxy {
         phases::rewrite(&mut parts, ctx, client, upgrade, framing);
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
         let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
-        Request::from_parts(parts, CountingBody::new(body, progress))
+        let pause = ctx.runtime().config.limits.body_read_timeout;
+        Request::from_parts(parts, CountingBody::new(body, progress, pause))
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.

@@ -428,6 +428,10 @@ pub fn client_failed(fault: ClientFault) -> Error {
             ErrorType::ClientClosed,
             "the client closed the connection before its body ended",
         ),
+        ClientFault::TimedOut => Error::new(
+            ErrorType::ClientTimeout,
+            "the client paused its request body longer than the body read timeout",
+        ),
     }
 }
 
@@ -437,6 +441,8 @@ pub fn status_of(failure: &Error) -> StatusCode {
     match failure.kind() {
         ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorType::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorType::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorType::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorType::ClientClosed => StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
             .unwrap_or(StatusCode::BAD_REQUEST),
         _ => StatusCode::BAD_GATEWAY,
