@@ -35,7 +35,7 @@ pub use units::{
     format_duration, format_percent, parse_duration, parse_listen, parse_percent,
     parse_positive_duration, parse_size,
 };
-pub use upstream::Upstream;
+pub use upstream::{Upstream, UpstreamConnections};
 
 use de::{Parse, duration, listen, non_empty, positive_duration, size};
 
@@ -75,6 +75,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Redline extension: proxy safety limits.
     pub limits: Limits,
+    /// Redline extension: connections to the upstream (caps, queue, connect timeout).
+    pub upstream_connections: UpstreamConnections,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -213,6 +215,7 @@ impl Default for Config {
             redact: RedactConfig::default(),
             data_dir: None,
             limits: Limits::default(),
+            upstream_connections: UpstreamConnections::default(),
             source: None,
         }
     }

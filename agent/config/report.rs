@@ -116,6 +116,13 @@ impl Config {
                 "max_header_bytes": self.limits.max_header_bytes,
                 "shutdown_grace": dur(self.limits.shutdown_grace),
             },
+            "upstream_connections": {
+                "max_connecting": self.upstream_connections.max_connecting.get(),
+                "max": self.upstream_connections.max,
+                "queue": self.upstream_connections.queue,
+                "queue_timeout": dur(self.upstream_connections.queue_timeout),
+                "connect_timeout": dur(self.upstream_connections.connect_timeout),
+            },
             "source": self.source,
         })
     }

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use bytes::{Buf, BytesMut};
@@ -18,9 +19,11 @@ use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::gate::{Gate, Open, Permit, Returning};
 use super::phases::may_retry;
 use super::upstream::{Idle, broken, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
+use crate::config::UpstreamConnections;
 use crate::error::{Error, Retry};
 
 /// Read buffer of an upstream connection; a response head must fit in [`MAX_HEAD`].
@@ -40,6 +43,8 @@ pub struct Conn {
     /// whatever body bytes came with it.
     pub buf: BytesMut,
     headers: Vec<(Range<usize>, Range<usize>)>,
+    /// Its place in the upstream's gate, until it closes.
+    open: Open,
 }
 
 /// A response head sitting at the start of [`Conn::buf`].
@@ -78,9 +83,19 @@ impl Conn {
 
     /// Put the connection back on this thread's idle stack. Call only when the response
     /// ended exactly at the end of `buf` and the upstream keeps the connection alive.
+    /// Closed instead when requests wait for its place (see `gate`).
     pub fn release(mut self, authority: &Authority) {
         self.buf.clear();
+        let gate = match self.open.gate().returning() {
+            Returning::Close => return,
+            Returning::Park => None,
+            // Rare (requests are waiting): the clone outlives the connection's move.
+            Returning::ParkAndWake => Some(self.open.gate().clone()),
+        };
         IDLE.with_borrow_mut(|idle| park(idle, authority, self));
+        if let Some(gate) = gate {
+            gate.wake_waiters();
+        }
     }
 
     /// Write `head`, read the response head. A failure says whether the request may be
@@ -186,7 +201,8 @@ fn closed_early() -> Error {
 }
 
 /// Send a body-less request `head` to `authority` and read the response head, on an idle
-/// connection of this thread if there is one, else on a new one.
+/// connection of this thread if there is one, else on a new one once `gate` lets it open
+/// (`limits`: the caps, queue and connect timeout).
 ///
 /// A kept-alive connection the upstream closed just before the request is replaced
 /// silently when the request was not written, or when it may be repeated (`retryable`:
@@ -196,22 +212,39 @@ pub async fn exchange(
     head: &[u8],
     head_request: bool,
     retryable: bool,
+    gate: &Arc<Gate>,
+    limits: &UpstreamConnections,
 ) -> Result<(Conn, Head), Error> {
-    while let Some(mut conn) = checkout(authority) {
-        match conn.send(head, head_request).await {
-            Ok(resp) => return Ok((conn, resp)),
-            // The whole request (head and any body) is in `head`: it can always be resent.
-            Err(e) if may_retry(&e, retryable, true) => {}
-            Err(e) => return Err(e),
+    let mut waiting = None;
+    let permit = loop {
+        while let Some(mut conn) = checkout(authority) {
+            match conn.send(head, head_request).await {
+                Ok(resp) => return Ok((conn, resp)),
+                // The whole request (head and any body) is in `head`: it can always be resent.
+                Err(e) if may_retry(&e, retryable, true) => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
+        let waiter = waiting.get_or_insert_with(|| gate.waiter(limits));
+        if let Some(permit) = waiter.next().await? {
+            break permit;
+        }
+    };
+    drop(waiting);
+    let Permit {
+        opening,
+        open: place,
+    } = permit;
     let mut conn = Conn {
-        stream: open(authority).await?,
+        stream: open(authority, limits.connect_timeout).await?,
         buf: BytesMut::with_capacity(READ_BUF),
         headers: Vec::new(),
+        open: place,
     };
-    let resp = conn.send(head, head_request).await?;
-    Ok((conn, resp))
+    let resp = conn.send(head, head_request).await;
+    // Answered (or failed): the app accepted the connection, it is no longer being opened.
+    drop(opening);
+    Ok((conn, resp?))
 }
 
 /// The most recently released connection to `authority` that has not heard from its

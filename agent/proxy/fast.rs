@@ -202,7 +202,15 @@ async fn forward(
     let timeout = ctx.flow().timeout;
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
-    let exchange = direct::exchange(&authority, &out, head_request, retryable);
+    let limits = ctx.runtime().config.upstream_connections;
+    let exchange = direct::exchange(
+        &authority,
+        &out,
+        head_request,
+        retryable,
+        &proxy.gate,
+        &limits,
+    );
     let answer = tokio::select! {
         biased;
         answer = crate::watchdog::limit(ctx.started(), timeout, exchange) => answer,

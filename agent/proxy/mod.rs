@@ -20,6 +20,7 @@ pub mod body;
 pub mod ctx;
 mod direct;
 pub mod fast;
+pub mod gate;
 pub mod headers;
 pub mod phases;
 pub mod request_body;
@@ -52,6 +53,8 @@ pub struct Proxy {
     /// still admits each connection's first head, then hands it over. For comparing the
     /// engines, and a way out should the fast path misbehave.
     hyper_only: bool,
+    /// Connection limits and queue for the upstream, shared by both engines and every thread.
+    gate: Arc<gate::Gate>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -70,6 +73,7 @@ impl Proxy {
             shared,
             telemetry,
             hyper_only,
+            gate: gate::Gate::new(),
         })
     }
 
@@ -114,7 +118,8 @@ impl Proxy {
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
-        let sending = upstream::send(&authority, upstream_req, idempotent);
+        let limits = ctx.runtime().config.upstream_connections;
+        let sending = upstream::send(&authority, upstream_req, idempotent, &self.gate, &limits);
         let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
@@ -212,7 +217,11 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<ProxyBody> {
     tracing::debug!(error = %failure, "No upstream response.");
     let status = phases::status_of(failure);
-    local_error(ctx, status, Some(failure.kind()), failure.what())
+    let mut resp = local_error(ctx, status, Some(failure.kind()), failure.what());
+    if let Some(after) = phases::retry_after(failure) {
+        resp.headers_mut().insert(header::RETRY_AFTER, after);
+    }
+    resp
 }
 
 /// The answer to a request admission refused: the client's fault, recorded as `bad_request`.

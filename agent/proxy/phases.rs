@@ -11,8 +11,9 @@
 //! 3. **rewrite** — [`rewrite`]: the head the upstream gets. Origin-form target, the
 //!    client's host, hop-by-hop headers out (framing and `Host` are never among them),
 //!    X-Forwarded-*, request id, trace context, and the body framing admission decided.
-//! 4. **exchange** — engine I/O (`direct::exchange`, `upstream::send`). A try that
-//!    failed is repeated on another connection only when [`may_retry`] says so.
+//! 4. **exchange** — engine I/O (`direct::exchange`, `upstream::send`). A new upstream
+//!    connection opens only through `gate` (caps, bounded queue → 503 `overloaded`). A try
+//!    that failed is repeated on another connection only when [`may_retry`] says so.
 //! 5. **respond** — engine I/O; the response's framing follows `wire::response_body`
 //!    (fast) or hyper's client plus [`normalise_response`]; an ambiguous response never
 //!    lets its upstream connection be reused.
@@ -433,6 +434,12 @@ pub fn client_failed(fault: ClientFault) -> Error {
             "the client paused its request body longer than the body read timeout",
         ),
     }
+}
+
+/// Phase 6 for failures: when a client refused for overload may try again (`Retry-After`,
+/// seconds): soon, since the queue it did not fit in drains as fast as the app answers.
+pub fn retry_after(failure: &Error) -> Option<HeaderValue> {
+    (failure.kind() == ErrorType::Overloaded).then_some(HeaderValue::from_static("1"))
 }
 
 /// Phase 6 for failures: the status a request that got no upstream response is answered

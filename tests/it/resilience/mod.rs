@@ -3,3 +3,4 @@
 
 mod body_timeout;
 mod descriptors;
+mod upstream_conns;

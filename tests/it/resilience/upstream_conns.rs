@@ -1,0 +1,173 @@
+//! Upstream connections open through a gate: a burst on cold connections does not
+//! overflow a dev server's tiny listen backlog, a request that finds no slot in time is
+//! refused with 503 `overloaded`, and a connect that hangs gives up at `connect_timeout`.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+
+use crate::support::{Redline, app, client, config_for, eventually, get};
+
+/// An HTTP/1.0 upstream like `python3 -m http.server`: a listen backlog of 5, one
+/// accepting thread that takes its time, and a connection closed after each answer (so
+/// every proxied request needs a new connection).
+fn tiny_backlog_upstream() -> SocketAddr {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(5).unwrap();
+    let listener: std::net::TcpListener = socket.into();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_once(stream));
+            // A Python accept loop between two connections: select, accept, start a thread.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    addr
+}
+
+fn answer_once(mut stream: std::net::TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    let _ = stream.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+}
+
+/// Clients at once, and requests each sends in turn.
+const CLIENTS: usize = 100;
+const EACH: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
+    let up = tiny_backlog_upstream();
+    let rl = Redline::start(&config_for(up, ""));
+    let url = rl.url("/");
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let mut outcomes = Vec::new();
+            for _ in 0..EACH {
+                let started = Instant::now();
+                let req = http::Request::get(&url).body(Default::default()).unwrap();
+                let outcome = match client.request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+                        (status, body.map(|b| b.len()).unwrap_or(0))
+                    }
+                    Err(_) => (0, 0),
+                };
+                outcomes.push((outcome, started.elapsed()));
+            }
+            outcomes
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.unwrap());
+    }
+    let failed: Vec<_> = outcomes.iter().filter(|(o, _)| *o != (200, 2)).collect();
+    let slowest = outcomes.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        outcomes.len()
+    );
+    // A dropped connection used to wait for the 30 s flow timeout; a SYN retransmit alone
+    // would take a second or more. Generous for a shared, busy machine.
+    assert!(
+        slowest < Duration::from_secs(10),
+        "slowest request took {slowest:?}"
+    );
+    eprintln!("{} requests, slowest {slowest:?}", outcomes.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_slot_and_no_room_to_wait_is_503_overloaded_with_retry_after_in_both_engines() {
+    let up = app().await;
+    let yaml = config_for(
+        up,
+        "upstream_connections: { max_connecting: 1, queue: 0 }\n",
+    );
+    let fast = Redline::start(&yaml);
+    let hyper = Redline::start_with(&yaml, &[], &[("REDLINE_HTTP1_ENGINE", "hyper")]);
+    for rl in [&fast, &hyper] {
+        // Holds the one slot: a new connection is being opened until its answer comes.
+        let slow_url = rl.url("/slow?sleep_ms=1500");
+        let slow = tokio::spawn(async move { get(&slow_url).await });
+        eventually(
+            Duration::from_secs(5),
+            "the slow request in flight",
+            || async {
+                let m = rl.metrics().await;
+                let active = m
+                    .lines()
+                    .find(|l| l.starts_with("http_server_active_requests{") && !l.ends_with(" 0"));
+                active.map(|_| ())
+            },
+        )
+        .await;
+        let (status, headers, body) = get(&rl.url("/refused")).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(headers["retry-after"], "1");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "overloaded", "{body}");
+        assert_eq!(
+            slow.await.unwrap().0,
+            200,
+            "the slow request itself is answered"
+        );
+        let m = rl.metrics_counting(2.0).await;
+        assert!(
+            m.lines().any(|l| l.contains("error_type=\"overloaded\"")
+                && l.contains("http_response_status_code=\"503\"")),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_hangs_gives_up_at_connect_timeout_with_502_in_both_engines() {
+    // A listener whose accept queue is full and never drained: the kernel drops further
+    // SYNs, so a connect hangs as it would to a blackholed address.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let up: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&up, Duration::from_millis(200)).ok())
+        .collect();
+    let yaml = config_for(up, "upstream_connections: { connect_timeout: 300ms }\n");
+    let fast = Redline::start(&yaml);
+    let hyper = Redline::start_with(&yaml, &[], &[("REDLINE_HTTP1_ENGINE", "hyper")]);
+    for rl in [&fast, &hyper] {
+        let started = Instant::now();
+        let (status, _, body) = get(&rl.url("/")).await;
+        let took = started.elapsed();
+        assert_eq!(status, 502, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "upstream_unavailable", "{body}");
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{took:?}: not the 30 s flow timeout"
+        );
+    }
+    drop((fillers, socket));
+}
