@@ -142,8 +142,9 @@ impl<'de> Deserialize<'de> for Upstream {
     expecting = "a mapping such as { max_connecting: 4, connect_timeout: 5s }"
 )]
 pub struct UpstreamConnections {
-    /// Connections being opened at once, each until its first response head arrives
-    /// (default 4: at most what a backlog-5 dev server's accept queue holds).
+    /// Connections being opened at once, each until its first response head arrives or
+    /// 250ms after connecting (default 4: at most what a backlog-5 dev server's accept
+    /// queue holds).
     pub max_connecting: NonZeroUsize,
     /// Open connections in all, idle ones included (default 0: no cap).
     pub max: usize,

@@ -19,7 +19,7 @@ use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::gate::{Gate, Open, Permit, Returning};
+use super::gate::{self, Gate, Open, Permit, Returning};
 use super::phases::may_retry;
 use super::upstream::{Idle, broken, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
@@ -241,10 +241,9 @@ pub async fn exchange(
         headers: Vec::new(),
         open: place,
     };
-    let resp = conn.send(head, head_request).await;
-    // Answered (or failed): the app accepted the connection, it is no longer being opened.
-    drop(opening);
-    Ok((conn, resp?))
+    // Being opened until answered (the app accepted it), failed, or `gate::PROVING`.
+    let resp = gate::proving(opening, conn.send(head, head_request)).await?;
+    Ok((conn, resp))
 }
 
 /// The most recently released connection to `authority` that has not heard from its

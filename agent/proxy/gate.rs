@@ -4,8 +4,9 @@
 //! at once. The kernel completes a TCP connect before the app accepts it, so a dev server
 //! listening with a backlog of 5 saw a hundred connections arrive in its accept queue; the
 //! overflow was dropped, and those requests hung until the flow's timeout. Here a new
-//! connection counts as *being opened* until its first response head arrives (or it
-//! fails): only an answer proves that the app accepted it. At most
+//! connection counts as *being opened* until its first response head arrives, it fails,
+//! or [`PROVING`] passes ([`proving`]): only an answer proves that the app accepted it,
+//! and the bound keeps a slow first answer (a long poll) from holding the slot. At most
 //! `upstream_connections.max_connecting` are, and `max` (when set) caps the connections
 //! open in all. A request that finds no idle connection and no free slot waits in a queue
 //! of at most `queue` requests for at most `queue_timeout`; past either it is refused with
@@ -15,9 +16,12 @@
 //! when it has to wait, or when it frees a slot while others wait. The limits are read
 //! from the runtime's config at each use, so a reload applies them to the next request.
 
+use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::task::Poll;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -135,6 +139,30 @@ impl Gate {
     pub fn wake_waiters(&self) {
         self.freed.notify_waiters();
     }
+}
+
+/// Longest a new connection counts as being opened once connected: an app answers most
+/// requests faster, so its accept queue never holds more than `max_connecting` of ours;
+/// a slower first answer (a long poll, a slow report) frees the slot after this, so cold
+/// slow requests still open `max_connecting` connections every quarter second.
+pub const PROVING: Duration = Duration::from_millis(250);
+
+/// Run a new connection's first exchange, holding `opening` until it ends or
+/// [`PROVING`] passes. The timer is armed once per new connection, never per request.
+pub async fn proving<F: Future>(opening: Opening, first_exchange: F) -> F::Output {
+    let mut opening = Some(opening);
+    let mut exchange = pin!(first_exchange);
+    let mut grace = pin!(tokio::time::sleep(PROVING));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if opening.is_some() && grace.as_mut().poll(cx).is_ready() {
+            opening = None;
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// One open connection in [`Gate::slots`].

@@ -149,10 +149,8 @@ pub async fn send(
     drop(waiting);
     let Permit { opening, open } = permit;
     let mut sender = connect(authority, open, limits.connect_timeout).await?;
-    let answered = sender.send_request(req).await;
-    // Answered (or failed): the app accepted the connection, it is no longer being opened.
-    drop(opening);
-    match answered {
+    // Being opened until answered (the app accepted it), failed, or `gate::PROVING`.
+    match super::gate::proving(opening, sender.send_request(req)).await {
         Ok(resp) => Ok((resp, lease(authority, sender, gate))),
         Err(e) => Err(exchange_failed(e)),
     }

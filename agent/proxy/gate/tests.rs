@@ -106,3 +106,25 @@ async fn an_idle_connection_returning_wakes_waiters_to_look() {
         "look at the idle connections"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_first_answer_frees_its_opening_slot_after_proving() {
+    let gate = Gate::new();
+    let l = limits(1, 0, 8);
+    let permit = gate.waiter(&l).next().await.unwrap().unwrap();
+    let (opening, _open) = (permit.opening, permit.open);
+    let slow = tokio::spawn({
+        let first = tokio::time::sleep(Duration::from_secs(30));
+        proving(opening, first)
+    });
+    tokio::time::sleep(PROVING / 2).await;
+    assert_eq!(gate.counts(), (1, 1), "still being opened");
+    tokio::time::sleep(PROVING).await;
+    assert_eq!(
+        gate.counts(),
+        (1, 0),
+        "the slot is free; the connection stays open"
+    );
+    assert!(gate.waiter(&l).next().await.unwrap().is_some());
+    slow.abort();
+}

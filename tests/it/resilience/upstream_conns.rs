@@ -99,14 +99,12 @@ async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_free_slot_and_no_room_to_wait_is_503_overloaded_with_retry_after_in_both_engines() {
     let up = app().await;
-    let yaml = config_for(
-        up,
-        "upstream_connections: { max_connecting: 1, queue: 0 }\n",
-    );
+    // One connection in all and no room to wait.
+    let yaml = config_for(up, "upstream_connections: { max: 1, queue: 0 }\n");
     let fast = Redline::start(&yaml);
     let hyper = Redline::start_with(&yaml, &[], &[("REDLINE_HTTP1_ENGINE", "hyper")]);
     for rl in [&fast, &hyper] {
-        // Holds the one slot: a new connection is being opened until its answer comes.
+        // Holds the one connection allowed until its answer comes.
         let slow_url = rl.url("/slow?sleep_ms=1500");
         let slow = tokio::spawn(async move { get(&slow_url).await });
         eventually(
