@@ -215,22 +215,60 @@ pub async fn exchange(
     gate: &Arc<Gate>,
     limits: &UpstreamConnections,
 ) -> Result<(Conn, Head), Error> {
-    let mut waiting = None;
-    let permit = loop {
-        while let Some(mut conn) = checkout(authority) {
-            match conn.send(head, head_request).await {
-                Ok(resp) => return Ok((conn, resp)),
-                // The whole request (head and any body) is in `head`: it can always be resent.
-                Err(e) if may_retry(&e, retryable, true) => {}
-                Err(e) => return Err(e),
-            }
+    if let Some(done) = reuse(authority, head, head_request, retryable).await {
+        return done;
+    }
+    // Rare next to reuse, and its wait, timers and first exchange make a large future:
+    // boxed, rather than enlarging every client connection's task.
+    Box::pin(exchange_new(
+        authority,
+        head,
+        head_request,
+        retryable,
+        gate,
+        limits,
+    ))
+    .await
+}
+
+/// Send on this thread's idle connections to `authority`; `None` once none is left.
+async fn reuse(
+    authority: &Authority,
+    head: &[u8],
+    head_request: bool,
+    retryable: bool,
+) -> Option<Result<(Conn, Head), Error>> {
+    while let Some(mut conn) = checkout(authority) {
+        match conn.send(head, head_request).await {
+            Ok(resp) => return Some(Ok((conn, resp))),
+            // The whole request (head and any body) is in `head`: it can always be resent.
+            Err(e) if may_retry(&e, retryable, true) => {}
+            Err(e) => return Some(Err(e)),
         }
-        let waiter = waiting.get_or_insert_with(|| gate.waiter(limits));
+    }
+    None
+}
+
+/// Open a new connection once `gate` lets it (looking again at the idle ones whenever
+/// something was freed), and send on it.
+async fn exchange_new(
+    authority: &Authority,
+    head: &[u8],
+    head_request: bool,
+    retryable: bool,
+    gate: &Arc<Gate>,
+    limits: &UpstreamConnections,
+) -> Result<(Conn, Head), Error> {
+    let mut waiter = gate.waiter(limits);
+    let permit = loop {
         if let Some(permit) = waiter.next().await? {
             break permit;
         }
+        if let Some(done) = reuse(authority, head, head_request, retryable).await {
+            return done;
+        }
     };
-    drop(waiting);
+    drop(waiter);
     let Permit {
         opening,
         open: place,

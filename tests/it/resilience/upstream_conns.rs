@@ -4,11 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use crate::support::{Redline, app, client, config_for, eventually, get};
+use crate::support::{Redline, client, config_for, eventually, full, get, serve};
 
 /// An HTTP/1.0 upstream like `python3 -m http.server`: a listen backlog of 5, one
 /// accepting thread that takes its time, and a connection closed after each answer (so
@@ -98,36 +100,40 @@ async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_free_slot_and_no_room_to_wait_is_503_overloaded_with_retry_after_in_both_engines() {
-    let up = app().await;
+    // Counts the requests that reached it, then answers after a while.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let seen = arrived.clone();
+    let up = serve(move |_| {
+        seen.fetch_add(1, SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            http::Response::new(full("slow"))
+        }
+    })
+    .await;
     // One connection in all and no room to wait.
     let yaml = config_for(up, "upstream_connections: { max: 1, queue: 0 }\n");
     let fast = Redline::start(&yaml);
     let hyper = Redline::start_with(&yaml, &[], &[("REDLINE_HTTP1_ENGINE", "hyper")]);
-    for rl in [&fast, &hyper] {
+    for (n, rl) in [&fast, &hyper].into_iter().enumerate() {
         // Holds the one connection allowed until its answer comes.
-        let slow_url = rl.url("/slow?sleep_ms=1500");
+        let slow_url = rl.url("/slow");
         let slow = tokio::spawn(async move { get(&slow_url).await });
-        eventually(
-            Duration::from_secs(5),
-            "the slow request in flight",
-            || async {
-                let m = rl.metrics().await;
-                let active = m
-                    .lines()
-                    .find(|l| l.starts_with("http_server_active_requests{") && !l.ends_with(" 0"));
-                active.map(|_| ())
-            },
-        )
+        eventually(Duration::from_secs(5), "the slow request upstream", || {
+            let reached = arrived.load(SeqCst) > n;
+            async move { reached.then_some(()) }
+        })
         .await;
         let (status, headers, body) = get(&rl.url("/refused")).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(headers["retry-after"], "1");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["error"], "overloaded", "{body}");
+        let (status, _, body) = slow.await.unwrap();
         assert_eq!(
-            slow.await.unwrap().0,
-            200,
-            "the slow request itself is answered"
+            (status, body.as_str()),
+            (200, "slow"),
+            "the slow one is answered"
         );
         let m = rl.metrics_counting(2.0).await;
         assert!(
