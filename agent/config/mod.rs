@@ -171,6 +171,9 @@ pub struct Limits {
     /// Larger request header blocks get 431 (default 64 KiB; accepts `65536`, `64KiB`).
     #[serde(deserialize_with = "size")]
     pub max_header_bytes: usize,
+    /// Most proxied requests in flight at once, all flows together; more get 503
+    /// `overloaded` (default 0: no cap).
+    pub max_concurrent_requests: usize,
     /// In-flight requests get this long to finish on shutdown (default 30s; 0 = no wait).
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -265,6 +268,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 0,
             max_header_bytes: 64 << 10,
             shutdown_grace: Duration::from_secs(30),
         }

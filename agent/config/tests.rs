@@ -945,5 +945,9 @@ fn full_example_sets_every_section() {
     assert_eq!(c.telemetry.traces.sample_ratio, Some(1.0));
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.upstream_connections, UpstreamConnections::default());
+    assert_eq!(
+        c.flows[0].max_concurrent_requests.map(|n| n.get()),
+        Some(200)
+    );
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
 }

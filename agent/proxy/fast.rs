@@ -190,8 +190,16 @@ async fn forward(
             }
         }
     }
-    phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
     let mut out = take_out();
+    if let Err(shed) = ctx.admit_load() {
+        // Its body, if any, was read: the connection can take the next request.
+        let resp = super::upstream_failed(ctx, &shed);
+        let close = close || drain.is_signaled();
+        let written = write_local(client, resp, &mut out, close).await;
+        put_out(out);
+        return written && !close;
+    }
+    phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
     wire::encode_request_head(&mut out, &parts);
     drop(parts);
     if body > 0 {

@@ -108,6 +108,16 @@ impl Proxy {
                 return Ok(resp);
             }
         };
+        if let Err(shed) = ctx.admit_load() {
+            let unread = !http_body::Body::is_end_stream(&body);
+            let mut resp = upstream_failed(ctx, &shed);
+            if unread && parts.version < Version::HTTP_2 {
+                // Its body stays unread: nothing after it on this connection can be trusted.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return Ok(resp);
+        }
         let idempotent = parts.method.is_idempotent();
         let version = parts.version;
         let mut req = Request::from_parts(parts, body);

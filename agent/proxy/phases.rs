@@ -7,7 +7,9 @@
 //! 1. **admit** — [`admit`] judges the head: method, target form, `Host`, body framing
 //!    (RFC 9112 §3.2, §6.1–6.3). A refusal is answered by Redline ([`Refusal`]) before
 //!    any byte goes upstream, and the connection is closed.
-//! 2. **start** — `RequestCtx::start` (ctx.rs): flow match, clocks, gauges, trace.
+//! 2. **start** — `RequestCtx::start` (ctx.rs): flow match, clocks, gauges, trace; then
+//!    `RequestCtx::admit_load` sheds what exceeds the flow's or the overall cap on
+//!    requests in flight (503 `overloaded`, [`retry_after`]).
 //! 3. **rewrite** — [`rewrite`]: the head the upstream gets. Origin-form target, the
 //!    client's host, hop-by-hop headers out (framing and `Host` are never among them),
 //!    X-Forwarded-*, request id, trace context, and the body framing admission decided.

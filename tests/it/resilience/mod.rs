@@ -3,4 +3,5 @@
 
 mod body_timeout;
 mod descriptors;
+mod shedding;
 mod upstream_conns;
