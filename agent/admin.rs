@@ -15,6 +15,7 @@ use crate::alerting::Engine;
 use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
+use crate::proxy::gate::Gate;
 use crate::reload::ReloadState;
 use crate::state::{FlowState, Shared};
 use crate::stats::WindowSummary;
@@ -31,15 +32,23 @@ pub struct Admin {
     shared: Arc<Shared>,
     reload: Arc<ReloadState>,
     alerts: Arc<Engine>,
+    gate: Arc<Gate>,
 }
 
 impl Admin {
-    /// Admin API over `shared`, its hot reload and its alert engine.
-    pub fn new(shared: Arc<Shared>, reload: Arc<ReloadState>, alerts: Arc<Engine>) -> Self {
+    /// Admin API over `shared`, its hot reload, its alert engine and the proxy's upstream
+    /// connection gate.
+    pub fn new(
+        shared: Arc<Shared>,
+        reload: Arc<ReloadState>,
+        alerts: Arc<Engine>,
+        gate: Arc<Gate>,
+    ) -> Self {
         Admin {
             shared,
             reload,
             alerts,
+            gate,
         }
     }
 
@@ -78,11 +87,15 @@ impl Admin {
     /// One match arm per endpoint; each concern's logic lives in its own module.
     async fn dispatch(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/metrics") => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.shared.registry.render(),
-            ),
+            (&Method::GET, "/metrics") => {
+                let mut body = self.shared.registry.render();
+                self.gate.render(&mut body);
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body,
+                )
+            }
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
             (&Method::GET, "/readyz") => self.readyz(),
             (&Method::GET, "/api/flows") => json_response(StatusCode::OK, &self.flows()),

@@ -91,6 +91,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let (stop, stop_rx) = shutdown::channel();
     let spans_on = tracing.exports_spans();
     let proxy = Proxy::new(shared.clone(), Some(tracing));
+    let gate = proxy.gate().clone();
     let fast = proxy.clone();
     let handler = move |req, peer| {
         let proxy = proxy.clone();
@@ -162,7 +163,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let alerts = crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx);
     let notifier = crate::notify::spawn(&shared, alert_rx);
 
-    let admin = Admin::new(shared.clone(), reload, alerts);
+    let admin = Admin::new(shared.clone(), reload, alerts, gate);
     let (admin_stop, admin_stop_rx) = shutdown::channel();
     tokio::spawn(server::serve(
         server::Connections::Listener(admin_listener),

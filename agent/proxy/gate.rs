@@ -135,6 +135,21 @@ impl Gate {
         }
     }
 
+    /// The gate's gauges in the Prometheus text format, for the admin `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let (open, opening) = self.counts();
+        let queued = self.queued.load(SeqCst);
+        out.push_str("# HELP redline_upstream_connections Upstream connections: open (idle included) and opening (not yet answered).\n# TYPE redline_upstream_connections gauge\n");
+        let _ = writeln!(out, "redline_upstream_connections{{state=\"open\"}} {open}");
+        let _ = writeln!(
+            out,
+            "redline_upstream_connections{{state=\"opening\"}} {opening}"
+        );
+        out.push_str("# HELP redline_upstream_queue_requests Requests waiting for an upstream connection.\n# TYPE redline_upstream_queue_requests gauge\n");
+        let _ = writeln!(out, "redline_upstream_queue_requests {queued}");
+    }
+
     /// Wake every waiter to look at its thread's idle connections.
     pub fn wake_waiters(&self) {
         self.freed.notify_waiters();

@@ -77,6 +77,11 @@ impl Proxy {
         })
     }
 
+    /// The upstream connection gate, for its gauges on `/metrics`.
+    pub fn gate(&self) -> &Arc<gate::Gate> {
+        &self.gate
+    }
+
     /// Serve one request from a client at `client`. Never fails: errors become responses.
     pub async fn handle(
         &self,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use crate::support::{Redline, client, config_for, eventually, full, get, serve};
+use crate::support::{Redline, client, config_for, eventually, full, get, sample, serve};
 
 /// An HTTP/1.0 upstream like `python3 -m http.server`: a listen backlog of 5, one
 /// accepting thread that takes its time, and a connection closed after each answer (so
@@ -96,6 +96,14 @@ async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
         "slowest request took {slowest:?}"
     );
     eprintln!("{} requests, slowest {slowest:?}", outcomes.len());
+    // Every slot given back: nothing is left being opened or waiting.
+    eventually(Duration::from_secs(5), "the gate at rest", || async {
+        let m = rl.metrics().await;
+        let opening = sample(&m, "redline_upstream_connections{state=\"opening\"}")?;
+        let queued = sample(&m, "redline_upstream_queue_requests")?;
+        (opening == 0.0 && queued == 0.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
