@@ -105,7 +105,7 @@ impl Throttle {
 /// full descriptor table (`EMFILE`) leaves the connection in the kernel's queue, so the
 /// listener stays readable and an immediate retry would spin.
 pub fn accept_backoff(failures: u32) -> Duration {
-    Duration::from_millis(50u64 << failures.saturating_sub(1).min(4)).min(Duration::from_secs(1))
+    Duration::from_millis(50u64 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(1))
 }
 
 #[cfg(unix)]
