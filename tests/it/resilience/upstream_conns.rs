@@ -54,12 +54,29 @@ const EACH: usize = 3;
 async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
     let up = tiny_backlog_upstream();
     let rl = Redline::start(&config_for(up, ""));
+    // HTTP/1.1 clients (the fast path), then h2c clients with many streams each (hyper).
+    burst(&rl, false).await;
+    burst(&rl, true).await;
+}
+
+/// `CLIENTS` requests at once, `EACH` in turn: none fails, none waits for long, and every
+/// gate slot is given back afterwards.
+async fn burst(rl: &Redline, h2c: bool) {
     let url = rl.url("/");
+    // h2c: ten connections of ten streams each, as `h2load -c 10 -m 10` sends.
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http()
+        })
+        .collect();
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for i in 0..CLIENTS {
         let url = url.clone();
+        let shared = clients[i % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
-            let client = client();
+            let client = if h2c { shared } else { client() };
             let mut outcomes = Vec::new();
             for _ in 0..EACH {
                 let started = Instant::now();
@@ -85,7 +102,7 @@ async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
     let slowest = outcomes.iter().map(|(_, took)| *took).max().unwrap();
     assert!(
         failed.is_empty(),
-        "{} of {} failed: {failed:?}",
+        "h2c={h2c}: {} of {} failed: {failed:?}",
         failed.len(),
         outcomes.len()
     );
@@ -95,7 +112,10 @@ async fn a_burst_on_cold_connections_does_not_overflow_a_tiny_backlog() {
         slowest < Duration::from_secs(10),
         "slowest request took {slowest:?}"
     );
-    eprintln!("{} requests, slowest {slowest:?}", outcomes.len());
+    eprintln!(
+        "h2c={h2c}: {} requests, slowest {slowest:?}",
+        outcomes.len()
+    );
     // Every slot given back: nothing is left being opened or waiting.
     eventually(Duration::from_secs(5), "the gate at rest", || async {
         let m = rl.metrics().await;
