@@ -23,6 +23,7 @@ use super::phases::may_retry;
 use super::request_body::CountingBody;
 use crate::config::UpstreamConnections;
 use crate::error::{Error, ErrorType, Retry};
+
 /// Drop idle connections older than this; upstream servers close theirs sooner or later anyway.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per worker thread; more are closed on release.
