@@ -16,6 +16,7 @@ use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
 use crate::metrics;
+use crate::proxy::gate::Gate;
 use crate::reload::ReloadState;
 use crate::state::{FlowState, Shared, UNMATCHED};
 use crate::stats::WindowSummary;
@@ -32,15 +33,23 @@ pub struct Admin {
     shared: Arc<Shared>,
     reload: Arc<ReloadState>,
     alerts: Arc<Engine>,
+    gate: Arc<Gate>,
 }
 
 impl Admin {
-    /// Admin API over `shared`, its hot reload and its alert engine.
-    pub fn new(shared: Arc<Shared>, reload: Arc<ReloadState>, alerts: Arc<Engine>) -> Self {
+    /// Admin API over `shared`, its hot reload, its alert engine and the proxy's upstream
+    /// connection gate.
+    pub fn new(
+        shared: Arc<Shared>,
+        reload: Arc<ReloadState>,
+        alerts: Arc<Engine>,
+        gate: Arc<Gate>,
+    ) -> Self {
         Admin {
             shared,
             reload,
             alerts,
+            gate,
         }
     }
 
@@ -83,11 +92,11 @@ impl Admin {
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = metrics::Format::negotiate(accept);
-        let mut resp = text(
-            StatusCode::OK,
-            format.content_type(),
-            self.shared.registry.render_as(format),
-        );
+        let body = self
+            .shared
+            .registry
+            .render_with(format, |out| self.gate.render(out));
+        let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.
         resp.headers_mut()
             .insert(http::header::VARY, http::HeaderValue::from_static("accept"));

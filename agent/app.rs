@@ -81,6 +81,7 @@ impl std::fmt::Debug for Hooks {
 
 /// Run Redline until SIGTERM/SIGINT (or `hooks.shutdown`), then drain and return.
 pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
+    raise_fd_limit();
     let access_log = match config.telemetry.access_log {
         AccessLogFormat::Json => AccessLog::start(Format::Json, Box::new(std::io::stdout())),
         AccessLogFormat::Text => AccessLog::start(Format::Text, Box::new(std::io::stdout())),
@@ -106,6 +107,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let (stop, stop_rx) = shutdown::channel();
     let spans_on = tracing.exports_spans();
     let proxy = Proxy::new(shared.clone(), Some(tracing));
+    let gate = proxy.gate().clone();
     let fast = proxy.clone();
     let handler = move |req, peer| {
         let proxy = proxy.clone();
@@ -178,7 +180,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let alerts = crate::alerting::spawn(&shared, alert_tx, bound.1, stop_rx);
     let notifier = crate::notify::spawn(&shared, alert_rx);
 
-    let admin = Admin::new(shared.clone(), reload, alerts);
+    let admin = Admin::new(shared.clone(), reload, alerts, gate);
     let (admin_stop, admin_stop_rx) = shutdown::channel();
     tokio::spawn(server::serve(
         server::Connections::Listener(admin_listener),
@@ -316,6 +318,21 @@ async fn watch_signals(shared: Arc<Shared>, reload: Arc<ReloadState>, external: 
     }
     tracing::info!("Shutting down: draining in-flight requests.");
     shared.ready.store(false, Ordering::SeqCst);
+}
+
+/// Raise the open-file soft limit to the hard limit (as the Go runtime does): each client
+/// and upstream connection costs a descriptor, and the common default of 1,024 is far
+/// below what a proxy needs. The acceptor sheds clients near the limit (`fdlimit`).
+fn raise_fd_limit() {
+    match crate::fdlimit::raise() {
+        Ok(r) if r.now != r.before => {
+            tracing::info!(from = r.before, to = r.now, "Raised the open-file limit.");
+        }
+        Ok(r) => tracing::debug!(limit = r.now, "Open-file limit already at its hard limit."),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot read the open-file limit; no descriptor reserve.")
+        }
+    }
 }
 
 #[cfg(test)]

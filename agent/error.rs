@@ -39,6 +39,12 @@ pub enum ErrorType {
     /// broken request body): the client's fault, so not an error of the flow. Also a
     /// request Redline itself could not build (an export, a notification).
     BadRequest,
+    /// The client stopped sending its request body for longer than the body read
+    /// timeout (a slow-POST attack, or a stalled client): its fault, not the flow's.
+    ClientTimeout,
+    /// Redline refused the request to protect the upstream: no upstream connection came
+    /// free within the queue's limits. Counts as an error: users were refused.
+    Overloaded,
 }
 
 impl ErrorType {
@@ -52,14 +58,20 @@ impl ErrorType {
             ErrorType::ClientClosed => "client_closed".into(),
             ErrorType::Status => status.to_string().into(),
             ErrorType::BadRequest => "bad_request".into(),
+            ErrorType::ClientTimeout => "client_timeout".into(),
+            ErrorType::Overloaded => "overloaded".into(),
         }
     }
 
-    /// Whether this outcome counts toward the error rate (5xx and Redline's own failures).
+    /// Whether this outcome counts toward the error rate: 5xx and Redline's own failures,
+    /// never the client's (gone, malformed, too slow with its body).
     pub fn is_error(self) -> bool {
         !matches!(
             self,
-            ErrorType::None | ErrorType::ClientClosed | ErrorType::BadRequest
+            ErrorType::None
+                | ErrorType::ClientClosed
+                | ErrorType::BadRequest
+                | ErrorType::ClientTimeout
         )
     }
 
@@ -75,6 +87,8 @@ impl ErrorType {
             4 => ErrorType::ClientClosed,
             5 => ErrorType::Status,
             6 => ErrorType::BadRequest,
+            7 => ErrorType::ClientTimeout,
+            8 => ErrorType::Overloaded,
             _ => ErrorType::None,
         }
     }
@@ -333,6 +347,8 @@ mod tests {
             ErrorType::ClientClosed,
             ErrorType::Status,
             ErrorType::BadRequest,
+            ErrorType::ClientTimeout,
+            ErrorType::Overloaded,
         ] {
             assert_eq!(ErrorType::from_code(kind.code()), kind);
         }

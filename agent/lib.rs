@@ -13,7 +13,7 @@
 //! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
 //!
 //! ```text
-//! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt
+//! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt / fdlimit
 //! flows / access_log
 //! config
 //! state / auth
@@ -37,6 +37,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
+pub mod fdlimit;
 pub mod flows;
 #[cfg(test)]
 mod fuzz_tests;

@@ -30,6 +30,9 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
 }
 
+/// A failed accept is logged at most this often, with how many it stands for.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Where a server's connections come from.
 #[derive(Debug)]
 pub enum Connections {
@@ -79,6 +82,7 @@ pub async fn serve<F, Fut, B>(
     let builder = Arc::new(builder(limits, crate::watchdog::active()));
     let fast = fast.filter(|_| crate::watchdog::active());
     let (drain, conns) = shutdown::channel();
+    let (mut failures, mut failed_log) = (0, crate::fdlimit::Throttle::new(ACCEPT_LOG_EVERY));
     loop {
         let accepted = tokio::select! {
             accepted = incoming.accept() => accepted,
@@ -88,11 +92,15 @@ pub async fn serve<F, Fut, B>(
             Ok(pair) => pair,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "Accept failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                failures += 1;
+                if let Some(n) = failed_log.note(std::time::Instant::now()) {
+                    tracing::warn!(%error, failures = n, "Accept failed; backing off.");
+                }
+                tokio::time::sleep(crate::fdlimit::accept_backoff(failures)).await;
                 continue;
             }
         };
+        failures = 0;
         let _ = stream.set_nodelay(true);
         let key = crate::watchdog::conn_opened();
         let handler = handler.clone();

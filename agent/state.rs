@@ -1,6 +1,7 @@
 //! What a running Redline shares between tasks: the swappable runtime snapshot and the state that outlives reloads.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -93,6 +94,9 @@ pub struct FlowState {
     pub exemplars: Exemplars,
     /// Good/bad counts per minute for SLO burn rates; only flows with an `slo` get one.
     pub slo: OnceLock<SloCounter>,
+    /// Requests in flight, counted only while the flow caps them
+    /// (`max_concurrent_requests`); a request gives back its place where it took it.
+    pub in_flight: AtomicUsize,
 }
 
 impl FlowState {
@@ -116,6 +120,8 @@ pub struct FlowRuntime {
     pub timeout: Duration,
     /// Requests slower than this are "slow" (exemplars, trace keeping): the flow's lowest latency threshold.
     pub slow_threshold: Option<Duration>,
+    /// Most requests of this flow in flight at once; more are shed (503 `overloaded`).
+    pub max_concurrent: Option<usize>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -184,6 +190,9 @@ pub struct Shared {
     /// Requests answered 502 `upstream_unavailable` since start: one relaxed add on the
     /// request path, read by `proxy::reach` to warn that the upstream is down.
     pub upstream_unavailable: AtomicU64,
+    /// Proxied requests in flight, counted only while `limits.max_concurrent_requests`
+    /// caps them.
+    pub in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -213,6 +222,7 @@ impl Shared {
             access_log,
             started: Instant::now(),
             upstream_unavailable: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;
@@ -249,6 +259,7 @@ impl Shared {
                     state,
                     timeout: config.flow_timeout(i),
                     slow_threshold,
+                    max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
                 }
             })
             .collect();
@@ -265,6 +276,7 @@ impl Shared {
             state: self.flow_state(UNMATCHED, default_over.unwrap_or_default()),
             timeout: config.timeout,
             slow_threshold: None,
+            max_concurrent: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -300,6 +312,7 @@ impl Shared {
             active: self.registry.active(&name),
             exemplars: Exemplars::default(),
             slo: OnceLock::new(),
+            in_flight: AtomicUsize::new(0),
         });
         self.flows.insert(name, state.clone());
         state
@@ -367,9 +380,11 @@ fn empty_runtime() -> Runtime {
                 active: Arc::new(ActiveRequests::new(Arc::from(UNMATCHED))),
                 exemplars: Exemplars::default(),
                 slo: OnceLock::new(),
+                in_flight: AtomicUsize::new(0),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,
+            max_concurrent: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::fdlimit::Throttle;
 use crate::server::Connections;
 use crate::shutdown::Watch;
 
@@ -90,29 +91,69 @@ where
 }
 
 /// Accept connections and hand them to the workers round-robin until `stop` is signaled.
+/// A connection whose descriptor falls in the reserve (`fdlimit::admit`) is closed at
+/// once, so admin, health and upstream connections still open at the limit.
 async fn deal(listener: TcpListener, queues: Vec<Sender>, stop: Watch) {
     let mut next = 0;
+    let mut failures = 0;
+    let mut failed_log = Throttle::new(LOG_EVERY);
+    let mut shed_log = Throttle::new(LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.signaled() => break,
         };
         match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
-            Ok(conn) => {
-                if let Err((_, peer)) = hand_over(&queues, &mut next, conn).await {
+            Ok((stream, peer)) => {
+                failures = 0;
+                if !admitted(&stream) {
+                    shed(stream, &mut shed_log);
+                    continue;
+                }
+                if let Err((_, peer)) = hand_over(&queues, &mut next, (stream, peer)).await {
                     // Every worker is gone: only at shutdown, when the listener closes next.
                     tracing::debug!(%peer, "No proxy worker left; closing the connection.");
                 }
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "Accept failed.");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                failures += 1;
+                if let Some(n) = failed_log.note(std::time::Instant::now()) {
+                    tracing::warn!(%error, failures = n, "Accept failed; backing off.");
+                }
+                tokio::time::sleep(crate::fdlimit::accept_backoff(failures)).await;
             }
         }
     }
     // Closing the listener at once makes new connections fail fast instead of queueing.
     drop(listener);
+}
+
+/// A shed or failed accept is logged at most this often, with how many it stands for.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[cfg(unix)]
+fn admitted(stream: &std::net::TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    u64::try_from(stream.as_raw_fd()).is_ok_and(crate::fdlimit::admit)
+}
+
+#[cfg(not(unix))]
+fn admitted(_: &std::net::TcpStream) -> bool {
+    true
+}
+
+/// Close a connection taken in the descriptor reserve, count it, and say so now and then.
+fn shed(stream: std::net::TcpStream, log: &mut Throttle) {
+    drop(stream);
+    crate::fdlimit::count_shed();
+    if let Some(n) = log.note(std::time::Instant::now()) {
+        tracing::warn!(
+            shed = n,
+            total = crate::fdlimit::shed_total(),
+            "Shedding new client connections: open file descriptors are near the limit."
+        );
+    }
 }
 
 type Sender = mpsc::Sender<(std::net::TcpStream, std::net::SocketAddr)>;

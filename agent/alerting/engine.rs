@@ -138,6 +138,7 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         timeout: None,
         alerts: config.unmatched_alerts().to_vec(),
         slo: None,
+        max_concurrent_requests: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Critical flows: name, request patterns, ownership, timeout, alerts and SLO.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -39,6 +40,10 @@ pub struct FlowConfig {
     /// Optional SLO, which adds burn-rate alerts.
     #[serde(default)]
     pub slo: Option<Slo>,
+    /// Most requests of this flow in flight at once; more get 503 `overloaded` (no cap
+    /// when unset).
+    #[serde(default)]
+    pub max_concurrent_requests: Option<NonZeroUsize>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

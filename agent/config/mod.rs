@@ -36,7 +36,7 @@ pub use units::{
     format_duration, format_percent, parse_duration, parse_listen, parse_percent,
     parse_positive_duration, parse_size,
 };
-pub use upstream::Upstream;
+pub use upstream::{Upstream, UpstreamConnections};
 
 use de::{Parse, duration, listen, non_empty, positive_duration, size};
 
@@ -77,6 +77,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Redline extension: proxy safety limits.
     pub limits: Limits,
+    /// Redline extension: connections to the upstream (caps, queue, connect timeout).
+    pub upstream_connections: UpstreamConnections,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -168,9 +170,16 @@ pub struct Limits {
     /// A client must send its whole request head within this (default 10s).
     #[serde(deserialize_with = "positive_duration")]
     pub header_read_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (default 60s, nginx's
+    /// `client_body_timeout`): a body that trickles is answered 408 and closed.
+    #[serde(deserialize_with = "positive_duration")]
+    pub body_read_timeout: Duration,
     /// Larger request header blocks get 431 (default 64 KiB; accepts `65536`, `64KiB`).
     #[serde(deserialize_with = "size")]
     pub max_header_bytes: usize,
+    /// Most proxied requests in flight at once, all flows together; more get 503
+    /// `overloaded` (default 0: no cap).
+    pub max_concurrent_requests: usize,
     /// In-flight requests get this long to finish on shutdown (default 30s; 0 = no wait).
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -215,6 +224,7 @@ impl Default for Config {
             redact: RedactConfig::default(),
             data_dir: None,
             limits: Limits::default(),
+            upstream_connections: UpstreamConnections::default(),
             source: None,
         }
     }
@@ -264,6 +274,8 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 0,
             max_header_bytes: 64 << 10,
             shutdown_grace: Duration::from_secs(30),
         }

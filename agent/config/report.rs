@@ -116,8 +116,17 @@ impl Config {
             "data_dir": self.data_dir,
             "limits": {
                 "header_read_timeout": dur(self.limits.header_read_timeout),
+                "body_read_timeout": dur(self.limits.body_read_timeout),
                 "max_header_bytes": self.limits.max_header_bytes,
+                "max_concurrent_requests": self.limits.max_concurrent_requests,
                 "shutdown_grace": dur(self.limits.shutdown_grace),
+            },
+            "upstream_connections": {
+                "max_connecting": self.upstream_connections.max_connecting.get(),
+                "max": self.upstream_connections.max,
+                "queue": self.upstream_connections.queue,
+                "queue_timeout": dur(self.upstream_connections.queue_timeout),
+                "connect_timeout": dur(self.upstream_connections.connect_timeout),
             },
             "source": self.source,
         })
@@ -196,6 +205,7 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
         "owner": f.owner,
         "runbook": f.runbook,
         "timeout": dur(timeout),
+        "max_concurrent_requests": f.max_concurrent_requests,
         "alerts": f.alerts.iter().map(rule_json).collect::<Vec<_>>(),
         "slo": f.slo.map(|s| json!({
             "objective": format_percent(s.objective),

@@ -72,7 +72,21 @@ fn defaults_match_the_contract() {
     assert_eq!(c.limits.header_read_timeout, secs(10));
     assert_eq!(c.limits.max_header_bytes, 65536);
     assert_eq!(c.limits.shutdown_grace, secs(30));
+    assert_eq!(c.limits.body_read_timeout, secs(60));
+    assert_eq!(c.upstream_connections.max_connecting.get(), 4);
+    assert_eq!(c.upstream_connections.connect_timeout, secs(5));
     assert_eq!(c.source, None);
+}
+
+#[test]
+fn upstream_connections_parse_and_refuse_a_zero_opening_cap() {
+    let c =
+        ok("upstream_connections: { max_connecting: 2, max: 64, queue: 10, queue_timeout: 1s }\n");
+    let u = c.upstream_connections;
+    assert_eq!((u.max_connecting.get(), u.max, u.queue), (2, 64, 10));
+    assert_eq!(u.queue_timeout, secs(1));
+    let e = Config::parse("upstream_connections:\n  max_connecting: 0\n", "t.yaml").unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
 }
 
 #[test]
@@ -934,6 +948,11 @@ fn full_example_sets_every_section() {
     assert_eq!(c.telemetry.metrics.interval, secs(15));
     assert_eq!(c.telemetry.traces.sample_ratio, Some(1.0));
     assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.upstream_connections, UpstreamConnections::default());
+    assert_eq!(
+        c.flows[0].max_concurrent_requests.map(|n| n.get()),
+        Some(200)
+    );
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
 }
 

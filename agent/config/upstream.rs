@@ -1,12 +1,14 @@
-//! The upstream app Redline proxies to: an `http://host[:port]` origin.
+//! The upstream app Redline proxies to: an `http://host[:port]` origin, and how many connections Redline opens to it.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
+use std::time::Duration;
 
 use http::Uri;
 use serde::{Deserialize, Deserializer};
 
-use super::de::Parse;
+use super::de::{Parse, positive_duration};
 
 /// The upstream origin, normalised to `scheme://host:port/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,5 +130,42 @@ impl<'de> Deserialize<'de> for Upstream {
             Upstream::parse,
         )
         .one(d)
+    }
+}
+
+/// `upstream_connections:` (a Redline extension): how connections to the upstream are
+/// opened, so a burst of requests cannot knock over the app it is meant to watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping such as { max_connecting: 4, connect_timeout: 5s }"
+)]
+pub struct UpstreamConnections {
+    /// Connections being opened at once, each until its first response head arrives or
+    /// 250ms after connecting (default 4: at most what a backlog-5 dev server's accept
+    /// queue holds).
+    pub max_connecting: NonZeroUsize,
+    /// Open connections in all, idle ones included (default 0: no cap).
+    pub max: usize,
+    /// Requests waiting for a connection; more are refused with 503 (default 1024).
+    pub queue: usize,
+    /// Longest wait for a connection; then 503 `overloaded` (default 5s).
+    #[serde(deserialize_with = "positive_duration")]
+    pub queue_timeout: Duration,
+    /// Longest TCP connect; then 502 `upstream_unavailable` (default 5s).
+    #[serde(deserialize_with = "positive_duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for UpstreamConnections {
+    fn default() -> Self {
+        UpstreamConnections {
+            max_connecting: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            max: 0,
+            queue: 1024,
+            queue_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
     }
 }

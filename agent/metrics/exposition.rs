@@ -83,6 +83,11 @@ impl Registry {
 
     /// The whole registry in `format`.
     pub fn render_as(&self, format: Format) -> String {
+        self.render_with(format, |_| {})
+    }
+
+    /// The registry, then families kept elsewhere (`extra`, in the same format), then the end.
+    pub fn render_with(&self, format: Format, extra: impl FnOnce(&mut String)) -> String {
         let mut out = String::with_capacity(16 * 1024);
         self.render_duration(&mut out, format);
         self.render_active(&mut out, format);
@@ -121,6 +126,17 @@ impl Registry {
             "redline_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        header(
+            &mut out,
+            format,
+            "redline_connections_shed_total",
+            "counter",
+            "Client connections closed at accept: file descriptors near the limit.",
+            "",
+        );
+        let shed = crate::fdlimit::shed_total();
+        let _ = writeln!(out, "redline_connections_shed_total {shed}");
+        extra(&mut out);
         if format == Format::OpenMetrics {
             out.push_str("# EOF\n");
         }

@@ -95,7 +95,13 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(Some(ErrorType::UpstreamError));
+                // The upstream answered early, then its exchange broke because the client's
+                // body did (it stalled or went away): the client's failure, not the app's.
+                let fault = this.ctx.as_ref().and_then(|ctx| ctx.client_fault());
+                let kind = fault.map_or(ErrorType::UpstreamError, |f| {
+                    super::phases::client_failed(f).kind()
+                });
+                this.finish(Some(kind));
                 Poll::Ready(Some(Err(e)))
             }
         }

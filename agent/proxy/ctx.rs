@@ -6,12 +6,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
 use crate::access_log::Entry;
-use crate::error::ErrorType;
+use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
@@ -46,7 +47,16 @@ pub struct RequestCtx {
     bytes_in: Option<Arc<super::request_body::BodyProgress>>,
     bytes_out: u64,
     finished: bool,
+    /// Places taken among capped requests in flight, given back at `finish`.
+    slots: Slots,
     _active: ActiveGuard,
+}
+
+/// Which in-flight counts a request was admitted into (only those that are capped).
+#[derive(Debug, Default, Clone, Copy)]
+struct Slots {
+    flow: bool,
+    all: bool,
 }
 
 impl RequestCtx {
@@ -92,8 +102,40 @@ impl RequestCtx {
             bytes_in: None,
             bytes_out: 0,
             finished: false,
+            slots: Slots::default(),
             _active: active,
             runtime,
+        }
+    }
+
+    /// Load shedding (phase 2): take a place among the requests in flight of this flow
+    /// (`flows[].max_concurrent_requests`) and of all flows (`limits.max_concurrent_requests`)
+    /// when they are capped; a full one refuses the request with 503 `overloaded` before
+    /// anything goes upstream. Uncapped, nothing is counted: no shared write per request.
+    pub fn admit_load(&mut self) -> Result<(), Error> {
+        let all_cap = self.runtime.config.limits.max_concurrent_requests;
+        if all_cap > 0 {
+            if !take(&self.shared.in_flight, all_cap) {
+                return Err(shed("too many requests in flight"));
+            }
+            self.slots.all = true;
+        }
+        if let Some(cap) = self.flow().max_concurrent {
+            if !take(&self.flow().state.in_flight, cap) {
+                return Err(shed("too many requests of this flow in flight"));
+            }
+            self.slots.flow = true;
+        }
+        Ok(())
+    }
+
+    fn release_slots(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        if slots.all {
+            self.shared.in_flight.fetch_sub(1, Relaxed);
+        }
+        if slots.flow {
+            self.flow().state.in_flight.fetch_sub(1, Relaxed);
         }
     }
 
@@ -160,6 +202,7 @@ impl RequestCtx {
             return;
         }
         self.finished = true;
+        self.release_slots();
         let duration = self.started.elapsed();
         let status = self.status.unwrap_or(CLIENT_CLOSED_STATUS);
         let error = error.unwrap_or(if status >= 500 {
@@ -256,6 +299,20 @@ impl RequestCtx {
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Count one more in `in_flight` unless it is at `cap`.
+fn take(in_flight: &AtomicUsize, cap: usize) -> bool {
+    if in_flight.fetch_add(1, Relaxed) < cap {
+        return true;
+    }
+    in_flight.fetch_sub(1, Relaxed);
+    false
+}
+
+/// A request shed by Redline's own limits; nothing was sent upstream.
+fn shed(what: &'static str) -> Error {
+    Error::new(ErrorType::Overloaded, what).retry(Retry::Always)
 }
 
 impl Drop for RequestCtx {

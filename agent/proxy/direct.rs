@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use bytes::{Buf, BytesMut};
@@ -18,9 +19,11 @@ use http::uri::Authority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::gate::{self, Gate, Open, Permit, Returning};
 use super::phases::may_retry;
 use super::upstream::{Idle, broken, open, park};
 use super::wire::{self, Framing, MAX_HEADERS};
+use crate::config::UpstreamConnections;
 use crate::error::{Error, Retry};
 
 /// Read buffer of an upstream connection; a response head must fit in [`MAX_HEAD`].
@@ -40,6 +43,8 @@ pub struct Conn {
     /// whatever body bytes came with it.
     pub buf: BytesMut,
     headers: Vec<(Range<usize>, Range<usize>)>,
+    /// Its place in the upstream's gate, until it closes.
+    open: Open,
 }
 
 /// A response head sitting at the start of [`Conn::buf`].
@@ -78,9 +83,19 @@ impl Conn {
 
     /// Put the connection back on this thread's idle stack. Call only when the response
     /// ended exactly at the end of `buf` and the upstream keeps the connection alive.
+    /// Closed instead when requests wait for its place (see `gate`).
     pub fn release(mut self, authority: &Authority) {
         self.buf.clear();
+        let gate = match self.open.gate().returning() {
+            Returning::Close => return,
+            Returning::Park => None,
+            // Rare (requests are waiting): the clone outlives the connection's move.
+            Returning::ParkAndWake => Some(self.open.gate().clone()),
+        };
         IDLE.with_borrow_mut(|idle| park(idle, authority, self));
+        if let Some(gate) = gate {
+            gate.wake_waiters();
+        }
     }
 
     /// Write `head`, read the response head. A failure says whether the request may be
@@ -186,7 +201,8 @@ fn closed_early() -> Error {
 }
 
 /// Send a body-less request `head` to `authority` and read the response head, on an idle
-/// connection of this thread if there is one, else on a new one.
+/// connection of this thread if there is one, else on a new one once `gate` lets it open
+/// (`limits`: the caps, queue and connect timeout).
 ///
 /// A kept-alive connection the upstream closed just before the request is replaced
 /// silently when the request was not written, or when it may be repeated (`retryable`:
@@ -196,21 +212,75 @@ pub async fn exchange(
     head: &[u8],
     head_request: bool,
     retryable: bool,
+    gate: &Arc<Gate>,
+    limits: &UpstreamConnections,
 ) -> Result<(Conn, Head), Error> {
+    if let Some(done) = reuse(authority, head, head_request, retryable).await {
+        return done;
+    }
+    // Rare next to reuse, and its wait, timers and first exchange make a large future:
+    // boxed, rather than enlarging every client connection's task.
+    Box::pin(exchange_new(
+        authority,
+        head,
+        head_request,
+        retryable,
+        gate,
+        limits,
+    ))
+    .await
+}
+
+/// Send on this thread's idle connections to `authority`; `None` once none is left.
+async fn reuse(
+    authority: &Authority,
+    head: &[u8],
+    head_request: bool,
+    retryable: bool,
+) -> Option<Result<(Conn, Head), Error>> {
     while let Some(mut conn) = checkout(authority) {
         match conn.send(head, head_request).await {
-            Ok(resp) => return Ok((conn, resp)),
+            Ok(resp) => return Some(Ok((conn, resp))),
             // The whole request (head and any body) is in `head`: it can always be resent.
             Err(e) if may_retry(&e, retryable, true) => {}
-            Err(e) => return Err(e),
+            Err(e) => return Some(Err(e)),
         }
     }
+    None
+}
+
+/// Open a new connection once `gate` lets it (looking again at the idle ones whenever
+/// something was freed), and send on it.
+async fn exchange_new(
+    authority: &Authority,
+    head: &[u8],
+    head_request: bool,
+    retryable: bool,
+    gate: &Arc<Gate>,
+    limits: &UpstreamConnections,
+) -> Result<(Conn, Head), Error> {
+    let mut waiter = gate.waiter(limits);
+    let permit = loop {
+        if let Some(permit) = waiter.next().await? {
+            break permit;
+        }
+        if let Some(done) = reuse(authority, head, head_request, retryable).await {
+            return done;
+        }
+    };
+    drop(waiter);
+    let Permit {
+        opening,
+        open: place,
+    } = permit;
     let mut conn = Conn {
-        stream: open(authority).await?,
+        stream: open(authority, limits.connect_timeout).await?,
         buf: BytesMut::with_capacity(READ_BUF),
         headers: Vec::new(),
+        open: place,
     };
-    let resp = conn.send(head, head_request).await?;
+    // Being opened until answered (the app accepted it), failed, or `gate::PROVING`.
+    let resp = gate::proving(opening, conn.send(head, head_request)).await?;
     Ok((conn, resp))
 }
 

@@ -25,6 +25,7 @@ mod relay;
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::Method;
@@ -177,11 +178,28 @@ async fn forward(
         &parts,
         peer,
     );
-    if body > 0 && !read_body(client, buf, body).await {
-        return false; // the unfinished context records client_closed
+    if body > 0 {
+        let pause = ctx.runtime().config.limits.body_read_timeout;
+        match read_body(client, buf, body, pause).await {
+            BodyRead::Whole => {}
+            BodyRead::Gone => return false, // the unfinished context records client_closed
+            BodyRead::Stalled => {
+                // Boxed: its lingering read buffer would otherwise enlarge every connection's task.
+                Box::pin(answer_stalled(ctx, client)).await;
+                return false;
+            }
+        }
+    }
+    let mut out = take_out();
+    if let Err(shed) = ctx.admit_load() {
+        // Its body, if any, was read: the connection can take the next request.
+        let resp = super::upstream_failed(ctx, &shed);
+        let close = close || drain.is_signaled();
+        let written = write_local(client, resp, &mut out, close).await;
+        put_out(out);
+        return written && !close;
     }
     phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
-    let mut out = take_out();
     wire::encode_request_head(&mut out, &parts);
     drop(parts);
     if body > 0 {
@@ -192,7 +210,15 @@ async fn forward(
     let timeout = ctx.flow().timeout;
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
-    let exchange = direct::exchange(&authority, &out, head_request, retryable);
+    let limits = ctx.runtime().config.upstream_connections;
+    let exchange = direct::exchange(
+        &authority,
+        &out,
+        head_request,
+        retryable,
+        &proxy.gate,
+        &limits,
+    );
     let answer = tokio::select! {
         biased;
         answer = crate::watchdog::limit(ctx.started(), timeout, exchange) => answer,
@@ -268,21 +294,51 @@ async fn linger(client: &mut TcpStream) {
     let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
-/// Read until `buf` holds the `body` bytes after the head; `false` if the client left.
-async fn read_body(client: &TcpStream, buf: &mut BytesMut, body: usize) -> bool {
+/// How reading a request body ended.
+enum BodyRead {
+    Whole,
+    /// The client closed or reset its connection.
+    Gone,
+    /// The client sent nothing for the body read timeout.
+    Stalled,
+}
+
+/// Read until `buf` holds the `body` bytes after the head, waiting at most `pause` for
+/// each read (nginx's `client_body_timeout`: a trickling body must not hold a connection).
+async fn read_body(
+    client: &TcpStream,
+    buf: &mut BytesMut,
+    body: usize,
+    pause: Duration,
+) -> BodyRead {
     while buf.len() < body {
-        if client.readable().await.is_err() {
-            return false;
+        match crate::watchdog::limit(Instant::now(), pause, client.readable()).await {
+            None => return BodyRead::Stalled,
+            Some(Err(_)) => return BodyRead::Gone,
+            Some(Ok(())) => {}
         }
         buf.reserve(body - buf.len());
         match client.try_read_buf(buf) {
-            Ok(0) => return false,
+            Ok(0) => return BodyRead::Gone,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
+            Err(_) => return BodyRead::Gone,
         }
     }
-    true
+    BodyRead::Whole
+}
+
+/// Answer a request whose body stalled with 408 (`client_timeout`, the client's failure),
+/// then close: the rest of its body may still come, and nothing after it can be trusted.
+async fn answer_stalled(ctx: RequestCtx, client: &mut TcpStream) {
+    let failure = phases::client_failed(phases::ClientFault::TimedOut);
+    let resp = super::upstream_failed(ctx, &failure);
+    let mut out = take_out();
+    let written = write_local(client, resp, &mut out, true).await;
+    put_out(out);
+    if written {
+        linger(client).await;
+    }
 }
 
 /// Resolves if the client closes (or resets) while its response is awaited. Bytes it

@@ -21,6 +21,7 @@ pub mod body;
 pub mod ctx;
 mod direct;
 pub mod fast;
+pub mod gate;
 pub mod headers;
 pub mod phases;
 pub mod reach;
@@ -54,6 +55,8 @@ pub struct Proxy {
     /// still admits each connection's first head, then hands it over. For comparing the
     /// engines, and a way out should the fast path misbehave.
     hyper_only: bool,
+    /// Connection limits and queue for the upstream, shared by both engines and every thread.
+    gate: Arc<gate::Gate>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -72,7 +75,13 @@ impl Proxy {
             shared,
             telemetry,
             hyper_only,
+            gate: gate::Gate::new(),
         })
+    }
+
+    /// The upstream connection gate, for its gauges on `/metrics`.
+    pub fn gate(&self) -> &Arc<gate::Gate> {
+        &self.gate
     }
 
     /// Serve one request from a client at `client`. Never fails: errors become responses.
@@ -106,6 +115,16 @@ impl Proxy {
                 return Ok(resp);
             }
         };
+        if let Err(shed) = ctx.admit_load() {
+            let unread = !http_body::Body::is_end_stream(&body);
+            let mut resp = upstream_failed(ctx, &shed);
+            if unread && parts.version < Version::HTTP_2 {
+                // Its body stays unread: nothing after it on this connection can be trusted.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return Ok(resp);
+        }
         let idempotent = parts.method.is_idempotent();
         let version = parts.version;
         let mut req = Request::from_parts(parts, body);
@@ -116,7 +135,8 @@ impl Proxy {
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
-        let sending = upstream::send(&authority, upstream_req, idempotent);
+        let limits = ctx.runtime().config.upstream_connections;
+        let sending = upstream::send(&authority, upstream_req, idempotent, &self.gate, &limits);
         let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
@@ -150,7 +170,8 @@ impl Proxy {
         phases::rewrite(&mut parts, ctx, client, upgrade, framing);
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
         let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
-        Request::from_parts(parts, CountingBody::new(body, progress))
+        let pause = ctx.runtime().config.limits.body_read_timeout;
+        Request::from_parts(parts, CountingBody::new(body, progress, pause))
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.
@@ -213,7 +234,11 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<ProxyBody> {
     tracing::debug!(error = %failure, "No upstream response.");
     let status = phases::status_of(failure);
-    local_error(ctx, status, Some(failure.kind()), failure.what())
+    let mut resp = local_error(ctx, status, Some(failure.kind()), failure.what());
+    if let Some(after) = phases::retry_after(failure) {
+        resp.headers_mut().insert(header::RETRY_AFTER, after);
+    }
+    resp
 }
 
 /// The answer to a request admission refused: the client's fault, recorded as `bad_request`.

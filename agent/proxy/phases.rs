@@ -7,12 +7,15 @@
 //! 1. **admit** — [`admit`] judges the head: method, target form, `Host`, body framing
 //!    (RFC 9112 §3.2, §6.1–6.3). A refusal is answered by Redline ([`Refusal`]) before
 //!    any byte goes upstream, and the connection is closed.
-//! 2. **start** — `RequestCtx::start` (ctx.rs): flow match, clocks, gauges, trace.
+//! 2. **start** — `RequestCtx::start` (ctx.rs): flow match, clocks, gauges, trace; then
+//!    `RequestCtx::admit_load` sheds what exceeds the flow's or the overall cap on
+//!    requests in flight (503 `overloaded`, [`retry_after`]).
 //! 3. **rewrite** — [`rewrite`]: the head the upstream gets. Origin-form target, the
 //!    client's host, hop-by-hop headers out (framing and `Host` are never among them),
 //!    X-Forwarded-*, request id, trace context, and the body framing admission decided.
-//! 4. **exchange** — engine I/O (`direct::exchange`, `upstream::send`). A try that
-//!    failed is repeated on another connection only when [`may_retry`] says so.
+//! 4. **exchange** — engine I/O (`direct::exchange`, `upstream::send`). A new upstream
+//!    connection opens only through `gate` (caps, bounded queue → 503 `overloaded`). A try
+//!    that failed is repeated on another connection only when [`may_retry`] says so.
 //! 5. **respond** — engine I/O; the response's framing follows `wire::response_body`
 //!    (fast) or hyper's client plus [`normalise_response`]; an ambiguous response never
 //!    lets its upstream connection be reused.
@@ -428,7 +431,17 @@ pub fn client_failed(fault: ClientFault) -> Error {
             ErrorType::ClientClosed,
             "the client closed the connection before its body ended",
         ),
+        ClientFault::TimedOut => Error::new(
+            ErrorType::ClientTimeout,
+            "the client paused its request body longer than the body read timeout",
+        ),
     }
+}
+
+/// Phase 6 for failures: when a client refused for overload may try again (`Retry-After`,
+/// seconds): soon, since the queue it did not fit in drains as fast as the app answers.
+pub fn retry_after(failure: &Error) -> Option<HeaderValue> {
+    (failure.kind() == ErrorType::Overloaded).then_some(HeaderValue::from_static("1"))
 }
 
 /// Phase 6 for failures: the status a request that got no upstream response is answered
@@ -437,6 +450,8 @@ pub fn status_of(failure: &Error) -> StatusCode {
     match failure.kind() {
         ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorType::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorType::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorType::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorType::ClientClosed => StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
             .unwrap_or(StatusCode::BAD_REQUEST),
         _ => StatusCode::BAD_GATEWAY,

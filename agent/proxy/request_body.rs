@@ -3,7 +3,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -16,6 +17,8 @@ pub enum ClientFault {
     Aborted,
     /// The body's framing was broken (bad chunk size, extension, CRLF).
     Malformed,
+    /// No body bytes came for the body read timeout (`limits.body_read_timeout`).
+    TimedOut,
 }
 
 /// How much of the client's request body went upstream, whether all of it did, and
@@ -24,7 +27,7 @@ pub enum ClientFault {
 pub struct BodyProgress {
     bytes: AtomicU64,
     done: AtomicBool,
-    /// 0: no fault; 1: the client aborted; 2: its framing was malformed.
+    /// 0: no fault; 1: the client aborted; 2: its framing was malformed; 3: it stalled.
     fault: AtomicU8,
 }
 
@@ -44,6 +47,7 @@ impl BodyProgress {
         match self.fault.load(Relaxed) {
             1 => Some(ClientFault::Aborted),
             2 => Some(ClientFault::Malformed),
+            3 => Some(ClientFault::TimedOut),
             _ => None,
         }
     }
@@ -52,6 +56,7 @@ impl BodyProgress {
         let fault = match client_fault(error) {
             ClientFault::Aborted => 1,
             ClientFault::Malformed => 2,
+            ClientFault::TimedOut => 3,
         };
         self.fault.store(fault, Relaxed);
     }
@@ -82,19 +87,45 @@ fn client_fault(error: &hyper::Error) -> ClientFault {
     }
 }
 
-/// The client's request body on its way upstream, counting bytes as they pass.
+/// Why the client's body could not be passed on.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The client's connection or framing failed (see [`ClientFault`]).
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    /// The client paused longer than the body read timeout.
+    #[error("no request body bytes for {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+}
+
+/// The client's request body on its way upstream, counting bytes as they pass, and
+/// failing it when the client pauses longer than the body read timeout.
 pub struct CountingBody {
     // `None`: no body (a replayed body-less request has no `Incoming` of its own).
     inner: Option<Incoming>,
     progress: Option<Arc<BodyProgress>>,
+    read_timeout: Duration,
+    /// Armed the first time the client makes us wait: most bodies arrive with their head
+    /// and never do, so they never pay for a timer.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was set: it restarts at the next wait.
+    rearm: bool,
 }
 
 impl CountingBody {
-    /// Wrap `inner`, recording its progress in `progress` (`None`: the body is known empty).
-    pub fn new(inner: Incoming, progress: Option<Arc<BodyProgress>>) -> Self {
+    /// Wrap `inner`, recording its progress in `progress` (`None`: the body is known
+    /// empty); a pause between frames longer than `read_timeout` fails the body.
+    pub fn new(
+        inner: Incoming,
+        progress: Option<Arc<BodyProgress>>,
+        read_timeout: Duration,
+    ) -> Self {
         CountingBody {
             inner: Some(inner),
             progress,
+            read_timeout,
+            pause: None,
+            rearm: false,
         }
     }
 
@@ -103,18 +134,45 @@ impl CountingBody {
         CountingBody {
             inner: None,
             progress: None,
+            read_timeout: Duration::MAX,
+            pause: None,
+            rearm: false,
         }
+    }
+
+    /// The client made us wait: pending until the timer set at the start of this pause
+    /// fires, then the body fails as the client's timeout.
+    fn paused(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let Some(progress) = &self.progress else {
+            return Poll::Pending; // a known-empty body has nothing to wait for
+        };
+        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        let pause = match &mut self.pause {
+            Some(pause) => {
+                if std::mem::take(&mut self.rearm) {
+                    pause.as_mut().reset(deadline);
+                }
+                pause
+            }
+            None => self
+                .pause
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        ready!(pause.as_mut().poll(cx));
+        progress.fault.store(3, Relaxed);
+        self.inner = None;
+        Poll::Ready(Some(Err(BodyError::TimedOut(self.read_timeout))))
     }
 }
 
 impl Body for CountingBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -129,13 +187,14 @@ impl Body for CountingBody {
                     if inner.is_end_stream() {
                         progress.done.store(true, Relaxed);
                     }
+                    this.rearm = true;
                 }
                 Poll::Ready(None) => progress.done.store(true, Relaxed),
                 Poll::Ready(Some(Err(e))) => progress.set_fault(e),
-                Poll::Pending => {}
+                Poll::Pending => return this.paused(cx),
             }
         }
-        polled
+        polled.map_err(BodyError::Client)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -17,12 +18,12 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::gate::{Gate, Open, Permit, Returning};
 use super::phases::may_retry;
 use super::request_body::CountingBody;
+use crate::config::UpstreamConnections;
 use crate::error::{Error, ErrorType, Retry};
 
-/// Give up connecting after this long (the flow timeout still bounds the whole exchange).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Drop idle connections older than this; upstream servers close theirs sooner or later anyway.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per worker thread; more are closed on release.
@@ -83,21 +84,32 @@ pub(super) fn broken(what: &'static str) -> Error {
 pub struct Lease {
     authority: Authority,
     sender: Sender,
+    gate: Arc<Gate>,
 }
 
 impl Lease {
-    /// Put the connection back on this thread's idle stack. Call only after the
-    /// response body ended and the request body was sent completely.
+    /// Put the connection back on this thread's idle stack (or close it when requests
+    /// wait for its place, see `gate`). Call only after the response body ended and the
+    /// request body was sent completely.
     pub fn release(self) {
         if self.sender.is_closed() {
             return;
         }
+        let wake = match self.gate.returning() {
+            Returning::Close => return,
+            Returning::Park => false,
+            Returning::ParkAndWake => true,
+        };
         IDLE.with_borrow_mut(|idle| park(idle, &self.authority, self.sender));
+        if wake {
+            self.gate.wake_waiters();
+        }
     }
 }
 
 /// Send `req` (origin-form URI, Host set) to the upstream at `authority`, on an
-/// idle connection if this thread has one, else on a new one.
+/// idle connection if this thread has one, else on a new one once `gate` lets it open
+/// (`limits`: the caps, queue and connect timeout).
 ///
 /// A kept-alive connection the upstream closed just before the request is replaced when
 /// `phases::may_retry` allows: always if the request was not written, and for an
@@ -107,28 +119,40 @@ pub async fn send(
     authority: &Authority,
     mut req: Request<CountingBody>,
     idempotent: bool,
+    gate: &Arc<Gate>,
+    limits: &UpstreamConnections,
 ) -> Result<(Response<Incoming>, Lease), Error> {
-    while let Some(mut sender) = checkout(authority).await {
-        // Copied only when a reused connection is tried: the rare hyper-engine request.
-        let replay = http_body::Body::is_end_stream(req.body()).then(|| head_of(&req));
-        match sender.try_send_request(req).await {
-            Ok(resp) => return Ok((resp, lease(authority, sender))),
-            Err(mut e) => match e.take_message() {
-                // Never written: the idle connection had just been closed. Try another.
-                Some(returned) => req = returned,
-                None => {
-                    let e = exchange_failed(e.into_error());
-                    match replay.filter(|_| may_retry(&e, idempotent, true)) {
-                        Some(head) => req = head,
-                        None => return Err(e),
+    let mut waiting = None;
+    let permit = loop {
+        while let Some(mut sender) = checkout(authority).await {
+            // Copied only when a reused connection is tried: the rare hyper-engine request.
+            let replay = http_body::Body::is_end_stream(req.body()).then(|| head_of(&req));
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, lease(authority, sender, gate))),
+                Err(mut e) => match e.take_message() {
+                    // Never written: the idle connection had just been closed. Try another.
+                    Some(returned) => req = returned,
+                    None => {
+                        let e = exchange_failed(e.into_error());
+                        match replay.filter(|_| may_retry(&e, idempotent, true)) {
+                            Some(head) => req = head,
+                            None => return Err(e),
+                        }
                     }
-                }
-            },
+                },
+            }
         }
-    }
-    let mut sender = connect(authority).await?;
-    match sender.send_request(req).await {
-        Ok(resp) => Ok((resp, lease(authority, sender))),
+        let waiter = waiting.get_or_insert_with(|| gate.waiter(limits));
+        if let Some(permit) = waiter.next().await? {
+            break permit;
+        }
+    };
+    drop(waiting);
+    let Permit { opening, open } = permit;
+    let mut sender = connect(authority, open, limits.connect_timeout).await?;
+    // Being opened until answered (the app accepted it), failed, or `gate::PROVING`.
+    match super::gate::proving(opening, sender.send_request(req)).await {
+        Ok(resp) => Ok((resp, lease(authority, sender, gate))),
         Err(e) => Err(exchange_failed(e)),
     }
 }
@@ -160,10 +184,11 @@ fn head_of(req: &Request<CountingBody>) -> Request<CountingBody> {
     copy
 }
 
-fn lease(authority: &Authority, sender: Sender) -> Lease {
+fn lease(authority: &Authority, sender: Sender, gate: &Arc<Gate>) -> Lease {
     Lease {
         authority: authority.clone(),
         sender,
+        gate: gate.clone(),
     }
 }
 
@@ -192,14 +217,16 @@ fn pop_for(idle: &mut Vec<Idle<Sender>>, authority: &Authority) -> Option<Sender
     None
 }
 
-/// Open a new connection and start its task (with upgrades, for WebSocket tunnels).
-async fn connect(authority: &Authority) -> Result<Sender, Error> {
-    let stream = open(authority).await?;
+/// Open a new connection and start its task (with upgrades, for WebSocket tunnels); the
+/// task holds its place in the gate (`open`) until the connection closes or is upgraded.
+async fn connect(authority: &Authority, open: Open, timeout: Duration) -> Result<Sender, Error> {
+    let stream = self::open(authority, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(exchange_failed)?;
     tokio::spawn(async move {
+        let _open = open;
         if let Err(error) = conn.with_upgrades().await {
             tracing::debug!(%error, "Upstream connection ended with an error.");
         }
@@ -207,15 +234,16 @@ async fn connect(authority: &Authority) -> Result<Sender, Error> {
     Ok(sender)
 }
 
-/// Open a TCP connection to `authority` (port 80 unless given), Nagle off.
-pub(super) async fn open(authority: &Authority) -> Result<TcpStream, Error> {
+/// Open a TCP connection to `authority` (port 80 unless given), Nagle off, giving up after
+/// `timeout` (`upstream_connections.connect_timeout`: unreachable, so 502, not the app's
+/// timeout; the flow's timeout still bounds the whole exchange).
+pub(super) async fn open(authority: &Authority, timeout: Duration) -> Result<TcpStream, Error> {
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await
-    {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(unavailable(e)),
         Err(_) => {

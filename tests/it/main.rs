@@ -19,6 +19,7 @@ mod otlp;
 mod otlp_retry;
 mod proxy;
 mod reload;
+mod resilience;
 mod rules;
 mod security;
 mod streaming;

@@ -51,18 +51,39 @@ impl Redline {
 
     /// Start with extra arguments and environment variables.
     pub fn start_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Redline {
-        Self::spawn(Some(yaml), args, env)
+        Self::spawn(Some(yaml), args, env, None)
     }
 
     /// Start with no config file at all: `args` must name the upstream.
     pub fn start_without_config(args: &[&str], env: &[(&str, &str)]) -> Redline {
-        Self::spawn(None, args, env)
+        Self::spawn(None, args, env, None)
     }
 
-    fn spawn(yaml: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Redline {
+    /// Start with the open-file limit (soft and hard) set to `nofile` by the shell's
+    /// `ulimit -n`, as a container or systemd unit would.
+    pub fn start_with_nofile(yaml: &str, nofile: u32) -> Redline {
+        Self::spawn(Some(yaml), &[], &[], Some(nofile))
+    }
+
+    fn spawn(
+        yaml: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Redline {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("redline.yaml");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redline"));
+        let bin = env!("CARGO_BIN_EXE_redline");
+        let mut cmd = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                sh
+            }
+        };
         cmd.arg("run");
         if let Some(yaml) = yaml {
             std::fs::write(&config_path, yaml).expect("write config");

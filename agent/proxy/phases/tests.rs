@@ -261,6 +261,18 @@ fn failures_are_classified_by_whose_fault() {
     let refused = Error::new(ErrorType::UpstreamUnavailable, "cannot connect");
     assert_eq!(status_of(&refused).as_u16(), 502);
     assert!(!ErrorType::BadRequest.is_error());
+    let stalled = client_failed(ClientFault::TimedOut);
+    assert_eq!(
+        (
+            status_of(&stalled).as_u16(),
+            stalled.kind().label(408).as_ref()
+        ),
+        (408, "client_timeout")
+    );
+    assert!(!ErrorType::ClientTimeout.is_error(), "the client's failure");
+    let shed = Error::new(ErrorType::Overloaded, "no upstream connection free");
+    assert_eq!(status_of(&shed).as_u16(), 503);
+    assert!(ErrorType::Overloaded.is_error(), "users were refused");
 }
 
 #[test]
