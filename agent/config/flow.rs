@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::alert::{AlertRule, Slo};
+use super::baseline::FlowBaseline;
 use super::de::{OneOrMany, Parse, opt_positive_duration};
 use crate::flows::Pattern;
 
@@ -39,6 +40,9 @@ pub struct FlowConfig {
     /// Optional SLO, which adds burn-rate alerts.
     #[serde(default)]
     pub slo: Option<Slo>,
+    /// Requests `redline baseline run --config` sends for this flow; the proxy ignores it.
+    #[serde(default)]
+    pub baseline: Option<FlowBaseline>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

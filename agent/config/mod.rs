@@ -4,6 +4,7 @@
 //! scalar; checks spanning several nodes run afterwards and locate their node with `locate`.
 
 mod alert;
+mod baseline;
 mod de;
 mod flow;
 mod locate;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When};
+pub use baseline::{BaselineRequest, FlowBaseline};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
