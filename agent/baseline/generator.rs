@@ -153,6 +153,11 @@ impl Generator {
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
+        // Requests that hang until their timeout complete after sending ended, where the
+        // scheduler's check cannot see them: judge the abort limit once more on the whole step.
+        if should_abort(&live, plan.abort_error_rate) {
+            live.abort.store(true, Ordering::Relaxed);
+        }
         let last = *live.last_done.lock().expect("last_done lock");
         let flows = live
             .flows

@@ -201,8 +201,8 @@ fn judge(threshold: &Threshold, step: &FlowStep) -> Option<Breach> {
             let ms = step.quantile_ms(quantile)?;
             (ms, limit.as_secs_f64() * 1e3, format!("{ms}ms"))
         }
-        When::ErrorRate(x) => (step.error_rate, x, format_percent(step.error_rate)),
-        When::TimeoutRate(x) => (step.timeout_rate, x, format_percent(step.timeout_rate)),
+        When::ErrorRate(x) => (step.error_rate, x, percent(step.error_rate)),
+        When::TimeoutRate(x) => (step.timeout_rate, x, percent(step.timeout_rate)),
         When::RpsBelow(_) => return None,
     };
     (measured > limit).then(|| Breach {
@@ -283,6 +283,11 @@ pub fn nice_ceiling(x: f64) -> f64 {
         .map(|m| m * decade)
         .find(|v| *v >= x * (1.0 - 1e-9))
         .unwrap_or(10.0 * decade)
+}
+
+/// A fraction as a percentage with at most two decimals, e.g. `68.42%`.
+fn percent(fraction: f64) -> String {
+    format_percent((fraction * 10_000.0).round() / 10_000.0)
 }
 
 /// Two decimals: enough for ms and req/s, and stable to read in JSON.

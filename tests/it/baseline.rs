@@ -173,6 +173,44 @@ async fn a_remote_target_needs_allow_remote() {
     );
 }
 
+/// Every request fails: the run stops within the first step, once 20 have completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abort_limit_stops_the_run_at_once() {
+    let app = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/status/500"}]}]}"#,
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "50,100",
+        "--step",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("ABORTED"), "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["stopped"], "abort");
+    assert_eq!(r["steps"].as_array().map(Vec::len), Some(1));
+    let sent = r["steps"][0]["flows"][0]["requests"].as_u64().unwrap();
+    assert!(
+        (20..60).contains(&sent),
+        "stopped soon after 20 failures, not after 100: {sent}"
+    );
+    assert!(r["knee_rps"].is_null());
+}
+
 fn fake_report(knee: f64, p95_at_100: f64) -> String {
     let step = |rate: f64, p95: f64| {
         json!({
