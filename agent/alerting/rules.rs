@@ -365,6 +365,7 @@ mod tests {
             active: Arc::new(crate::metrics::ActiveRequests::new(Arc::from("checkout"))),
             exemplars: Exemplars::default(),
             slo: Default::default(),
+            shapes: Default::default(),
         }
     }
 

@@ -27,6 +27,26 @@ pub enum BaselineCommand {
     /// Compare two reports: exit 1 when a flow's knee dropped, or its p95 at the same rate
     /// rose, by more than the tolerance.
     Compare(CompareArgs),
+    /// Save the request shapes a running Redline sampled (`baseline.record.enabled`) as a
+    /// workload file, without credentials.
+    Record(RecordArgs),
+}
+
+/// Flags of `redline baseline record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Admin base URL of the running Redline, e.g. http://127.0.0.1:9901.
+    #[arg(long)]
+    pub admin: String,
+    /// Workload file to write.
+    #[arg(long, default_value = "workload.json")]
+    pub out: PathBuf,
+    /// Config to name in the workload (its alert rules become the thresholds).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Admin token, when `admin.protect_reads` is on.
+    #[arg(long, env = "REDLINE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `redline baseline run`.
@@ -84,6 +104,7 @@ pub fn main(command: BaselineCommand) -> ExitCode {
     let result = match command {
         BaselineCommand::Run(args) => run_command(&args).map(|()| ExitCode::SUCCESS),
         BaselineCommand::Compare(args) => compare_command(&args),
+        BaselineCommand::Record(args) => record_command(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error}");
@@ -104,16 +125,30 @@ fn run_command(args: &RunArgs) -> Result<(), BaselineError> {
             ));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let report = runtime()?.block_on(run(&plan, workload, |line| eprintln!("{line}")))?;
+    write_outputs(&args.out, &report)?;
+    print!("{}", markdown::render(&report));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, BaselineError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| BaselineError::Write {
             path: PathBuf::from("<tokio runtime>"),
             source,
-        })?;
-    let report = runtime.block_on(run(&plan, workload, |line| eprintln!("{line}")))?;
-    write_outputs(&args.out, &report)?;
-    print!("{}", markdown::render(&report));
+        })
+}
+
+fn record_command(args: &RecordArgs) -> Result<(), BaselineError> {
+    let flows = runtime()?.block_on(super::record::record(
+        &args.admin,
+        args.token.as_deref(),
+        args.config.as_deref(),
+        &args.out,
+    ))?;
+    eprintln!("wrote {} ({flows} flow(s))", args.out.display());
     Ok(())
 }
 

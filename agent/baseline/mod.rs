@@ -11,6 +11,7 @@
 //! - [`run`]: target check, stepping, progress.
 //! - [`report`]: the versioned result, knee and suggested rules; [`markdown`] and [`html`]
 //!   render it; [`compare`] diffs two.
+//! - [`record`]: a workload file from the request shapes a running Redline sampled.
 //! - [`command`]: the command line.
 
 pub mod command;
@@ -18,6 +19,7 @@ pub mod compare;
 pub mod generator;
 pub mod html;
 pub mod markdown;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod workload;

@@ -10,6 +10,76 @@ use serde::{Deserialize, Deserializer};
 
 use super::de::Parse;
 
+/// `baseline:` (top level): what the proxy does for `redline baseline`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping such as { record: { enabled: true } }"
+)]
+pub struct BaselineConfig {
+    /// Keeping request shapes for `redline baseline record`.
+    pub record: RecordConfig,
+}
+
+/// `baseline.record:` a bounded sample of request shapes per flow (off by default).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping such as { enabled: true, per_flow: 64 }"
+)]
+pub struct RecordConfig {
+    /// Keep shapes at all (default false). Read at start-up only.
+    pub enabled: bool,
+    /// Shapes kept per flow, 1 to 4096 (default 64).
+    #[serde(deserialize_with = "per_flow")]
+    pub per_flow: usize,
+    /// Request headers kept, lowercase. `authorization`, `cookie`, `proxy-authorization`
+    /// and every `redact.headers` name are never kept, whatever this says.
+    #[serde(deserialize_with = "header_list")]
+    pub headers: Vec<String>,
+}
+
+impl Default for RecordConfig {
+    fn default() -> RecordConfig {
+        RecordConfig {
+            enabled: false,
+            per_flow: 64,
+            headers: ["accept", "accept-language", "content-type"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// Headers a recording never keeps, on top of `redact.headers`.
+pub const NEVER_RECORDED: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "set-cookie",
+];
+
+fn per_flow<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if (1..=4096).contains(&n) {
+        return Ok(n);
+    }
+    Err(serde::de::Error::custom(format!(
+        "per_flow {n} must be between 1 and 4096"
+    )))
+}
+
+fn header_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Parse::new("a header name such as accept", |s| {
+        http::HeaderName::from_bytes(s.trim().as_bytes())
+            .map(|h| h.as_str().to_string())
+            .map_err(|_| format!("invalid header name {s:?}"))
+    })
+    .list(d)
+}
+
 /// `flows[].baseline`: the flow's share of the load and the requests that make it up.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When};
-pub use baseline::{BaselineRequest, FlowBaseline};
+pub use baseline::{BaselineConfig, BaselineRequest, FlowBaseline, NEVER_RECORDED, RecordConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
@@ -77,6 +77,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Redline extension: proxy safety limits.
     pub limits: Limits,
+    /// Request shapes kept for `redline baseline record` (off by default).
+    pub baseline: BaselineConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -211,6 +213,7 @@ impl Default for Config {
             redact: RedactConfig::default(),
             data_dir: None,
             limits: Limits::default(),
+            baseline: BaselineConfig::default(),
             source: None,
         }
     }

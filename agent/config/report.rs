@@ -115,6 +115,11 @@ impl Config {
                 "max_header_bytes": self.limits.max_header_bytes,
                 "shutdown_grace": dur(self.limits.shutdown_grace),
             },
+            "baseline": { "record": {
+                "enabled": self.baseline.record.enabled,
+                "per_flow": self.baseline.record.per_flow,
+                "headers": self.baseline.record.headers,
+            } },
             "source": self.source,
         })
     }

@@ -939,5 +939,7 @@ fn full_example_sets_every_section() {
     assert_eq!(c.telemetry.metrics.interval, secs(15));
     assert_eq!(c.telemetry.traces.sample_ratio, Some(1.0));
     assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.baseline, crate::config::BaselineConfig::default());
+    assert!(!c.baseline.record.enabled, "recording is off by default");
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
 }

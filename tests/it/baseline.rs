@@ -361,3 +361,138 @@ async fn html_report_renders_charts_in_headless_chromium() {
     assert!(shot.is_file());
     let _ = browser.close().await;
 }
+
+const RECORDING: &str = r#"
+flows:
+  - name: checkout
+    match: "POST /checkout"
+    alerts:
+      - when: "p95 > 500ms"
+  - name: browse
+    match: "GET /items/{id}"
+    alerts:
+      - when: "error_rate > 5%"
+baseline:
+  record:
+    enabled: true
+    per_flow: 16
+    headers: [accept, x-tenant, x-api-key]
+"#;
+
+/// Traffic with credentials goes through a real Redline that records; `record` saves a
+/// workload without them; `run` replays it through the same Redline; `compare` reads the
+/// reports back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_then_run_then_compare_through_redline_without_secrets() {
+    let app = serial_app(Duration::from_millis(1), None, Duration::ZERO).await;
+    let rl = Redline::start(&config_for(app, RECORDING));
+    let secret_get = |i: u32| {
+        http::Request::get(rl.url(&format!("/items/{i}?token=s3cr3t&page=2")))
+            .header("authorization", "Bearer hunter2")
+            .header("cookie", "session=xyzzy")
+            .header("x-api-key", "k3y")
+            .header("accept", "application/json")
+            .header("x-tenant", "shop")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    for i in 0..30 {
+        assert_eq!(send(secret_get(i % 3)).await.0, 200);
+    }
+    for _ in 0..10 {
+        let post = http::Request::post(rl.url("/checkout"))
+            .header("authorization", "Bearer hunter2")
+            .body(http_body_util::Full::new(bytes::Bytes::from("card=4242")))
+            .unwrap();
+        assert_eq!(send(post).await.0, 200);
+    }
+    let admin = rl.admin_url("");
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("workload.json");
+    let config = rl.config_path.display().to_string();
+    let (code, _, stderr) = baseline(&[
+        "record",
+        "--admin",
+        &admin,
+        "--out",
+        workload.to_str().unwrap(),
+        "--config",
+        &config,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&workload).unwrap();
+    for secret in ["hunter2", "xyzzy", "k3y", "s3cr3t", "4242"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let w: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        w["note"].as_str().unwrap().contains("never recorded"),
+        "{text}"
+    );
+    let browse = w["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "browse")
+        .unwrap();
+    assert_eq!(browse["weight"], 30.0, "{text}");
+    let request = &browse["requests"][0];
+    assert!(
+        request["path"]
+            .as_str()
+            .unwrap()
+            .contains("token=REDACTED&page=2"),
+        "{text}"
+    );
+    assert_eq!(
+        request["headers"],
+        json!({ "accept": "application/json", "x-tenant": "shop" })
+    );
+    let checkout = w["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "checkout")
+        .unwrap();
+    assert_eq!(checkout["weight"], 10.0);
+    assert_eq!(checkout["requests"][0]["method"], "POST");
+
+    let target = rl.url("");
+    let target = target.trim_end_matches('/');
+    let mut reports = Vec::new();
+    for name in ["a", "b"] {
+        let out = dir.path().join(name);
+        let (code, _, stderr) = baseline(&[
+            "run",
+            "--workload",
+            workload.to_str().unwrap(),
+            "--target",
+            target,
+            "--rates",
+            "20,40",
+            "--step",
+            "1s",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        let r = report(&out);
+        assert_eq!(r["stopped"], "rates_done", "{stderr}");
+        assert_eq!(
+            r["flows"][0]["thresholds"],
+            json!(["p95 > 500ms"]),
+            "from the config"
+        );
+        reports.push(out.join("baseline.json").display().to_string());
+    }
+    let (code, stdout, _) = baseline(&["compare", &reports[0], &reports[0]]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = baseline(&["compare", &reports[0], &reports[1]]).await;
+    assert!(code == 0 || code == 1, "{stdout}");
+    assert!(
+        stdout.contains("| checkout | knee req/s | 40 | 40 |"),
+        "{stdout}"
+    );
+}
