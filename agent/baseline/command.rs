@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// Start at 10 req/s and grow by 25% per step up to --max-rate.
     #[arg(long)]
     pub ramp: bool,
+    /// After the first break, this many more steps bisect between the last rate that held
+    /// and the one that broke (a finer knee for a few more steps).
+    #[arg(long, default_value_t = 2)]
+    pub refine: usize,
+    /// Unmeasured load at the first rate before the first step (connections, caches).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
     /// Length of each step.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub step: Duration,
@@ -174,6 +181,8 @@ fn plan(args: &RunArgs) -> Result<RunPlan, BaselineError> {
         abort_error_rate: args.abort_error_rate,
         max_in_flight: args.connections,
         allow_remote: args.allow_remote,
+        refine: args.refine,
+        warmup: args.warmup,
     })
 }
 

@@ -32,6 +32,10 @@ pub struct RunPlan {
     pub max_in_flight: usize,
     /// Let the target be outside loopback.
     pub allow_remote: bool,
+    /// Extra steps bisecting between the last rate that held and the first that broke.
+    pub refine: usize,
+    /// Unmeasured load at the first rate before the first step.
+    pub warmup: Duration,
 }
 
 impl RunPlan {
@@ -92,6 +96,105 @@ async fn resolves_to_loopback(host: &str, port: u16) -> bool {
     }
 }
 
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Held,
+    Broke,
+    Aborted,
+}
+
+/// The state of one run: what it sends, and the steps so far.
+struct Stepper<'a, P: FnMut(&str)> {
+    plan: &'a RunPlan,
+    workload: Arc<Workload>,
+    generator: Generator,
+    steps: Vec<StepReport>,
+    progress: P,
+}
+
+impl<P: FnMut(&str)> Stepper<'_, P> {
+    /// Run one step at `rate`; `left` is how many steps may still follow.
+    async fn step(&mut self, rate: f64, left: usize) -> Verdict {
+        let index = self.steps.len();
+        let step_plan = StepPlan {
+            rate,
+            duration: self.plan.step,
+            abort_error_rate: self.plan.abort_error_rate,
+            seed: index as u64 + 1,
+        };
+        let outcome = self.generator.step(step_plan).await;
+        let report = step_report(&self.workload, rate, &outcome);
+        let time_left = self.plan.step * left as u32;
+        (self.progress)(&progress_line(index, index + 1 + left, &report, time_left));
+        let broken = report.flows.iter().any(|f| !f.breaches.is_empty());
+        self.steps.push(report);
+        match (outcome.aborted, broken) {
+            (true, _) => Verdict::Aborted,
+            (false, true) => Verdict::Broke,
+            (false, false) => Verdict::Held,
+        }
+    }
+
+    /// Send at the first rate for `warmup`, unmeasured: connections opened and the target's
+    /// caches filled at start would otherwise count against the first step.
+    async fn warm_up(&mut self, rate: f64) {
+        if self.plan.warmup.is_zero() {
+            return;
+        }
+        (self.progress)(&format!(
+            "warm-up: {} at {rate} req/s (not measured)",
+            humantime::format_duration(self.plan.warmup)
+        ));
+        let plan = StepPlan {
+            rate,
+            duration: self.plan.warmup,
+            abort_error_rate: self.plan.abort_error_rate,
+            seed: 0,
+        };
+        self.generator.step(plan).await;
+    }
+
+    /// Step up through `rates` until a step breaks or aborts; why it stopped.
+    async fn climb(&mut self, rates: &[f64]) -> &'static str {
+        for (index, &rate) in rates.iter().enumerate() {
+            if rate > self.plan.max_rate {
+                return "max_rate";
+            }
+            let left = rates.len() - index - 1 + self.plan.refine;
+            match self.step(rate, left).await {
+                Verdict::Held => {}
+                Verdict::Broke => return "threshold",
+                Verdict::Aborted => return "abort",
+            }
+        }
+        "rates_done"
+    }
+
+    /// Bisect between the last rate that held and the one that broke, `refine` times, so
+    /// the knee is known more finely than the step sizes.
+    async fn refine(&mut self) {
+        let Some(broke) = self.steps.last().map(|s| s.offered_rps) else {
+            return;
+        };
+        let Some(mut held) = self.steps.iter().rev().nth(1).map(|s| s.offered_rps) else {
+            return;
+        };
+        let mut broke = broke;
+        for round in 0..self.plan.refine {
+            let mid = ((held + broke) / 2.0).round();
+            if mid <= held || mid >= broke {
+                return;
+            }
+            match self.step(mid, self.plan.refine - round - 1).await {
+                Verdict::Held => held = mid,
+                Verdict::Broke => broke = mid,
+                Verdict::Aborted => return,
+            }
+        }
+    }
+}
+
 /// Step through the rates; `progress` receives one line per step (and one at the start).
 pub async fn run(
     plan: &RunPlan,
@@ -101,7 +204,6 @@ pub async fn run(
     check_target(&plan.target, plan.allow_remote).await?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let workload = Arc::new(workload);
-    let generator = Generator::new(&plan.target, workload.clone(), plan.max_in_flight);
     let rates = plan.schedule();
     progress(&format!(
         "baseline: {} flow(s) against {}, {} step(s) of {} up to {} req/s",
@@ -111,39 +213,27 @@ pub async fn run(
         humantime::format_duration(plan.step),
         rates.last().copied().unwrap_or(0.0)
     ));
-    let mut steps: Vec<StepReport> = Vec::new();
-    let mut stopped = "rates_done";
-    for (index, &rate) in rates.iter().enumerate() {
-        if rate > plan.max_rate {
-            stopped = "max_rate";
-            break;
-        }
-        let step_plan = StepPlan {
-            rate,
-            duration: plan.step,
-            abort_error_rate: plan.abort_error_rate,
-            seed: index as u64 + 1,
-        };
-        let outcome = generator.step(step_plan).await;
-        let report = step_report(&workload, rate, &outcome);
-        let left = plan.step * (rates.len() - index - 1) as u32;
-        progress(&progress_line(index, rates.len(), &report, left));
-        let broken = report.flows.iter().any(|f| !f.breaches.is_empty());
-        steps.push(report);
-        if outcome.aborted {
-            stopped = "abort";
-            break;
-        }
-        if broken {
-            stopped = "threshold";
-            break;
-        }
+    let mut stepper = Stepper {
+        plan,
+        generator: Generator::new(&plan.target, workload.clone(), plan.max_in_flight),
+        workload: workload.clone(),
+        steps: Vec::new(),
+        progress,
+    };
+    if let Some(&first) = rates.first() {
+        stepper.warm_up(first).await;
+    }
+    let mut stopped = stepper.climb(&rates).await;
+    if stopped == "threshold" {
+        stepper.refine().await;
     }
     if stopped == "rates_done" && rates.iter().any(|&r| r > plan.max_rate) {
         stopped = "max_rate";
     }
+    let mut steps = stepper.steps;
+    // Refinement steps ran last but belong between the rates they split.
+    steps.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
     let (flows, first_break) = summarize(&workload, &steps);
-    let knee_rps = knee(&steps);
     Ok(Report {
         schema: SCHEMA.into(),
         started_at,
@@ -151,7 +241,7 @@ pub async fn run(
         workload: workload.source.clone(),
         step_s: plan.step.as_secs_f64(),
         stopped: stopped.into(),
-        knee_rps,
+        knee_rps: knee(&steps),
         first_break,
         flows,
         steps,
@@ -222,6 +312,8 @@ mod tests {
             abort_error_rate: 0.5,
             max_in_flight: 8,
             allow_remote: false,
+            refine: 0,
+            warmup: Duration::ZERO,
         }
     }
 

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::dashboard::{console_log, js, screenshot, severe, start_browser};
 use crate::support::*;
 
+/// Load tests take turns: two at once on a small machine would measure each other.
+static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write test file");
@@ -24,6 +27,7 @@ fn report(dir: &Path) -> Value {
 /// has a tight latency rule (from the config), so it is the one that breaks, near 500 req/s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
+    let _turn = LOAD.lock().await;
     let app = serial_app(Duration::from_millis(2), None, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -56,13 +60,15 @@ async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
         "200,300,400,450,500,550,600,700,800",
         "--step",
         "2s",
+        "--refine",
+        "1",
         "--out",
         out.to_str().unwrap(),
     ])
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("step 1/9: 200 req/s offered"),
+        stderr.contains("step 1/10: 200 req/s offered"),
         "progress: {stderr}"
     );
     let r = report(&out);
@@ -85,6 +91,24 @@ async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
         suggested[0].as_str().unwrap().starts_with("p95 > "),
         "{suggested:?}"
     );
+    let rates: Vec<f64> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["offered_rps"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.windows(2).all(|w| w[0] < w[1]),
+        "steps sorted, the refinement step in place: {rates:?}"
+    );
+    let listed = [
+        200.0, 300.0, 400.0, 450.0, 500.0, 550.0, 600.0, 700.0, 800.0,
+    ];
+    assert_eq!(
+        rates.iter().filter(|x| !listed.contains(x)).count(),
+        1,
+        "one bisection step between the last rate held and the first broken: {rates:?}"
+    );
     let held = &r["steps"][0]["flows"][0];
     assert!(
         (held["achieved_rps"].as_f64().unwrap() - 100.0).abs() < 15.0,
@@ -104,6 +128,7 @@ async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
 /// A closed-loop client would have sent nothing during the stall and seen one slow request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_p99_because_latency_counts_from_the_intended_start() {
+    let _turn = LOAD.lock().await;
     let app = serial_app(Duration::ZERO, Some(50), Duration::from_secs(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let workload = write(
@@ -122,6 +147,8 @@ async fn a_stall_shows_in_p99_because_latency_counts_from_the_intended_start() {
         "100",
         "--step",
         "3s",
+        "--warmup",
+        "0s",
         "--out",
         out.to_str().unwrap(),
     ])
@@ -176,6 +203,7 @@ async fn a_remote_target_needs_allow_remote() {
 /// Every request fails: the run stops within the first step, once 20 have completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_abort_limit_stops_the_run_at_once() {
+    let _turn = LOAD.lock().await;
     let app = app().await;
     let dir = tempfile::tempdir().unwrap();
     let workload = write(
@@ -292,6 +320,7 @@ return {
 /// both charts per flow with their threshold lines, the step table, no console errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_report_renders_charts_in_headless_chromium() {
+    let _turn = LOAD.lock().await;
     let app = serial_app(Duration::from_millis(1), None, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "order.json", r#"{"sku":"a-1","qty":2}"#);
@@ -384,6 +413,7 @@ baseline:
 /// reports back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_run_then_compare_through_redline_without_secrets() {
+    let _turn = LOAD.lock().await;
     let app = serial_app(Duration::from_millis(1), None, Duration::ZERO).await;
     let rl = Redline::start(&config_for(app, RECORDING));
     let secret_get = |i: u32| {
