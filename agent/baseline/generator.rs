@@ -59,6 +59,8 @@ pub struct FlowTally {
     pub errors: u64,
     /// Requests that hit the flow's timeout.
     pub timeouts: u64,
+    /// Requests whose outcome is recorded.
+    pub completed: u64,
 }
 
 impl FlowTally {
@@ -70,6 +72,7 @@ impl FlowTally {
             responses: 0,
             errors: 0,
             timeouts: 0,
+            completed: 0,
         }
     }
 }
@@ -147,12 +150,13 @@ impl Generator {
         });
         let start = Instant::now();
         let (mut tasks, max_send_lag) = self.schedule(plan, start, &live).await;
-        // Every request carries its own timeout, so draining ends; the margin covers the
-        // permit wait, which the timeout does not include.
-        let drain = self.workload.max_timeout() * 2 + Duration::from_secs(1);
+        // Every request carries its own timeout, so draining ends; the margin is for tasks
+        // that are due but not yet polled on a busy machine.
+        let drain = self.workload.max_timeout() + Duration::from_secs(1);
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
+        count_unfinished(&live, start);
         // Requests that hang until their timeout complete after sending ended, where the
         // scheduler's check cannot see them: judge the abort limit once more on the whole step.
         if should_abort(&live, plan.abort_error_rate) {
@@ -207,8 +211,16 @@ impl Generator {
         (tasks, max_lag)
     }
 
-    /// One request: wait for a permit, send, read the whole body, within the flow's timeout.
+    /// One request: wait for a permit, send, read the whole body, all within the flow's
+    /// timeout (a client gives up after its timeout, however the time was spent).
     async fn send(&self, flow: usize, request: &PreparedRequest) -> Outcome {
+        let timeout = self.workload.flows[flow].timeout;
+        tokio::time::timeout(timeout, self.exchange(request))
+            .await
+            .unwrap_or(Outcome::TimedOut)
+    }
+
+    async fn exchange(&self, request: &PreparedRequest) -> Outcome {
         let Ok(_permit) = self.permits.acquire().await else {
             return Outcome::Failed;
         };
@@ -222,17 +234,13 @@ impl Generator {
         let Ok(req) = builder.body(Full::new(request.body.clone())) else {
             return Outcome::Failed;
         };
-        let exchange = async {
-            let response = self.client.request(req).await.ok()?;
-            let status = response.status().as_u16();
-            response.into_body().collect().await.ok()?;
-            Some(status)
+        let Ok(response) = self.client.request(req).await else {
+            return Outcome::Failed;
         };
-        let timeout = self.workload.flows[flow].timeout;
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Some(status)) => Outcome::Status(status),
-            Ok(None) => Outcome::Failed,
-            Err(_) => Outcome::TimedOut,
+        let status = response.status().as_u16();
+        match response.into_body().collect().await {
+            Ok(_) => Outcome::Status(status),
+            Err(_) => Outcome::Failed,
         }
     }
 }
@@ -265,6 +273,28 @@ impl Mix {
     }
 }
 
+/// Requests the drain gave up on (their tasks never got to record) count as timeouts, with
+/// the whole step as their latency, so they cannot vanish from the error and timeout rates.
+fn count_unfinished(live: &Live, start: Instant) {
+    let waited = u64::try_from(Instant::now().saturating_duration_since(start).as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    for flow in &live.flows {
+        let mut tally = flow.lock().expect("tally lock");
+        let unfinished = tally.requests.saturating_sub(tally.completed);
+        if unfinished > 0 {
+            tally.errors += unfinished;
+            tally.timeouts += unfinished;
+            tally.completed += unfinished;
+            let _ = tally
+                .latency_us
+                .record_n(waited.min(MAX_LATENCY_US), unfinished);
+            live.failed.fetch_add(unfinished, Ordering::Relaxed);
+            live.done.fetch_add(unfinished, Ordering::Relaxed);
+        }
+    }
+}
+
 fn should_abort(live: &Live, limit: f64) -> bool {
     let done = live.done.load(Ordering::Relaxed);
     let failed = live.failed.load(Ordering::Relaxed);
@@ -279,6 +309,7 @@ fn record(live: &Live, flow: usize, intended: Instant, outcome: Outcome) {
     {
         let mut tally = live.flows[flow].lock().expect("tally lock");
         tally.latency_us.saturating_record(micros);
+        tally.completed += 1;
         match outcome {
             Outcome::Status(status) => {
                 tally.responses += 1;

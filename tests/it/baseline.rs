@@ -239,6 +239,53 @@ async fn the_abort_limit_stops_the_run_at_once() {
     assert!(r["knee_rps"].is_null());
 }
 
+/// Requests slower than the flow's timeout are given up on, counted as timeouts (and errors),
+/// and break a `timeout_rate` threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_are_timeouts() {
+    let _turn = LOAD.lock().await;
+    let app = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","timeout":"200ms","thresholds":["timeout_rate > 1%"],
+            "requests":[{"path":"/?sleep_ms=2000"}]}]}"#,
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "10,20",
+        "--step",
+        "1s",
+        "--warmup",
+        "0s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let r = report(&out);
+    let step = &r["steps"][0]["flows"][0];
+    assert_eq!(
+        (step["timeout_rate"].as_f64(), step["error_rate"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{step}"
+    );
+    let p50 = step["p50_ms"].as_f64().unwrap();
+    assert!(
+        (190.0..1000.0).contains(&p50),
+        "latency of a timeout is the timeout: {step}"
+    );
+    assert_eq!(r["first_break"]["rule"], "timeout_rate > 1%");
+    assert!(r["knee_rps"].is_null());
+}
+
 fn fake_report(knee: f64, p95_at_100: f64) -> String {
     let step = |rate: f64, p95: f64| {
         json!({
