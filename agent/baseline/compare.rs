@@ -202,6 +202,7 @@ mod tests {
                     max_ms: Some(p95),
                     error_rate: 0.0,
                     timeout_rate: 0.0,
+                    slo_bad_rate: None,
                     breaches: if broke {
                         vec![crate::baseline::report::Breach {
                             rule: "p95 > 1s".into(),

@@ -63,8 +63,8 @@ pub struct FlowTally {
     pub completed: u64,
 }
 
-impl FlowTally {
-    fn new() -> FlowTally {
+impl Default for FlowTally {
+    fn default() -> FlowTally {
         FlowTally {
             latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .expect("static histogram bounds are valid"),
@@ -141,7 +141,7 @@ impl Generator {
                 .workload
                 .flows
                 .iter()
-                .map(|_| Mutex::new(FlowTally::new()))
+                .map(|_| Mutex::new(FlowTally::default()))
                 .collect(),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::generator::{FlowTally, StepOutcome};
-use super::workload::{Flow, Threshold, Workload};
+use super::workload::{Flow, SloLimit, Threshold, Workload};
 use crate::config::{Quantile, When, format_duration, format_percent};
 
 /// The schema identifier written to, and required from, every report.
@@ -114,6 +114,10 @@ pub struct FlowStep {
     pub error_rate: f64,
     /// Timeouts / requests.
     pub timeout_rate: f64,
+    /// With an SLO: errors plus requests slower than its latency, over requests (a request
+    /// both slow and failed counts twice, so this errs on the side of "broken").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_bad_rate: Option<f64>,
     /// Thresholds broken at this step, with the measured value.
     pub breaches: Vec<Breach>,
 }
@@ -181,6 +185,7 @@ fn flow_step(flow: &Flow, rate: f64, secs: f64, tally: &FlowTally) -> FlowStep {
         max_ms: (!h.is_empty()).then(|| round2(h.max() as f64 / 1e3)),
         error_rate: per(tally.errors),
         timeout_rate: per(tally.timeouts),
+        slo_bad_rate: flow.slo.map(|slo| slo_bad_rate(slo, tally)),
         breaches: Vec::new(),
     };
     step.breaches = flow
@@ -188,7 +193,31 @@ fn flow_step(flow: &Flow, rate: f64, secs: f64, tally: &FlowTally) -> FlowStep {
         .iter()
         .filter_map(|t| judge(t, &step))
         .collect();
+    if let (Some(slo), Some(bad)) = (flow.slo, step.slo_bad_rate) {
+        if bad > 1.0 - slo.objective {
+            step.breaches.push(Breach {
+                rule: slo.to_string(),
+                measured: format!("{} bad", percent(bad)),
+            });
+        }
+    }
     step
+}
+
+fn slo_bad_rate(slo: SloLimit, tally: &FlowTally) -> f64 {
+    if tally.requests == 0 {
+        return 0.0;
+    }
+    let h = &tally.latency_us;
+    let slow = match slo.latency {
+        Some(l) if !h.is_empty() => {
+            let micros = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+            1.0 - h.quantile_below(micros)
+        }
+        _ => 0.0,
+    };
+    let bad = (slow + tally.errors as f64 / tally.requests as f64).min(1.0);
+    (bad * 10_000.0).round() / 10_000.0
 }
 
 /// The breach of `threshold` at `step`, if it is broken (same strict `>` as alerting).
@@ -245,7 +274,12 @@ fn flow_summary(flow: &Flow, index: usize, steps: &[StepReport]) -> FlowSummary 
     FlowSummary {
         name: flow.name.clone(),
         share: flow.share,
-        thresholds: flow.thresholds.iter().map(|t| t.when.to_string()).collect(),
+        thresholds: flow
+            .thresholds
+            .iter()
+            .map(|t| t.when.to_string())
+            .chain(flow.slo.map(|s| s.to_string()))
+            .collect(),
         knee_rps: knee_step.map(|s| s.offered_rps),
         knee_flow_rps: knee_step.map(|s| s.flows[index].offered_rps),
         broke,
@@ -300,6 +334,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_slo_breaks_when_bad_requests_exceed_the_error_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            "flows:\n  - name: a\n    match: /a\n    slo: { objective: 90%, latency: 10ms }\n",
+        )
+        .unwrap();
+        let path = dir.path().join("w.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"config":"r.yaml","flows":[{"name":"a","requests":[{"path":"/a"}]}]}"#,
+        )
+        .unwrap();
+        let workload = Workload::from_file(&path, None).unwrap();
+        let outcome = |slow: u64| {
+            let mut tally = FlowTally {
+                requests: 100,
+                responses: 100,
+                ..FlowTally::default()
+            };
+            tally.latency_us.record_n(5_000, 100 - slow).unwrap();
+            tally.latency_us.record_n(50_000, slow).unwrap();
+            StepOutcome {
+                flows: vec![tally],
+                elapsed: Duration::from_secs(1),
+                max_send_lag: Duration::ZERO,
+                aborted: false,
+            }
+        };
+        let held = step_report(&workload, 100.0, &outcome(5));
+        assert_eq!(held.flows[0].slo_bad_rate, Some(0.05));
+        assert!(held.flows[0].breaches.is_empty());
+        let broke = step_report(&workload, 100.0, &outcome(20));
+        assert_eq!(
+            broke.flows[0].breaches,
+            [Breach {
+                rule: "slo 90% within 10ms".into(),
+                measured: "20% bad".into()
+            }]
+        );
+    }
+
+    #[test]
     fn nice_ceilings() {
         for (x, want) in [
             (0.7, 1.0),
@@ -329,6 +406,7 @@ mod tests {
             max_ms: Some(60.0),
             error_rate: 0.004,
             timeout_rate: 0.0,
+            slo_bad_rate: None,
             breaches: vec![],
         };
         assert_eq!(

@@ -94,6 +94,30 @@ pub struct Threshold {
     pub origin: &'static str,
 }
 
+/// A flow's SLO as a capacity limit: broken when the share of bad requests (errors, and
+/// requests slower than `latency` if set) is above the error budget `1 - objective`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SloLimit {
+    /// Good-request target, e.g. 0.995.
+    pub objective: f64,
+    /// Requests slower than this are bad too.
+    pub latency: Option<Duration>,
+}
+
+impl std::fmt::Display for SloLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let objective = crate::config::format_percent(self.objective);
+        match self.latency {
+            Some(l) => write!(
+                f,
+                "slo {objective} within {}",
+                crate::config::format_duration(l)
+            ),
+            None => write!(f, "slo {objective} without errors"),
+        }
+    }
+}
+
 /// A request ready to send many times.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
@@ -118,6 +142,8 @@ pub struct Flow {
     pub timeout: Duration,
     /// What must hold at a step for the flow to be fine.
     pub thresholds: Vec<Threshold>,
+    /// The config flow's SLO, judged like a threshold.
+    pub slo: Option<SloLimit>,
     requests: Vec<PreparedRequest>,
     /// Cumulative request weights, for picking by one uniform draw.
     cumulative: Vec<f64>,
@@ -282,6 +308,12 @@ fn resolve_flow(load: &FlowLoad, config: Option<&Config>) -> Result<Flow, Baseli
         return Err(invalid(format!("flow {name}: no requests")));
     }
     let configured = config.and_then(|c| c.flows.iter().position(|f| f.name == *name));
+    let slo = configured
+        .and_then(|i| config?.flows[i].slo)
+        .map(|s| SloLimit {
+            objective: s.objective,
+            latency: s.latency,
+        });
     let mut thresholds = configured
         .map(|i| config_thresholds(&config.expect("config of a configured flow").flows[i]))
         .unwrap_or_default();
@@ -317,6 +349,7 @@ fn resolve_flow(load: &FlowLoad, config: Option<&Config>) -> Result<Flow, Baseli
         share: load.weight,
         timeout,
         thresholds,
+        slo,
         requests,
         cumulative,
     })
@@ -403,7 +436,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("r.yaml"),
-            "flows:\n  - name: a\n    match: /a\n    timeout: 2s\n    alerts:\n      - when: \"p99 > 1s\"\n      - when: \"error_rate > 1%\"\n",
+            "flows:\n  - name: a\n    match: /a\n    timeout: 2s\n    slo: { objective: 99%, latency: 300ms }\n    alerts:\n      - when: \"p99 > 1s\"\n      - when: \"error_rate > 1%\"\n",
         )
         .unwrap();
         let path = dir.path().join("w.json");
@@ -419,6 +452,8 @@ mod tests {
             .map(|t| t.when.to_string())
             .collect();
         assert_eq!(texts, ["p99 > 1s", "error_rate > 1%"]);
+        let slo = w.flows[0].slo.expect("slo from the config");
+        assert_eq!(slo.to_string(), "slo 99% within 300ms");
         assert_eq!(w.flows[0].timeout, Duration::from_secs(2));
     }
 
