@@ -289,8 +289,8 @@ fn progress_line(index: usize, count: usize, step: &StepReport, left: Duration) 
         (false, false) => format!("BROKE {}", breaches.join("; ")),
     };
     format!(
-        "step {}/{count}: {} req/s offered, {} achieved, worst p95 {worst_p95}ms, errors {:.2}%, \
-         at most {} left: {verdict}",
+        "step {} of at most {count}: {} req/s offered, {} achieved, worst p95 {worst_p95}ms, \
+         errors {:.2}%, at most {} left: {verdict}",
         index + 1,
         step.offered_rps,
         step.achieved_rps,

@@ -68,7 +68,7 @@ async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("step 1/10: 200 req/s offered"),
+        stderr.contains("step 1 of at most 10: 200 req/s offered"),
         "progress: {stderr}"
     );
     let r = report(&out);
