@@ -64,7 +64,7 @@ pub enum Command {
     },
     /// Per-flow performance baseline: find each flow's knee under load, compare two runs.
     Baseline {
-        /// `run` or `compare`.
+        /// `run`, `compare` or `record`.
         #[command(subcommand)]
         command: crate::baseline::BaselineCommand,
     },
