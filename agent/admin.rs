@@ -113,6 +113,7 @@ impl Admin {
             (&Method::GET, "/api/routes") => json_response(StatusCode::OK, &self.routes()),
             (&Method::GET, "/api/config") => json_response(StatusCode::OK, &self.config()),
             (&Method::GET, "/api/proposal") => self.proposal(),
+            (&Method::GET, "/api/baseline/shapes") => json_response(StatusCode::OK, &self.shapes()),
             (&Method::POST, "/api/reload") => {
                 crate::reload::handle_api(self.shared.clone(), self.reload.clone(), req).await
             }
@@ -129,8 +130,15 @@ impl Admin {
             ),
             (
                 _,
-                "/metrics" | "/healthz" | "/readyz" | "/api/flows" | "/api/routes" | "/api/config"
-                | "/api/reload" | "/api/proposal",
+                "/metrics"
+                | "/healthz"
+                | "/readyz"
+                | "/api/flows"
+                | "/api/routes"
+                | "/api/config"
+                | "/api/reload"
+                | "/api/proposal"
+                | "/api/baseline/shapes",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this endpoint",
@@ -206,6 +214,40 @@ impl Admin {
             "templating": if runtime.config.routes.templating { "auto" } else { "off" },
             "max_templates": runtime.config.routes.max_templates,
             "templates": templates,
+        })
+    }
+
+    /// `GET /api/baseline/shapes`: each flow's request count and sampled request shapes,
+    /// already without credentials (see `baseline.record`), for `redline baseline record`.
+    fn shapes(&self) -> Value {
+        let runtime = self.shared.runtime.load();
+        let flows: Vec<Value> = runtime
+            .flows
+            .iter()
+            .filter_map(|rt| {
+                let shapes = rt.state.shapes.get()?;
+                let sample: Vec<Value> = shapes
+                    .sample()
+                    .iter()
+                    .map(|s| {
+                        let headers: serde_json::Map<String, Value> = s
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), json!(v)))
+                            .collect();
+                        json!({ "method": s.method, "path": s.path, "headers": headers })
+                    })
+                    .collect();
+                Some(json!({ "flow": &*rt.state.name, "seen": shapes.seen(), "shapes": sample }))
+            })
+            .collect();
+        let config = &runtime.config;
+        json!({
+            "enabled": config.baseline.record.enabled,
+            "never_recorded_headers": crate::config::NEVER_RECORDED,
+            "redact_headers": config.redact.headers,
+            "redact_query_params": config.redact.query_params,
+            "flows": flows,
         })
     }
 

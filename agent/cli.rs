@@ -80,6 +80,12 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<std::time::Duration>,
     },
+    /// Per-flow performance baseline: find each flow's knee under load, compare two runs.
+    Baseline {
+        /// `run`, `compare` or `record`.
+        #[command(subcommand)]
+        command: crate::baseline::BaselineCommand,
+    },
 }
 
 /// Flags of `redline run`. Precedence: flag > environment > file > default.

@@ -23,7 +23,7 @@
 //! notify / workers
 //! alerting
 //! admin
-//! app / demo / cli / rules_export / init
+//! app / demo / cli / rules_export / init / baseline
 //! ```
 
 pub mod access_log;
@@ -32,6 +32,7 @@ pub mod alerting;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

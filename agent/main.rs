@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Rules { config } => rules(&config),
         Command::Run(args) => run(args),
         Command::Demo { duration } => demo(duration),
+        Command::Baseline { command } => redline::baseline::command::main(command),
         Command::Init { from, out } => init(&from, out.as_deref()),
     }
 }

@@ -14,6 +14,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
+use crate::stats::shapes::Shapes;
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
@@ -97,6 +98,9 @@ pub struct FlowState {
     /// Requests in flight, counted only while the flow caps them
     /// (`max_concurrent_requests`); a request gives back its place where it took it.
     pub in_flight: AtomicUsize,
+    /// Request shapes for `redline baseline record`; set only with `baseline.record.enabled`,
+    /// so a disabled recorder costs the request path one empty `OnceLock` check.
+    pub shapes: OnceLock<Shapes>,
 }
 
 impl FlowState {
@@ -255,6 +259,7 @@ impl Shared {
                     .min();
                 let state = self.flow_state(&f.name, longest);
                 attach_slo(&state.slo, f.slo.as_ref(), self.clock.now_ms());
+                attach_shapes(&state.shapes, &config);
                 FlowRuntime {
                     state,
                     timeout: config.flow_timeout(i),
@@ -313,6 +318,7 @@ impl Shared {
             exemplars: Exemplars::default(),
             slo: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
+            shapes: OnceLock::new(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -367,6 +373,29 @@ pub fn attach_slo(slot: &OnceLock<SloCounter>, slo: Option<&crate::config::Slo>,
         .set_latency(slo.latency);
 }
 
+/// Give a flow its shape reservoir when recording is on. Settings apply when the flow's
+/// state is created (at start-up, or when a reload adds the flow): `baseline.record` needs a
+/// restart to change, and a reload that turns it off leaves existing reservoirs in place.
+fn attach_shapes(slot: &OnceLock<Shapes>, config: &Config) {
+    let record = &config.baseline.record;
+    if !record.enabled {
+        return;
+    }
+    slot.get_or_init(|| {
+        let never = |h: &str| {
+            crate::config::NEVER_RECORDED.contains(&h)
+                || config.redact.headers.iter().any(|r| r == h)
+        };
+        let headers = record
+            .headers
+            .iter()
+            .filter(|h| !never(h))
+            .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect();
+        Shapes::new(record.per_flow, headers)
+    });
+}
+
 fn empty_runtime() -> Runtime {
     Runtime {
         config: Arc::new(Config::default()),
@@ -381,6 +410,7 @@ fn empty_runtime() -> Runtime {
                 exemplars: Exemplars::default(),
                 slo: OnceLock::new(),
                 in_flight: AtomicUsize::new(0),
+                shapes: OnceLock::new(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,

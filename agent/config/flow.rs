@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::alert::{AlertRule, Slo};
+use super::baseline::FlowBaseline;
 use super::de::{OneOrMany, Parse, opt_positive_duration};
 use crate::flows::Pattern;
 
@@ -44,6 +45,9 @@ pub struct FlowConfig {
     /// when unset).
     #[serde(default)]
     pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// Requests `redline baseline run --config` sends for this flow; the proxy ignores it.
+    #[serde(default)]
+    pub baseline: Option<FlowBaseline>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

@@ -4,6 +4,7 @@
 //! scalar; checks spanning several nodes run afterwards and locate their node with `locate`.
 
 mod alert;
+mod baseline;
 mod de;
 mod flow;
 mod locate;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
+pub use baseline::{BaselineConfig, BaselineRequest, FlowBaseline, NEVER_RECORDED, RecordConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// Redline extension: connections to the upstream (caps, queue, connect timeout).
     pub upstream_connections: UpstreamConnections,
+    /// Request shapes kept for `redline baseline record` (off by default).
+    pub baseline: BaselineConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -225,6 +229,7 @@ impl Default for Config {
             data_dir: None,
             limits: Limits::default(),
             upstream_connections: UpstreamConnections::default(),
+            baseline: BaselineConfig::default(),
             source: None,
         }
     }

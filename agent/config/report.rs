@@ -128,6 +128,11 @@ impl Config {
                 "queue_timeout": dur(self.upstream_connections.queue_timeout),
                 "connect_timeout": dur(self.upstream_connections.connect_timeout),
             },
+            "baseline": { "record": {
+                "enabled": self.baseline.record.enabled,
+                "per_flow": self.baseline.record.per_flow,
+                "headers": self.baseline.record.headers,
+            } },
             "source": self.source,
         })
     }

@@ -944,6 +944,15 @@ fn full_example_sets_every_section() {
     assert_eq!(c.flows[0].alerts.len(), 4);
     assert_eq!(c.flows[0].alerts[0].name, "CheckoutSlow");
     assert_eq!(c.flows[0].alerts[0].keep_firing_for, secs(120));
+    let baseline = c.flows[0].baseline.as_ref().expect("flows[0].baseline");
+    assert_eq!(baseline.requests.len(), 2);
+    assert_eq!(baseline.requests[0].method, "POST");
+    assert_eq!(baseline.requests[1].method, "GET");
+    assert_eq!(baseline.requests[1].weight, 3.0);
+    assert_eq!(
+        baseline.requests[0].body_file.as_deref(),
+        Some(Path::new("checkout.json"))
+    );
     assert_eq!(c.alerting.receivers.len(), 5);
     assert_eq!(c.telemetry.metrics.interval, secs(15));
     assert_eq!(c.telemetry.traces.sample_ratio, Some(1.0));
@@ -953,6 +962,8 @@ fn full_example_sets_every_section() {
         c.flows[0].max_concurrent_requests.map(|n| n.get()),
         Some(200)
     );
+    assert_eq!(c.baseline, crate::config::BaselineConfig::default());
+    assert!(!c.baseline.record.enabled, "recording is off by default");
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
 }
 

@@ -59,6 +59,29 @@ struct Slots {
     all: bool,
 }
 
+/// Offer the request's shape to its flow's reservoir: method, path with secret query values
+/// replaced, and the configured headers (never credentials, see `attach_shapes`).
+#[cold]
+fn record_shape(
+    shapes: &crate::stats::shapes::Shapes,
+    parts: &http::request::Parts,
+    redactor: &crate::redact::Redactor,
+) {
+    shapes.offer(|names| crate::stats::shapes::Shape {
+        method: parts.method.as_str().to_string(),
+        path: redactor
+            .path_and_query(parts.uri.path(), parts.uri.query())
+            .into_owned(),
+        headers: names
+            .iter()
+            .filter_map(|n| {
+                let v = parts.headers.get(n)?.to_str().ok()?;
+                Some((n.as_str().to_string(), v.to_string()))
+            })
+            .collect(),
+    });
+}
+
 impl RequestCtx {
     /// Match the request to a flow and route and start its clocks and its trace
     /// (`telemetry`: the proxy's handle, `None` for W3C propagation only).
@@ -81,6 +104,10 @@ impl RequestCtx {
             }
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
+        // Unmatched traffic has no flow a workload could name, so only flows record.
+        if let Some(shapes) = flow.and_then(|_| flow_rt.state.shapes.get()) {
+            record_shape(shapes, parts, &runtime.redactor);
+        }
         let active = flow_rt.state.active.start(method_idx);
         let (trace, span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
         RequestCtx {

@@ -156,6 +156,7 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             a.histogram_buckets() != b.histogram_buckets(),
         ),
         ("service", a.service != b.service),
+        ("baseline.record", a.baseline.record != b.baseline.record),
         ("telemetry.otlp", a.telemetry.otlp != b.telemetry.otlp),
         ("telemetry.traces", a.telemetry.traces != b.telemetry.traces),
         (

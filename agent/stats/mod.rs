@@ -4,6 +4,7 @@
 //!   (quantiles within 2 %), for `/api/flows`, rule evaluation and the dashboard series.
 //! - [`CoarseCounter`]: 1 m slots of total/bad counts for long SLO windows (up to 3 d and more).
 //! - [`SloCounter`](slo::SloCounter): a flow's good/bad counts per minute for SLO burn rates.
+//! - [`Shapes`](shapes::Shapes): a sample of request shapes per flow for `redline baseline record`.
 //! - [`Clock`]: the time source; windows take `now_ms` explicitly so that tests are exact.
 //!
 //! Recording is lock-free and allocation-free; everything is allocated when a window is built.
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod coarse;
 pub mod histogram;
 mod ring;
+pub mod shapes;
 pub mod slo;
 pub mod window;
 

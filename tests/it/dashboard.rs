@@ -176,7 +176,7 @@ async fn dashboard_page_is_one_self_contained_response() {
 }
 
 /// A chromedriver process, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     _profile: tempfile::TempDir,
@@ -189,7 +189,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_browser() -> (Driver, Client) {
+pub(crate) async fn start_browser() -> (Driver, Client) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -241,7 +241,7 @@ async fn start_browser() -> (Driver, Client) {
 }
 
 /// Run `script` in the page (its body, with `return`), as JSON.
-async fn js(browser: &Client, script: &str) -> Value {
+pub(crate) async fn js(browser: &Client, script: &str) -> Value {
     browser
         .execute(script, vec![])
         .await
@@ -249,7 +249,7 @@ async fn js(browser: &Client, script: &str) -> Value {
 }
 
 /// The browser's console log since the last call (chromedriver's log endpoint).
-async fn console_log(driver: &Driver, browser: &Client) -> Vec<Value> {
+pub(crate) async fn console_log(driver: &Driver, browser: &Client) -> Vec<Value> {
     let session = browser.session_id().await.unwrap().expect("session id");
     let (status, _, body) = send(
         Request::post(format!("{}/session/{session}/se/log", driver.url))
@@ -263,7 +263,7 @@ async fn console_log(driver: &Driver, browser: &Client) -> Vec<Value> {
     v["value"].as_array().cloned().unwrap_or_default()
 }
 
-fn severe(log: &[Value]) -> Vec<String> {
+pub(crate) fn severe(log: &[Value]) -> Vec<String> {
     log.iter()
         .filter(|e| e["level"] == "SEVERE")
         .map(|e| e["message"].as_str().unwrap_or("").to_string())
@@ -281,7 +281,7 @@ async fn page_errors(browser: &Client) -> Vec<Value> {
     .unwrap_or_default()
 }
 
-async fn screenshot(browser: &Client, name: &str) -> PathBuf {
+pub(crate) async fn screenshot(browser: &Client, name: &str) -> PathBuf {
     let png = browser.screenshot().await.expect("screenshot");
     assert!(
         png.len() > 10_000,

@@ -3,6 +3,7 @@
 mod admin;
 mod alerting_engine;
 mod architecture;
+mod baseline;
 mod conformance;
 mod dashboard;
 mod demo;

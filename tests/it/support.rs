@@ -584,3 +584,72 @@ pub fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// An app of known capacity: one worker serves requests one at a time, each taking
+/// `service` (so capacity ≈ 1 / `service`), and the `stall_at`-th request (1-based), if
+/// any, takes `stall` instead, holding up every request behind it like a GC pause.
+///
+/// The worker is a plain thread with `std::thread::sleep`: tokio's timer rounds sleeps up
+/// to the next millisecond, which would make a 2 ms service time closer to 3 ms.
+pub async fn serial_app(service: Duration, stall_at: Option<u64>, stall: Duration) -> SocketAddr {
+    type Job = (Instant, tokio::sync::oneshot::Sender<()>);
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        let mut served = 0u64;
+        // A request starts when it arrived or when the previous one was due to end, whichever
+        // is later, not when a late wakeup on this shared machine let the worker look: the
+        // capacity stays 1 / `service` under CPU contention instead of drifting down.
+        let mut busy_until = Instant::now();
+        for (arrived, done) in queue {
+            served += 1;
+            let pause = if Some(served) == stall_at {
+                stall
+            } else {
+                service
+            };
+            busy_until = busy_until.max(arrived) + pause;
+            let left = busy_until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
+            let _ = done.send(());
+        }
+    });
+    let jobs = Arc::new(Mutex::new(jobs));
+    serve(move |req: Request<Incoming>| {
+        let jobs = jobs.clone();
+        async move {
+            let _ = req.into_body().collect().await;
+            let (done, served) = tokio::sync::oneshot::channel();
+            let queued = jobs.lock().unwrap().send((Instant::now(), done)).is_ok();
+            if queued && served.await.is_ok() {
+                Response::new(full("ok"))
+            } else {
+                let mut r = Response::new(full("worker gone"));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+        }
+    })
+    .await
+}
+
+/// Run `redline baseline ARGS…` to completion: exit code, stdout, stderr. The process is
+/// waited for on a blocking thread, so apps served by the test's runtime keep answering.
+pub async fn baseline(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_redline"))
+            .arg("baseline")
+            .args(&args)
+            .output()
+            .expect("run redline baseline")
+    })
+    .await
+    .expect("baseline thread");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

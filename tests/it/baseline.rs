@@ -1,0 +1,575 @@
+//! `redline baseline`: the knee of an app of known capacity, coordinated omission, the
+//! loopback guard, the `compare` gate's exit codes, and the HTML report in headless Chromium.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::dashboard::{console_log, js, screenshot, severe, start_browser};
+use crate::support::*;
+
+/// Load tests take turns: two at once on a small machine would measure each other.
+static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path.display().to_string()
+}
+
+fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("baseline.json")).expect("baseline.json");
+    serde_json::from_str(&text).expect("report json")
+}
+
+/// Both flows share one worker of ~2 ms per request (≈ 500 req/s in all); only `checkout`
+/// has a tight latency rule (from the config), so it is the one that breaks, near 500 req/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
+    let _turn = LOAD.lock().await;
+    let app = serial_app(Duration::from_millis(2), None, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "redline.yaml",
+        "flows:\n  - name: checkout\n    match: /checkout\n    alerts:\n      - when: \"p95 > 100ms\"\n",
+    );
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        &json!({
+            "version": 1,
+            "config": "redline.yaml",
+            "flows": [
+                { "name": "checkout", "requests": [{ "path": "/checkout" }] },
+                { "name": "search", "thresholds": ["error_rate > 50%"],
+                  "requests": [{ "path": "/search?q=a" }, { "method": "POST", "path": "/search", "body": "q=b" }] }
+            ]
+        })
+        .to_string(),
+    );
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "200,300,400,450,500,550,600,700,800",
+        "--step",
+        "2s",
+        "--refine",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("step 1 of at most 10: 200 req/s offered"),
+        "progress: {stderr}"
+    );
+    let r = report(&out);
+    assert_eq!(r["schema"], "redline.baseline/v1");
+    assert_eq!(r["stopped"], "threshold", "{stderr}");
+    let knee = r["knee_rps"].as_f64().unwrap_or(0.0);
+    assert!(
+        (400.0..=600.0).contains(&knee),
+        "knee {knee} not within 20% of 500: {stderr}"
+    );
+    assert_eq!(r["first_break"]["flow"], "checkout", "{stderr}");
+    assert_eq!(r["first_break"]["rule"], "p95 > 100ms");
+    assert!(
+        r["flows"][1]["broke"].is_null(),
+        "search held its own threshold"
+    );
+    assert_eq!(r["flows"][0]["thresholds"], json!(["p95 > 100ms"]));
+    let suggested = r["flows"][0]["suggested"].as_array().unwrap();
+    assert!(
+        suggested[0].as_str().unwrap().starts_with("p95 > "),
+        "{suggested:?}"
+    );
+    let rates: Vec<f64> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["offered_rps"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.windows(2).all(|w| w[0] < w[1]),
+        "steps sorted, the refinement step in place: {rates:?}"
+    );
+    let listed = [
+        200.0, 300.0, 400.0, 450.0, 500.0, 550.0, 600.0, 700.0, 800.0,
+    ];
+    assert_eq!(
+        rates.iter().filter(|x| !listed.contains(x)).count(),
+        1,
+        "one bisection step between the last rate held and the first broken: {rates:?}"
+    );
+    let held = &r["steps"][0]["flows"][0];
+    assert!(
+        (held["achieved_rps"].as_f64().unwrap() - 100.0).abs() < 15.0,
+        "{held}"
+    );
+    assert!(
+        stdout.contains("# Performance baseline") && stdout.contains("Knee:"),
+        "{stdout}"
+    );
+    for file in ["baseline.md", "baseline.html"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+}
+
+/// A 1 s stall of one request in a 100 req/s step holds up every request due meanwhile:
+/// measured from intended starts, about a third of the step is slow, so p99 shows the stall.
+/// A closed-loop client would have sent nothing during the stall and seen one slow request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_p99_because_latency_counts_from_the_intended_start() {
+    let _turn = LOAD.lock().await;
+    let app = serial_app(Duration::ZERO, Some(50), Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "100",
+        "--step",
+        "3s",
+        "--warmup",
+        "0s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let step = &report(&out)["steps"][0]["flows"][0];
+    let (p50, p99, max) = (
+        step["p50_ms"].as_f64().unwrap(),
+        step["p99_ms"].as_f64().unwrap(),
+        step["max_ms"].as_f64().unwrap(),
+    );
+    assert!(p99 >= 800.0, "the stall is in p99: {step}");
+    assert!(max >= 950.0, "the stalled request waited 1 s: {step}");
+    assert!(p50 < 300.0, "most requests were not held up: {step}");
+    assert_eq!(
+        step["requests"], 300,
+        "the schedule kept going during the stall"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_target_needs_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
+    );
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        "http://192.0.2.1:80",
+        "--rates",
+        "10",
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--allow-remote") && stderr.contains("192.0.2.1"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing was sent or written"
+    );
+}
+
+/// Every request fails: the run stops within the first step, once 20 have completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abort_limit_stops_the_run_at_once() {
+    let _turn = LOAD.lock().await;
+    let app = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/status/500"}]}]}"#,
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "50,100",
+        "--step",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("ABORTED"), "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["stopped"], "abort");
+    assert_eq!(r["steps"].as_array().map(Vec::len), Some(1));
+    let sent = r["steps"][0]["flows"][0]["requests"].as_u64().unwrap();
+    assert!(
+        (20..60).contains(&sent),
+        "stopped soon after 20 failures, not after 100: {sent}"
+    );
+    assert!(r["knee_rps"].is_null());
+}
+
+/// Requests slower than the flow's timeout are given up on, counted as timeouts (and errors),
+/// and break a `timeout_rate` threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_are_timeouts() {
+    let _turn = LOAD.lock().await;
+    let app = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","timeout":"200ms","thresholds":["timeout_rate > 1%"],
+            "requests":[{"path":"/?sleep_ms=2000"}]}]}"#,
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        &workload,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "10,20",
+        "--step",
+        "1s",
+        "--warmup",
+        "0s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let r = report(&out);
+    let step = &r["steps"][0]["flows"][0];
+    assert_eq!(
+        (step["timeout_rate"].as_f64(), step["error_rate"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{step}"
+    );
+    let p50 = step["p50_ms"].as_f64().unwrap();
+    assert!(
+        (190.0..1000.0).contains(&p50),
+        "latency of a timeout is the timeout: {step}"
+    );
+    assert_eq!(r["first_break"]["rule"], "timeout_rate > 1%");
+    assert!(r["knee_rps"].is_null());
+}
+
+fn fake_report(knee: f64, p95_at_100: f64) -> String {
+    let step = |rate: f64, p95: f64| {
+        json!({
+            "offered_rps": rate, "achieved_rps": rate, "elapsed_s": 1.0, "send_lag_ms": 0.0,
+            "aborted": false,
+            "flows": [{ "flow": "checkout", "offered_rps": rate, "achieved_rps": rate,
+                "requests": 100, "p50_ms": p95 / 2.0, "p90_ms": p95, "p95_ms": p95,
+                "p99_ms": p95, "max_ms": p95, "error_rate": 0.0, "timeout_rate": 0.0,
+                "breaches": [] }]
+        })
+    };
+    json!({
+        "schema": "redline.baseline/v1", "started_at": "2026-12-06T00:00:00Z",
+        "target": "http://127.0.0.1:8080", "workload": "w.json", "step_s": 1.0,
+        "stopped": "threshold", "knee_rps": knee, "first_break": null,
+        "flows": [{ "name": "checkout", "share": 1.0, "thresholds": ["p95 > 100ms"],
+            "knee_rps": knee, "knee_flow_rps": knee, "broke": null, "suggested": [] }],
+        "steps": [step(100.0, p95_at_100), step(knee, 50.0)]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_exits_1_on_a_knee_drop_or_p95_rise_beyond_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.json", &fake_report(500.0, 20.0));
+    let same = write(dir.path(), "same.json", &fake_report(480.0, 21.0));
+    let lower = write(dir.path(), "lower.json", &fake_report(400.0, 20.0));
+    let slower = write(dir.path(), "slower.json", &fake_report(500.0, 30.0));
+    let bad = write(dir.path(), "bad.json", r#"{"schema":"something/v9"}"#);
+
+    let (code, stdout, stderr) = baseline(&["compare", &old, &same]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("| checkout | knee req/s | 500 | 480 | -4.0% | ok |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS"), "{stdout}");
+
+    let (code, stdout, _) = baseline(&["compare", &old, &lower]).await;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("REGRESSED") && stdout.contains("FAIL"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = baseline(&["compare", &old, &lower, "--tolerance", "25%"]).await;
+    assert_eq!(code, 0, "{stdout}");
+
+    let (code, stdout, _) = baseline(&["compare", &old, &slower]).await;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("p95 ms @ 100 req/s | 20 | 30 | +50.0% | REGRESSED"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = baseline(&["compare", &old, &bad]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("redline.baseline/v1"), "{stderr}");
+}
+
+const PAGE_PROBE: &str = r#"
+const q = (s) => document.querySelectorAll(s);
+const p95 = document.querySelector('#flow-checkout svg[data-chart="latency"] path[data-series="p95"]');
+return {
+  flows: q('section.flow').length,
+  latency_charts: q('svg[data-chart="latency"]').length,
+  error_charts: q('svg[data-chart="errors"]').length,
+  p95_points: p95 ? Number(p95.dataset.points) : 0,
+  p95_path: p95 ? p95.getAttribute('d') : '',
+  thresholds: Array.from(q('#flow-checkout line.threshold')).map(l => l.dataset.threshold),
+  rows: q('#flow-checkout tbody tr').length,
+  verdict: document.getElementById('verdict').textContent,
+  chart_width: document.querySelector('svg[data-chart="latency"]').getBoundingClientRect().width,
+  overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+};
+"#;
+
+/// A short run from a config's `flows[].baseline`, then its HTML page in headless Chromium:
+/// both charts per flow with their threshold lines, the step table, no console errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_renders_charts_in_headless_chromium() {
+    let _turn = LOAD.lock().await;
+    let app = serial_app(Duration::from_millis(1), None, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "order.json", r#"{"sku":"a-1","qty":2}"#);
+    let config = write(
+        dir.path(),
+        "redline.yaml",
+        "flows:\n  - name: checkout\n    match: \"POST /checkout\"\n    alerts:\n      - when: \"p95 > 250ms\"\n      - when: \"error_rate > 2%\"\n    baseline:\n      requests:\n        - { method: POST, path: /checkout, headers: { content-type: application/json }, body_file: order.json }\n  - name: browse\n    match: /items/{id}\n    baseline:\n      weight: 3\n      requests: [{ path: /items/1 }, { path: /items/2 }]\n",
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--config",
+        &config,
+        "--target",
+        &format!("http://{app}"),
+        "--rates",
+        "20,40,60",
+        "--step",
+        "1s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["flows"][1]["share"], 0.75, "browse has weight 3 of 4");
+
+    let (driver, browser) = start_browser().await;
+    let url = format!("file://{}", out.join("baseline.html").display());
+    browser.goto(&url).await.expect("open report");
+    let seen = js(&browser, PAGE_PROBE).await;
+    assert_eq!(seen["flows"], 2, "{seen}");
+    assert_eq!(
+        (
+            seen["latency_charts"].as_u64(),
+            seen["error_charts"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(seen["p95_points"], 3, "{seen}");
+    let path = seen["p95_path"].as_str().unwrap();
+    assert!(
+        path.starts_with('M') && path.matches('L').count() == 2,
+        "{path}"
+    );
+    assert_eq!(
+        seen["thresholds"],
+        json!(["p95 > 250ms", "error_rate > 2%"]),
+        "{seen}"
+    );
+    assert_eq!(seen["rows"], 3);
+    assert!(
+        seen["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("No knee up to 60 req/s"),
+        "{seen}"
+    );
+    assert!(seen["chart_width"].as_f64().unwrap() > 300.0, "{seen}");
+    assert!(
+        seen["overflow"].as_f64().unwrap() <= 0.0,
+        "no horizontal scroll: {seen}"
+    );
+    let log = console_log(&driver, &browser).await;
+    assert!(severe(&log).is_empty(), "console errors (CSP?): {log:?}");
+    let shot = screenshot(&browser, "baseline-report.png").await;
+    assert!(shot.is_file());
+    let _ = browser.close().await;
+}
+
+const RECORDING: &str = r#"
+flows:
+  - name: checkout
+    match: "POST /checkout"
+    alerts:
+      - when: "p95 > 500ms"
+  - name: browse
+    match: "GET /items/{id}"
+    alerts:
+      - when: "error_rate > 5%"
+baseline:
+  record:
+    enabled: true
+    per_flow: 16
+    headers: [accept, x-tenant, x-api-key]
+"#;
+
+/// Traffic with credentials goes through a real Redline that records; `record` saves a
+/// workload without them; `run` replays it through the same Redline; `compare` reads the
+/// reports back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_then_run_then_compare_through_redline_without_secrets() {
+    let _turn = LOAD.lock().await;
+    let app = serial_app(Duration::from_millis(1), None, Duration::ZERO).await;
+    let rl = Redline::start(&config_for(app, RECORDING));
+    let secret_get = |i: u32| {
+        http::Request::get(rl.url(&format!("/items/{i}?token=s3cr3t&page=2")))
+            .header("authorization", "Bearer hunter2")
+            .header("cookie", "session=xyzzy")
+            .header("x-api-key", "k3y")
+            .header("accept", "application/json")
+            .header("x-tenant", "shop")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    for i in 0..30 {
+        assert_eq!(send(secret_get(i % 3)).await.0, 200);
+    }
+    for _ in 0..10 {
+        let post = http::Request::post(rl.url("/checkout"))
+            .header("authorization", "Bearer hunter2")
+            .body(http_body_util::Full::new(bytes::Bytes::from("card=4242")))
+            .unwrap();
+        assert_eq!(send(post).await.0, 200);
+    }
+    let admin = rl.admin_url("");
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("workload.json");
+    let config = rl.config_path.display().to_string();
+    let (code, _, stderr) = baseline(&[
+        "record",
+        "--admin",
+        &admin,
+        "--out",
+        workload.to_str().unwrap(),
+        "--config",
+        &config,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&workload).unwrap();
+    for secret in ["hunter2", "xyzzy", "k3y", "s3cr3t", "4242"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let w: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        w["note"].as_str().unwrap().contains("never recorded"),
+        "{text}"
+    );
+    let browse = w["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "browse")
+        .unwrap();
+    assert_eq!(browse["weight"], 30.0, "{text}");
+    let request = &browse["requests"][0];
+    assert!(
+        request["path"]
+            .as_str()
+            .unwrap()
+            .contains("token=REDACTED&page=2"),
+        "{text}"
+    );
+    assert_eq!(
+        request["headers"],
+        json!({ "accept": "application/json", "x-tenant": "shop" })
+    );
+    let checkout = w["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "checkout")
+        .unwrap();
+    assert_eq!(checkout["weight"], 10.0);
+    assert_eq!(checkout["requests"][0]["method"], "POST");
+
+    let target = rl.url("");
+    let target = target.trim_end_matches('/');
+    let mut reports = Vec::new();
+    for name in ["a", "b"] {
+        let out = dir.path().join(name);
+        let (code, _, stderr) = baseline(&[
+            "run",
+            "--workload",
+            workload.to_str().unwrap(),
+            "--target",
+            target,
+            "--rates",
+            "20,40",
+            "--step",
+            "1s",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        let r = report(&out);
+        assert_eq!(r["stopped"], "rates_done", "{stderr}");
+        assert_eq!(
+            r["flows"][0]["thresholds"],
+            json!(["p95 > 500ms"]),
+            "from the config"
+        );
+        reports.push(out.join("baseline.json").display().to_string());
+    }
+    let (code, stdout, _) = baseline(&["compare", &reports[0], &reports[0]]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = baseline(&["compare", &reports[0], &reports[1]]).await;
+    assert!(code == 0 || code == 1, "{stdout}");
+    assert!(
+        stdout.contains("| checkout | knee req/s | 40 | 40 |"),
+        "{stdout}"
+    );
+}
