@@ -22,7 +22,7 @@ use super::retry;
 use super::transport::{Payload, Transport};
 use super::wire;
 use crate::error::Error;
-use crate::metrics::Registry;
+use crate::metrics::{Registry, Source};
 use crate::shutdown::Watch;
 
 /// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
@@ -261,6 +261,8 @@ pub struct MetricExport {
     pub temporality: Temporality,
     /// Start of the cumulative period.
     pub start_ns: u64,
+    /// Families kept outside the registry.
+    pub sources: Vec<Arc<dyn Source>>,
 }
 
 /// Export the registry every interval until `stop`, then once more.
@@ -275,7 +277,7 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch
             () = stop.signaled() => true,
             _ = tick.tick() => false,
         };
-        let (request, points) = builder.build(&registry, &job.resource, now_ns());
+        let (request, points) = builder.build(&registry, &job.sources, &job.resource, now_ns());
         let health = &job.health;
         let payload = request.encode_to_vec().into();
         match retry::export(&job.transport, payload, &stop, || health.retried()).await {

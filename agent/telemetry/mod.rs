@@ -52,6 +52,7 @@ use sampler::Sampler;
 use spans::SpanRecord;
 use transport::Transport;
 
+use crate::metrics::Source;
 use crate::shutdown;
 use crate::state::Shared;
 use crate::trace::TraceContext;
@@ -280,8 +281,13 @@ impl Exporters {
 
 /// Resolve `OTEL_*` (through `lookup`) over the config, spawn the exporters, and return the
 /// request-path handle (for `Proxy::new`) with them. Without an endpoint nothing is spawned
-/// and nothing is logged above debug.
-pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Exporters) {
+/// and nothing is logged above debug. `sources` are families kept outside the registry,
+/// exported with it.
+pub fn start(
+    shared: &Arc<Shared>,
+    lookup: Lookup<'_>,
+    sources: Vec<Arc<dyn Source>>,
+) -> (Arc<Telemetry>, Exporters) {
     let config = shared.runtime.load().config.clone();
     let settings = Settings::resolve(lookup, &config);
     for warning in &settings.warnings {
@@ -323,6 +329,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
             interval: settings.metric_interval,
             temporality: settings.temporality,
             start_ns: exporter::now_ns(),
+            sources,
         };
         let registry = shared.registry.clone();
         tasks.push(tokio::spawn(exporter::run_metrics(

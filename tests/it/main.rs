@@ -16,6 +16,7 @@ mod messages;
 mod notify;
 mod onboarding;
 mod otlp;
+mod otlp_families;
 mod otlp_retry;
 mod proxy;
 mod reload;

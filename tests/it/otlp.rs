@@ -177,6 +177,19 @@ impl Collector {
             })
     }
 
+    /// Every metric of the newest metrics export.
+    pub(crate) fn newest_metrics(&self) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .metrics
+            .last()
+            .into_iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| sm.metrics.clone())
+            .collect()
+    }
+
     fn header(&self, name: &str) -> Option<String> {
         let inbox = self.inbox.lock().unwrap();
         inbox
