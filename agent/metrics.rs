@@ -225,6 +225,16 @@ impl LabeledFamily {
         self.with(|m| m.insert(key, value));
     }
 
+    /// Replace every series with `series` (label values in the family's order), all at `value`.
+    pub fn replace_all<const N: usize>(
+        &self,
+        series: impl Iterator<Item = [String; N]>,
+        value: f64,
+    ) {
+        let fresh: BTreeMap<Vec<String>, f64> = series.map(|s| (s.to_vec(), value)).collect();
+        self.with(|m| *m = fresh);
+    }
+
     /// Remove one series (a gauge whose subject no longer exists).
     pub fn remove(&self, labels: &[&str]) {
         let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
@@ -248,6 +258,8 @@ pub struct Registry {
     pub alert_state: LabeledFamily,
     /// `redline_notifications_total{receiver, result}`.
     pub notifications: LabeledFamily,
+    /// `redline_flow_info{flow, owner, runbook}`: 1 per configured flow.
+    pub flow_info: LabeledFamily,
     /// `redline_config_reloads_total{result}`.
     pub config_reloads: LabeledFamily,
     /// `redline_telemetry_dropped_total{signal}`.
@@ -328,6 +340,16 @@ impl Registry {
                     "Alert notifications by receiver and result.",
                 ),
                 &["receiver", "result"],
+            ),
+            flow_info: LabeledFamily::new(
+                describe(
+                    "redline_flow_info",
+                    "redline.flow.info",
+                    "",
+                    Kind::Gauge,
+                    "Configured flows with their owner and runbook (always 1), to join on flow.",
+                ),
+                &["flow", "owner", "runbook"],
             ),
             config_reloads,
             telemetry_dropped,

@@ -125,6 +125,7 @@ impl Registry {
         let mut out: Vec<Family> = [
             &self.alert_state,
             &self.notifications,
+            &self.flow_info,
             &self.config_reloads,
             &self.telemetry_dropped,
             &self.telemetry_retries,
