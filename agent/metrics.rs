@@ -300,7 +300,7 @@ impl Registry {
             ),
             &["signal"],
         );
-        for signal in ["traces", "metrics"] {
+        for signal in ["traces", "metrics", "logs"] {
             telemetry_dropped.add(&[signal], 0.0);
             telemetry_retries.add(&[signal], 0.0);
         }
