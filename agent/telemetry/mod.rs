@@ -24,6 +24,7 @@
 
 pub mod env;
 pub mod exporter;
+pub mod logs;
 pub mod otlp_metrics;
 pub mod propagation;
 pub mod retry;
@@ -64,6 +65,8 @@ pub struct Telemetry {
     sampler: Sampler,
     keep_slower_than: Option<Duration>,
     spans: Option<SpanQueue>,
+    /// Access records go here when logs are exported.
+    logs: Option<SpanQueue>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ static UNSTARTED: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
     sampler: Sampler::default(),
     keep_slower_than: None,
     spans: None,
+    logs: None,
 });
 
 /// The trace of a request that just arrived, and its span state.
@@ -251,6 +255,19 @@ impl Telemetry {
     pub fn exports_spans(&self) -> bool {
         self.spans.is_some()
     }
+
+    /// Whether access records go out as OTLP logs (so callers can skip building them).
+    pub fn exports_logs(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    /// Queue a finished request's access record; never blocks (a full queue drops it, counted).
+    pub fn log_access(&self, record: &logs::AccessRecord<'_>) {
+        let Some(queue) = &self.logs else { return };
+        let mut bytes = Vec::with_capacity(384);
+        wire::logs::access_record(&mut bytes, record);
+        logs::send(queue, bytes);
+    }
 }
 
 /// Running exporter tasks; [`Exporters::flush`] stops them after sending what is queued.
@@ -310,6 +327,7 @@ pub fn start(
         let chunk = settings.batching.max_batch.clamp(1, CHUNK_REQUESTS);
         let (tx, rx) = mpsc::channel(settings.batching.queue.div_ceil(chunk).max(1));
         let job = SpanExport {
+            signal: Signal::Traces,
             transport,
             resource: resource.encode_to_vec(),
             health: health.clone(),
@@ -319,6 +337,26 @@ pub fn start(
         healths.push(health.clone());
         Some(SpanQueue { tx, health, chunk })
     });
+    let log_queue = settings.logs.clone().and_then(|target| {
+        let transport = transport(target)?;
+        let health = Arc::new(Health::new(Signal::Logs));
+        let (tx, rx) = mpsc::channel(settings.log_batching.queue.max(1));
+        let job = SpanExport {
+            signal: Signal::Logs,
+            transport,
+            resource: resource.encode_to_vec(),
+            health: health.clone(),
+            batching: settings.log_batching,
+        };
+        tasks.push(tokio::spawn(exporter::run_spans(job, rx, stop_rx.clone())));
+        healths.push(health.clone());
+        Some(SpanQueue {
+            tx,
+            health,
+            chunk: 1,
+        })
+    });
+    logs::install(log_queue.clone());
     if let Some(transport) = settings.metrics.clone().and_then(transport) {
         let health = Arc::new(Health::new(Signal::Metrics));
         healths.push(health.clone());
@@ -350,6 +388,7 @@ pub fn start(
         sampler: settings.sampler,
         keep_slower_than: settings.keep_slower_than,
         spans,
+        logs: log_queue,
     };
     (Arc::new(telemetry), Exporters { stop, tasks })
 }
@@ -378,13 +417,14 @@ fn log_start(s: &Settings) {
             },
         )
     };
-    if s.traces.is_none() && s.metrics.is_none() {
+    if s.traces.is_none() && s.metrics.is_none() && s.logs.is_none() {
         tracing::debug!("OTLP export off: no endpoint configured.");
         return;
     }
     tracing::info!(
         traces = %describe(&s.traces),
         metrics = %describe(&s.metrics),
+        logs = %describe(&s.logs),
         metric_interval = ?s.metric_interval,
         sampler = %s.sampler.describe(),
         propagators = %s.propagators.describe(),
@@ -417,6 +457,7 @@ mod tests {
             sampler: Sampler::default(),
             keep_slower_than: None,
             spans: Some(spans),
+            logs: None,
         };
         (t, rx)
     }

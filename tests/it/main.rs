@@ -17,6 +17,7 @@ mod notify;
 mod onboarding;
 mod otlp;
 mod otlp_families;
+mod otlp_logs;
 mod otlp_retry;
 mod proxy;
 mod reload;

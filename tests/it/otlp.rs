@@ -13,6 +13,12 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -26,6 +32,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, metric};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use prost::Message;
@@ -45,6 +52,7 @@ fn traceparent() -> String {
 struct Inbox {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
     /// HTTP headers (or gRPC metadata) of every export request.
     headers: Vec<http::HeaderMap>,
 }
@@ -70,7 +78,7 @@ impl Collector {
     }
 
     /// OTLP/gRPC receiver built on opentelemetry-proto's tonic server types, accepting gzip.
-    async fn grpc() -> Collector {
+    pub(crate) async fn grpc() -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let inbox = Arc::new(Mutex::new(Inbox::default()));
@@ -78,7 +86,8 @@ impl Collector {
         let gzip = tonic::codec::CompressionEncoding::Gzip;
         let server = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(gzip))
-            .add_service(MetricsServiceServer::new(sink).accept_compressed(gzip))
+            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(gzip))
+            .add_service(LogsServiceServer::new(sink).accept_compressed(gzip))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
         tokio::spawn(server);
         Collector { addr, inbox }
@@ -95,6 +104,18 @@ impl Collector {
             "{:?}\n{:?}\n{:?}",
             inbox.traces, inbox.metrics, inbox.headers
         )
+    }
+
+    /// Every log record received, with its request's resource attributes.
+    pub(crate) fn log_records(&self) -> Vec<LogRecord> {
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .logs
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
+            .collect()
     }
 
     pub(crate) fn spans(&self) -> Vec<Span> {
@@ -199,6 +220,11 @@ impl Collector {
     }
 }
 
+/// The SERVER span of the request with this `x-request-id`, once received.
+pub(crate) async fn server_span(collector: &Collector, request_id: &str) -> Span {
+    collector.wait_request(request_id).await.0
+}
+
 async fn serve_http(listener: TcpListener, inbox: Arc<Mutex<Inbox>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -247,6 +273,12 @@ async fn receive(
                 .push(ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap());
             ExportMetricsServiceResponse::default().encode_to_vec()
         }
+        "/v1/logs" => {
+            inbox
+                .logs
+                .push(ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap());
+            ExportLogsServiceResponse::default().encode_to_vec()
+        }
         other => panic!("unexpected OTLP path {other}"),
     };
     let mut resp = Response::new(Full::new(Bytes::from(answer)));
@@ -270,6 +302,21 @@ impl TraceService for Sink {
             .push(request.metadata().clone().into_headers());
         inbox.traces.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut inbox = self.0.lock().unwrap();
+        inbox
+            .headers
+            .push(request.metadata().clone().into_headers());
+        inbox.logs.push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
@@ -1070,6 +1117,7 @@ fn start_rotel(grpc: u16, http: u16) -> Rotel {
     let mut child = Command::new(rotel_agent())
         .args(["start", "--exporter", "blackhole"])
         .args(["--debug-log", "traces", "--debug-log", "metrics"])
+        .args(["--debug-log", "logs"])
         .args(["--debug-log-verbosity", "detailed"])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
@@ -1108,7 +1156,7 @@ fn start_rotel(grpc: u16, http: u16) -> Rotel {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
+async fn rotel_collector_receives_traces_and_logs_over_http_and_metrics_over_grpc() {
     let (grpc, http) = (free_port(), free_port());
     let rotel = start_rotel(grpc, http);
     eventually(Duration::from_secs(15), "rotel listening", || async {
@@ -1120,6 +1168,7 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
     let up = app().await;
     let traces = format!("http://127.0.0.1:{http}/v1/traces");
     let metrics = format!("http://127.0.0.1:{grpc}");
+    let logs = format!("http://127.0.0.1:{http}/v1/logs");
     let rl = Redline::start_with(
         &config_for(up, CHECKOUT),
         &[],
@@ -1127,6 +1176,8 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", &metrics),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &logs),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
             ("OTEL_SERVICE_NAME", "rotel-e2e"),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
@@ -1150,6 +1201,8 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
         "-> Name: http.server.active_requests",
         "http.route: Str(/api/orders/{id})",
         "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "GET /api/orders/7 200",
+        "redline.duration_ms",
     ];
     let until = Instant::now() + Duration::from_secs(20);
     loop {

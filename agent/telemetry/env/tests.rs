@@ -503,8 +503,8 @@ fn https_works_for_http_protobuf_only() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://saas.example"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     ]);
-    assert!(s.traces.is_none());
-    assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+    assert!(s.traces.is_none()); // one warning per signal: traces, metrics, logs
+    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
     assert!(s.traces.is_none());
 }
@@ -549,4 +549,67 @@ fn keep_slower_than_comes_from_the_file() {
         Some(Duration::from_secs(2))
     );
     assert_eq!(resolve(&[]).keep_slower_than, None);
+}
+
+#[test]
+fn logs_follow_the_endpoint_like_the_other_signals() {
+    let s = resolve(&[EP]);
+    assert_eq!(url(&s.logs), "http://collector:4318/v1/logs");
+    let s = resolve(&[EP, ("OTEL_LOGS_EXPORTER", "none")]);
+    assert!(s.logs.is_none() && s.traces.is_some());
+    let s = resolve(&[("OTEL_LOGS_EXPORTER", "otlp")]);
+    assert_eq!(
+        url(&s.logs),
+        "http://localhost:4318/v1/logs",
+        "explicit otlp: the default"
+    );
+    assert!(s.traces.is_none());
+    let s = resolve(&[
+        EP,
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "k=v"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "4000"),
+    ]);
+    let logs = s.logs.unwrap();
+    assert_eq!(
+        logs.url.to_string(),
+        "http://logs:4317/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+    );
+    assert_eq!(logs.timeout, Duration::from_millis(1500));
+    assert_eq!(logs.export_timeout, Duration::from_secs(4));
+    assert_eq!(
+        header_list(&Some(logs)),
+        [("k".to_string(), "v".to_string())]
+    );
+    assert_eq!(url(&s.traces), "http://collector:4318/v1/traces");
+    let s = resolve(&[EP, ("OTEL_SDK_DISABLED", "true")]);
+    assert!(s.logs.is_none());
+}
+
+#[test]
+fn batch_log_record_processor_variables() {
+    let s = resolve(&[]);
+    assert_eq!(
+        (
+            s.log_batching.queue,
+            s.log_batching.max_batch,
+            s.log_batching.delay
+        ),
+        (2048, 512, Duration::from_secs(1))
+    );
+    let s = resolve(&[
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "500"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "20"),
+    ]);
+    assert_eq!(
+        (
+            s.log_batching.queue,
+            s.log_batching.max_batch,
+            s.log_batching.delay
+        ),
+        (100, 100, Duration::from_millis(20))
+    );
 }
