@@ -6,12 +6,14 @@
 //! specification asks. Variables are read through a lookup function so tests
 //! pass a map instead of touching the process environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::propagation::Propagators;
 use super::sampler::Sampler;
+use super::tls::Tls;
 use crate::config::{Config, OtlpProtocol};
 
 pub use resource::parse_pairs;
@@ -109,6 +111,8 @@ pub struct Target {
     pub export_timeout: Duration,
     /// Compress bodies with gzip.
     pub gzip: bool,
+    /// Custom CA and client certificate for `https` endpoints.
+    pub tls: Tls,
 }
 
 /// Aggregation temporality of exported histograms.
@@ -301,6 +305,7 @@ fn target(env: &mut Env<'_>, config: &Config, signal: Signal) -> Option<Target> 
         timeout: timeout(env, signal),
         export_timeout: export_timeout(env, signal),
         gzip: compression(env, signal),
+        tls: tls(env, signal),
     })
 }
 
@@ -356,7 +361,9 @@ fn endpoint(
         return None;
     };
     let url = match protocol {
-        Protocol::Grpc => origin(&value).map(|o| format!("{o}{}", signal.grpc_path())),
+        Protocol::Grpc => {
+            origin(&with_scheme(env, signal, &value)).map(|o| format!("{o}{}", signal.grpc_path()))
+        }
         Protocol::HttpProtobuf if verbatim => Some(value.clone()),
         Protocol::HttpProtobuf => Some(format!(
             "{}{}",
@@ -368,15 +375,41 @@ fn endpoint(
         Some(uri) => Some(uri),
         None => {
             env.warn(format!(
-                "{name}={value:?} is not a usable http:// URL for {} (https needs http/protobuf); {} export disabled",
-                match protocol {
-                    Protocol::Grpc => "grpc",
-                    Protocol::HttpProtobuf => "http/protobuf",
-                },
+                "{name}={value:?} is not a usable http:// or https:// URL; {} export disabled",
                 signal.label()
             ));
             None
         }
+    }
+}
+
+/// A gRPC endpoint without a scheme (`collector:4317`) gets `https`, or `http` when
+/// `OTEL_EXPORTER_OTLP_INSECURE` (or the signal's) is `true`: that is all the variable does,
+/// as the specification says; an explicit scheme wins.
+fn with_scheme(env: &mut Env<'_>, signal: Signal, value: &str) -> String {
+    if value.contains("://") {
+        return value.to_string();
+    }
+    let insecure = match env.otlp_var(signal, "INSECURE") {
+        Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
+        Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
+        Some((name, v)) => {
+            env.warn(format!("{name}={v:?} is not true or false; ignored"));
+            false
+        }
+        None => false,
+    };
+    let scheme = if insecure { "http" } else { "https" };
+    format!("{scheme}://{value}")
+}
+
+/// `OTEL_EXPORTER_OTLP_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`, each per signal or generic.
+fn tls(env: &mut Env<'_>, signal: Signal) -> Tls {
+    let path = |key| env.otlp_var(signal, key).map(|(_, v)| PathBuf::from(v));
+    Tls {
+        ca: path("CERTIFICATE"),
+        client_cert: path("CLIENT_CERTIFICATE"),
+        client_key: path("CLIENT_KEY"),
     }
 }
 
@@ -390,7 +423,7 @@ fn checked_url(url: &str, protocol: Protocol) -> Option<Uri> {
     let uri: Uri = url.parse().ok()?;
     uri.authority()?;
     match (uri.scheme_str()?, protocol) {
-        ("http", _) | ("https", Protocol::HttpProtobuf) => Some(uri),
+        ("http" | "https", _) => Some(uri),
         _ => None,
     }
 }

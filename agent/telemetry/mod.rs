@@ -30,6 +30,7 @@ pub mod propagation;
 pub mod retry;
 pub mod sampler;
 pub mod spans;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 

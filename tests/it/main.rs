@@ -19,6 +19,7 @@ mod otlp;
 mod otlp_families;
 mod otlp_logs;
 mod otlp_retry;
+mod otlp_tls;
 mod proxy;
 mod reload;
 mod resilience;

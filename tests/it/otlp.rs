@@ -93,6 +93,46 @@ impl Collector {
         Collector { addr, inbox }
     }
 
+    /// A receiver behind TLS (`acceptor`: its certificate, and client verification when
+    /// asked): OTLP/HTTP protobuf, or OTLP/gRPC (tonic's services over HTTP/2 with ALPN h2).
+    pub(crate) async fn tls(acceptor: tokio_rustls::TlsAcceptor, grpc: bool) -> Collector {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let sink = Sink(inbox.clone());
+        let routes = tonic::service::Routes::new(TraceServiceServer::new(sink.clone()))
+            .add_service(MetricsServiceServer::new(sink.clone()))
+            .add_service(LogsServiceServer::new(sink));
+        let shared = inbox.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, inbox, routes) = (acceptor.clone(), shared.clone(), routes.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (wrong CA, no client certificate) ends here.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let io = TokioIo::new(tls);
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    if grpc {
+                        let svc = hyper_util::service::TowerToHyperService::new(routes);
+                        let _ = server.http2_only().serve_connection(io, svc).await;
+                    } else {
+                        let svc =
+                            hyper::service::service_fn(move |req| receive(req, inbox.clone()));
+                        let _ = server.serve_connection(io, svc).await;
+                    }
+                });
+            }
+        });
+        Collector { addr, inbox }
+    }
+
+    /// `https://localhost:PORT` (the test certificates name localhost).
+    pub(crate) fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -101,8 +141,8 @@ impl Collector {
     pub(crate) fn dump(&self) -> String {
         let inbox = self.inbox.lock().unwrap();
         format!(
-            "{:?}\n{:?}\n{:?}",
-            inbox.traces, inbox.metrics, inbox.headers
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            inbox.traces, inbox.metrics, inbox.headers, inbox.logs
         )
     }
 

@@ -496,17 +496,22 @@ fn the_config_file_is_the_fallback_and_env_wins() {
 }
 
 #[test]
-fn https_works_for_http_protobuf_only() {
+fn https_works_for_both_protocols() {
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://saas.example")]);
     assert_eq!(url(&s.traces), "https://saas.example/v1/traces");
     let s = resolve(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://saas.example"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     ]);
-    assert!(s.traces.is_none()); // one warning per signal: traces, metrics, logs
-    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+    assert_eq!(
+        url(&s.traces),
+        "https://saas.example/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // http/protobuf needs a scheme (only gRPC's INSECURE flag decides one).
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
     assert!(s.traces.is_none());
+    assert_eq!(s.warnings.len(), 3, "one per signal: {:?}", s.warnings);
 }
 
 #[test]
@@ -611,5 +616,57 @@ fn batch_log_record_processor_variables() {
             s.log_batching.delay
         ),
         (100, 100, Duration::from_millis(20))
+    );
+}
+
+#[test]
+fn grpc_without_a_scheme_is_https_unless_insecure() {
+    let grpc = ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    let s = resolve(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]);
+    assert!(
+        url(&s.traces).starts_with("https://collector:4317/"),
+        "{}",
+        url(&s.traces)
+    );
+    let s = resolve(&[
+        grpc,
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ("OTEL_EXPORTER_OTLP_METRICS_INSECURE", "false"),
+    ]);
+    assert!(url(&s.traces).starts_with("http://collector:4317/"));
+    assert!(url(&s.metrics).starts_with("https://collector:4317/"));
+    // An explicit scheme wins over the flag.
+    let s = resolve(&[
+        grpc,
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+    ]);
+    assert!(url(&s.traces).starts_with("https://"));
+}
+
+#[test]
+fn certificates_per_signal_replace_the_generic_ones() {
+    let s = resolve(&[
+        EP,
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/client.key"),
+        ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/logs-ca.pem"),
+    ]);
+    let traces = s.traces.unwrap().tls;
+    assert_eq!(traces.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert_eq!(
+        traces.client_key.as_deref(),
+        Some(std::path::Path::new("/client.key"))
+    );
+    let logs = s.logs.unwrap().tls;
+    assert_eq!(
+        logs.ca.as_deref(),
+        Some(std::path::Path::new("/logs-ca.pem"))
+    );
+    assert_eq!(
+        logs.client_cert.as_deref(),
+        Some(std::path::Path::new("/client.pem"))
     );
 }
