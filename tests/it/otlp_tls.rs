@@ -179,6 +179,39 @@ async fn a_private_ca_and_mutual_tls_over_http_and_grpc() {
         || async { (!grpc.spans().is_empty()).then_some(()) },
     )
     .await;
+
+    // Without a client certificate the same collector refuses the connection.
+    let anonymous = Redline::start_with(
+        &config_for(up, ""),
+        &[],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                &format!("{}/v1/logs", http.https_url()),
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.env("ca.pem")),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "500"),
+        ],
+    );
+    let req = http::Request::get(anonymous.url("/echo"))
+        .header("x-request-id", "no-client-cert")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(send(req).await.0, 200);
+    eventually(
+        Duration::from_secs(15),
+        "the refused record counted",
+        || async {
+            sample(
+                &anonymous.metrics().await,
+                r#"redline_telemetry_dropped_total{signal="logs"}"#,
+            )
+            .filter(|n| *n >= 1.0)
+        },
+    )
+    .await;
+    assert!(!http.dump().contains("no-client-cert"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
