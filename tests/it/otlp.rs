@@ -952,6 +952,11 @@ async fn a_blackholed_collector_never_slows_the_proxy_and_drops_are_counted() {
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4"),
             ("OTEL_BSP_SCHEDULE_DELAY", "10"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+            // Access records go out as logs even with the stdout access log off.
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "3000"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "16"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "10"),
         ],
     );
     let url = rl.url("/echo");
@@ -993,7 +998,8 @@ async fn a_blackholed_collector_never_slows_the_proxy_and_drops_are_counted() {
         let m = rl.metrics().await;
         let traces = sample(&m, r#"redline_telemetry_dropped_total{signal="traces"}"#)?;
         let metrics = sample(&m, r#"redline_telemetry_dropped_total{signal="metrics"}"#)?;
-        (traces >= 400.0 && metrics > 0.0).then_some(traces)
+        let logs = sample(&m, r#"redline_telemetry_dropped_total{signal="logs"}"#)?;
+        (traces >= 400.0 && metrics > 0.0 && logs >= 400.0).then_some(traces)
     })
     .await;
     assert!(dropped <= 2.0 * 500.0, "{dropped}");
