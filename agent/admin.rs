@@ -16,6 +16,7 @@ use crate::auth::{self, Access};
 use crate::dashboard;
 use crate::http_json::{error, json_response, text};
 use crate::metrics;
+use crate::metrics::Source;
 use crate::proxy::gate::Gate;
 use crate::reload::ReloadState;
 use crate::state::{FlowState, Shared, UNMATCHED};
@@ -92,10 +93,9 @@ impl Admin {
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = metrics::Format::negotiate(accept);
-        let body = self
-            .shared
-            .registry
-            .render_with(format, |out| self.gate.render(out));
+        let body = self.shared.registry.render_with(format, |out| {
+            crate::metrics::render_families(out, format, &self.gate.families())
+        });
         let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.
         resp.headers_mut()

@@ -96,7 +96,11 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let shared = Shared::new(config, clock, access_log.clone())?;
     // Trace propagation, sampling and span export: the proxy holds the request-path handle.
-    let (tracing, telemetry) = crate::telemetry::start(&shared, &|name| std::env::var(name).ok());
+    // The upstream gate's gauges go out over OTLP with the registry's families.
+    let gate = crate::proxy::gate::Gate::new();
+    let sources: Vec<Arc<dyn crate::metrics::Source>> = vec![gate.clone()];
+    let (tracing, telemetry) =
+        crate::telemetry::start(&shared, &|name| std::env::var(name).ok(), sources);
     let proxy_listener = bind("proxy", listen).await?;
     let admin_listener = bind("admin", admin_addr).await?;
     let bound = (
@@ -106,8 +110,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     // Everything that must stop before the final flushes holds a clone of `stop_rx`.
     let (stop, stop_rx) = shutdown::channel();
     let spans_on = tracing.exports_spans();
-    let proxy = Proxy::new(shared.clone(), Some(tracing));
-    let gate = proxy.gate().clone();
+    let proxy = Proxy::with_gate(shared.clone(), Some(tracing), gate.clone());
     let fast = proxy.clone();
     let handler = move |req, peer| {
         let proxy = proxy.clone();

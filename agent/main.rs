@@ -161,6 +161,8 @@ fn colour_stderr() -> bool {
 /// Diagnostics go to stderr through `tracing` (`REDLINE_LOG`, `REDLINE_LOG_FORMAT`);
 /// stdout carries only the access log.
 fn init_logging(default_filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("REDLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
@@ -168,9 +170,16 @@ fn init_logging(default_filter: &str) {
         .with_ansi(colour_stderr())
         .with_writer(std::io::stderr);
     let json = std::env::var("REDLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // The audit trail also goes out as OTLP log records when logs are exported.
+    let audit = redline::telemetry::logs::AuditLayer;
     if json {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(audit)
+            .init();
     } else {
-        builder.init();
+        builder.finish().with(audit).init();
     }
 }

@@ -12,9 +12,13 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashMap;
 
 mod exposition;
+mod families;
 mod histogram;
 
-pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds};
+pub use exposition::{
+    Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds, render_families,
+};
+pub use families::{Family, Kind, Series, Source, describe};
 pub use histogram::{Exemplar, Histogram};
 
 /// Default bucket boundaries, in seconds: the OpenTelemetry advice for `http.server.request.duration`.
@@ -169,27 +173,33 @@ impl Drop for ActiveGuard {
 /// A family of counters or gauges with string labels, for low-rate events off the request path.
 #[derive(Debug)]
 pub struct LabeledFamily {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
+    /// Names, unit, kind and help; its `series` stays empty.
+    desc: Family,
     labels: &'static [&'static str],
     values: Mutex<BTreeMap<Vec<String>, f64>>,
 }
 
 impl LabeledFamily {
-    fn new(
-        name: &'static str,
-        kind: &'static str,
-        help: &'static str,
-        labels: &'static [&'static str],
-    ) -> Self {
+    fn new(desc: Family, labels: &'static [&'static str]) -> Self {
         LabeledFamily {
-            name,
-            help,
-            kind,
+            desc,
             labels,
             values: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The family's description with its current series.
+    pub fn snapshot(&self) -> Family {
+        let mut family = self.desc.clone();
+        family.series = self.with(|m| {
+            m.iter()
+                .map(|(values, v)| Series {
+                    labels: self.labels.iter().copied().zip(values.clone()).collect(),
+                    value: *v,
+                })
+                .collect()
+        });
+        family
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Vec<String>, f64>) -> R) -> R {
@@ -215,6 +225,16 @@ impl LabeledFamily {
         self.with(|m| m.insert(key, value));
     }
 
+    /// Replace every series with `series` (label values in the family's order), all at `value`.
+    pub fn replace_all<const N: usize>(
+        &self,
+        series: impl Iterator<Item = [String; N]>,
+        value: f64,
+    ) {
+        let fresh: BTreeMap<Vec<String>, f64> = series.map(|s| (s.to_vec(), value)).collect();
+        self.with(|m| *m = fresh);
+    }
+
     /// Remove one series (a gauge whose subject no longer exists).
     pub fn remove(&self, labels: &[&str]) {
         let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
@@ -238,6 +258,8 @@ pub struct Registry {
     pub alert_state: LabeledFamily,
     /// `redline_notifications_total{receiver, result}`.
     pub notifications: LabeledFamily,
+    /// `redline_flow_info{flow, owner, runbook}`: 1 per configured flow.
+    pub flow_info: LabeledFamily,
     /// `redline_config_reloads_total{result}`.
     pub config_reloads: LabeledFamily,
     /// `redline_telemetry_dropped_total{signal}`.
@@ -259,25 +281,37 @@ impl Registry {
         b.sort_by(f64::total_cmp);
         b.dedup();
         let telemetry_dropped = LabeledFamily::new(
-            "redline_telemetry_dropped_total",
-            "counter",
-            "Telemetry items dropped because an export queue was full or the collector failed.",
+            describe(
+                "redline_telemetry_dropped_total",
+                "redline.telemetry.dropped",
+                "{item}",
+                Kind::Counter,
+                "Telemetry items dropped because an export queue was full or the collector failed.",
+            ),
             &["signal"],
         );
         let telemetry_retries = LabeledFamily::new(
-            "redline_telemetry_retries_total",
-            "counter",
-            "OTLP exports tried again after a failure the OTLP specification calls retryable.",
+            describe(
+                "redline_telemetry_retries_total",
+                "redline.telemetry.retries",
+                "{export}",
+                Kind::Counter,
+                "OTLP exports tried again after a failure the OTLP specification calls retryable.",
+            ),
             &["signal"],
         );
-        for signal in ["traces", "metrics"] {
+        for signal in ["traces", "metrics", "logs"] {
             telemetry_dropped.add(&[signal], 0.0);
             telemetry_retries.add(&[signal], 0.0);
         }
         let config_reloads = LabeledFamily::new(
-            "redline_config_reloads_total",
-            "counter",
-            "Configuration reloads by result.",
+            describe(
+                "redline_config_reloads_total",
+                "redline.config.reloads",
+                "{reload}",
+                Kind::Counter,
+                "Configuration reloads by result.",
+            ),
             &["result"],
         );
         for result in ["success", "failure"] {
@@ -288,16 +322,34 @@ impl Registry {
             routes: DashMap::new(),
             active: DashMap::new(),
             alert_state: LabeledFamily::new(
-                "redline_alert_state",
-                "gauge",
-                "Alert state: 0 inactive, 1 pending, 2 firing.",
+                describe(
+                    "redline_alert_state",
+                    "redline.alert.state",
+                    "",
+                    Kind::Gauge,
+                    "Alert state: 0 inactive, 1 pending, 2 firing.",
+                ),
                 &["flow", "alertname", "severity"],
             ),
             notifications: LabeledFamily::new(
-                "redline_notifications_total",
-                "counter",
-                "Alert notifications by receiver and result.",
+                describe(
+                    "redline_notifications_total",
+                    "redline.notifications",
+                    "{notification}",
+                    Kind::Counter,
+                    "Alert notifications by receiver and result.",
+                ),
                 &["receiver", "result"],
+            ),
+            flow_info: LabeledFamily::new(
+                describe(
+                    "redline_flow_info",
+                    "redline.flow.info",
+                    "",
+                    Kind::Gauge,
+                    "Configured flows with their owner and runbook (always 1), to join on flow.",
+                ),
+                &["flow", "owner", "runbook"],
             ),
             config_reloads,
             telemetry_dropped,

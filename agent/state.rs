@@ -230,7 +230,7 @@ impl Shared {
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;
-        shared.runtime.store(Arc::new(runtime));
+        shared.install(runtime);
         shared
             .ready
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -356,6 +356,20 @@ impl Shared {
         retired
     }
 
+    /// Make `runtime` the one requests use, and publish its flows' owner and runbook
+    /// (`redline_flow_info`) for dashboards that join on `flow`.
+    pub fn install(&self, runtime: Runtime) {
+        let info = runtime.config.flows.iter().map(|f| {
+            [
+                f.name.clone(),
+                f.owner.clone().unwrap_or_default(),
+                f.runbook.clone().unwrap_or_default(),
+            ]
+        });
+        self.registry.flow_info.replace_all(info, 1.0);
+        self.runtime.store(Arc::new(runtime));
+    }
+
     /// Whether `/readyz` says ready.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::SeqCst)
@@ -465,7 +479,7 @@ mod tests {
 
     fn reload(shared: &Shared, flows: &[&str]) {
         let runtime = shared.build_runtime(with_flows(flows)).unwrap();
-        shared.runtime.store(Arc::new(runtime));
+        shared.install(runtime);
     }
 
     fn kept(shared: &Shared) -> Vec<String> {
@@ -511,6 +525,10 @@ mod tests {
         reload(&shared, &["b", "d"]);
         let scrape = shared.registry.render();
         assert!(scrape.contains("flow=\"e\""), "{scrape}");
+        // Owner and runbook info follows the installed config at once.
+        let info: Vec<_> = shared.registry.flow_info.snapshot().series;
+        assert_eq!(info.len(), 2, "b and d: {info:?}");
+        assert_eq!(info[0].labels[0], ("flow", "b".to_string()));
 
         // A runtime still in use (a request in flight under it) keeps its flows.
         assert_eq!(shared.retire_flows(t0), Vec::<Arc<str>>::new());

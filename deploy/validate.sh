@@ -240,6 +240,49 @@ if problems:
 EOF
 }
 
+# The Grafana dashboard and its provisioning: the provider's path is where compose mounts the
+# dashboards, a Prometheus datasource is provisioned, every panel queries PromQL on the
+# dashboard's datasource variable, and every expression parses (promtool, with Grafana's
+# variables replaced as Grafana would). tests/it/fleet.rs runs the same queries against a real
+# Prometheus scraping Redline and requires data from each.
+grafana_dashboard() {
+  python3 - deploy/grafana "$tmp" <<'EOF'
+import json, os, subprocess, sys, yaml
+base, tmp = sys.argv[1:]
+problems = []
+stack = yaml.safe_load(open("deploy/compose/compose.yaml"))
+mounts = dict(v.split(":")[:2] for v in stack["services"]["grafana"]["volumes"])
+providers = yaml.safe_load(open(os.path.join(base, "provisioning/dashboards/redline.yaml")))
+for p in providers["providers"]:
+    if p["options"]["path"] != mounts.get("../grafana/dashboards"):
+        problems.append(f"dashboard provider {p['name']}: path is not where compose mounts the dashboards")
+sources = yaml.safe_load(open(os.path.join(base, "provisioning/datasources/prometheus.yaml")))
+if not any(d["type"] == "prometheus" for d in sources["datasources"]):
+    problems.append("no Prometheus datasource provisioned")
+for name in os.listdir(os.path.join(base, "dashboards")):
+    dash = json.load(open(os.path.join(base, "dashboards", name)))
+    variables = {v["name"] for v in dash["templating"]["list"]}
+    for panel in dash["panels"]:
+        where = f"{name}: panel {panel['title']!r}"
+        if panel["datasource"]["uid"] != "${datasource}" or "datasource" not in variables:
+            problems.append(f"{where}: not on the datasource variable")
+        if not panel.get("targets"):
+            problems.append(f"{where}: no query")
+        for t in panel.get("targets", []):
+            expr = t["expr"].replace("$__rate_interval", "1m").replace("$flow", ".*")
+            if "$" in expr:
+                problems.append(f"{where}: unknown variable in {t['expr']}")
+            rule = {"groups": [{"name": "g", "rules": [{"record": "r", "expr": expr}]}]}
+            path = os.path.join(tmp, "panel.rules.yml")
+            yaml.safe_dump(rule, open(path, "w"))
+            out = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True)
+            if out.returncode:
+                problems.append(f"{where}: {expr}: {out.stdout}{out.stderr}")
+if problems:
+    sys.exit("\n".join(problems))
+EOF
+}
+
 check "compose specification schema ($compose/compose.yaml)" \
   check-jsonschema --builtin-schema vendor.compose-spec "$compose/compose.yaml"
 check "redline check $compose/redline/redline.yaml" "$REDLINE" check --config "$compose/redline/redline.yaml"
@@ -247,6 +290,7 @@ check "compose Redline rules = deploy/prometheus/rules/redline.rules.yml" compos
 check "promtool check config $compose/prometheus.yml (with its rule files)" compose_prometheus_config
 check "amtool check-config $compose/alertmanager.yml" amtool check-config "$compose/alertmanager.yml"
 check "compose invariants (mount sources, collector pipelines, stop grace)" compose_invariants
+check "Grafana dashboard and provisioning (paths, datasource, every panel's PromQL parses)" grafana_dashboard
 
 if [ "$failures" -gt 0 ]; then
   echo "deploy/validate.sh: $failures of $checks checks failed"

@@ -221,6 +221,31 @@ pub(super) fn log_event(event: &AlertEvent) {
         requests_affected = note("requests_affected"),
         "Alert notification queued."
     );
+    export_event(event);
+}
+
+/// An alert's change as an OTLP log record `redline.alert` (when logs are exported): the
+/// console receiver's line as its body, labels and state as attributes.
+fn export_event(event: &AlertEvent) {
+    use crate::telemetry::logs::{self, Severity};
+    let (status, severity) = match event.status {
+        AlertStatus::Firing => ("firing", Severity::Warn),
+        AlertStatus::Resolved => ("resolved", Severity::Info),
+    };
+    let value = event.value.to_string();
+    let mut attributes: Vec<(&str, &str)> = event
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    attributes.push(("status", status));
+    attributes.push(("value", &value));
+    attributes.push(("fingerprint", &event.fingerprint));
+    if let Some(runbook) = event.annotations.get("runbook_url") {
+        attributes.push(("runbook_url", runbook));
+    }
+    let body = crate::notify::console::line(event);
+    logs::event("redline.alert", severity, &body, &attributes);
 }
 
 fn millis(d: Duration) -> u64 {

@@ -10,10 +10,8 @@
 //! same way in both (`1`, not `1.0`), so a Prometheus that switches format keeps its
 //! series.
 
+use super::{Exemplar, Family, Histogram, Registry};
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
-
-use super::{Exemplar, Histogram, LabeledFamily, Registry};
 
 /// `Content-Type` of the plain Prometheus text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -91,51 +89,7 @@ impl Registry {
         let mut out = String::with_capacity(16 * 1024);
         self.render_duration(&mut out, format);
         self.render_active(&mut out, format);
-        for family in [
-            &self.alert_state,
-            &self.notifications,
-            &self.config_reloads,
-            &self.telemetry_dropped,
-            &self.telemetry_retries,
-        ] {
-            family.render(&mut out, format);
-        }
-        header(
-            &mut out,
-            format,
-            "redline_access_log_dropped_total",
-            "counter",
-            "Access log lines dropped because the writer could not keep up.",
-            "",
-        );
-        let _ = writeln!(
-            out,
-            "redline_access_log_dropped_total {}",
-            self.access_log_dropped.load(Relaxed)
-        );
-        header(
-            &mut out,
-            format,
-            "redline_build_info",
-            "gauge",
-            "Build information.",
-            "",
-        );
-        let _ = writeln!(
-            out,
-            "redline_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        header(
-            &mut out,
-            format,
-            "redline_connections_shed_total",
-            "counter",
-            "Client connections closed at accept: file descriptors near the limit.",
-            "",
-        );
-        let shed = crate::fdlimit::shed_total();
-        let _ = writeln!(out, "redline_connections_shed_total {shed}");
+        render_families(&mut out, format, &self.families());
         extra(&mut out);
         if format == Format::OpenMetrics {
             out.push_str("# EOF\n");
@@ -196,22 +150,24 @@ impl Registry {
     }
 }
 
-impl LabeledFamily {
-    fn render(&self, out: &mut String, format: Format) {
-        header(out, format, self.name, self.kind, self.help, "");
-        self.with(|m| {
-            for (values, v) in m.iter() {
-                out.push_str(self.name);
-                write_labels(
-                    out,
-                    self.labels
-                        .iter()
-                        .copied()
-                        .zip(values.iter().map(String::as_str)),
-                );
-                let _ = writeln!(out, " {}", fmt_f64(*v));
+/// Families in `format`: `# HELP`/`# TYPE`, then one line per series.
+pub fn render_families(out: &mut String, format: Format, families: &[Family]) {
+    for family in families {
+        header(
+            out,
+            format,
+            family.name,
+            family.kind.prometheus(),
+            family.help,
+            "",
+        );
+        for series in &family.series {
+            out.push_str(family.name);
+            if !series.labels.is_empty() {
+                write_labels(out, series.labels.iter().map(|(k, v)| (*k, v.as_str())));
             }
-        });
+            let _ = writeln!(out, " {}", fmt_f64(series.value));
+        }
     }
 }
 

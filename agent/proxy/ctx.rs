@@ -268,6 +268,43 @@ impl RequestCtx {
         if self.shared.access_log.enabled() {
             self.log(status, duration, error);
         }
+        if let Some(telemetry) = self.telemetry.as_deref().filter(|t| t.exports_logs()) {
+            self.log_otlp(telemetry, status, duration, error, kept);
+        }
+    }
+
+    /// The access record as an OTLP log record, linked to the request's trace and SERVER
+    /// span (`kept`: its spans were exported, so the record's sampled flag is set).
+    fn log_otlp(
+        &self,
+        telemetry: &Telemetry,
+        status: u16,
+        duration: Duration,
+        error: ErrorType,
+        kept: bool,
+    ) {
+        let redactor = &self.runtime.redactor;
+        let query = self.uri.query().map(|q| redactor.query(q));
+        let error = error.label(status);
+        let client = self.client.ip().to_string();
+        telemetry.log_access(&crate::telemetry::logs::AccessRecord {
+            time_ns: unix_ns(self.started_wall),
+            observed_ns: unix_ns(SystemTime::now()),
+            severity: severity(status, error.is_empty()),
+            method: self.method.as_str(),
+            path: self.uri.path(),
+            query: query.as_deref().unwrap_or(""),
+            route: &self.route_metrics.route,
+            flow: &self.flow().state.name,
+            status,
+            error: &error,
+            duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
+            client: &client,
+            request_id: self.request_id.to_str().unwrap_or(""),
+            trace_id: self.trace.trace_id,
+            span_id: self.trace.span_id,
+            sampled: kept,
+        });
     }
 
     /// Remember the trace of a failed or slow request for alerts, and hand the spans to the
@@ -321,6 +358,23 @@ impl RequestCtx {
         };
         self.shared.access_log.emit(entry, &self.shared.registry);
     }
+}
+
+/// An access record's severity: a failure (5xx, Redline's own) is an error, a 4xx or a
+/// client's failure a warning, the rest information.
+fn severity(status: u16, no_error: bool) -> crate::telemetry::logs::Severity {
+    use crate::telemetry::logs::Severity;
+    match status {
+        500.. => Severity::Error,
+        400.. => Severity::Warn,
+        _ if no_error => Severity::Info,
+        _ => Severity::Warn,
+    }
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

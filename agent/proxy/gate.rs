@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use crate::config::UpstreamConnections;
 use crate::error::{Error, ErrorType, Retry};
+use crate::metrics::{Family, Kind, Series, Source, describe};
 
 /// Connection counters of one upstream, shared by every proxy thread.
 #[derive(Debug, Default)]
@@ -135,24 +136,39 @@ impl Gate {
         }
     }
 
-    /// The gate's gauges in the Prometheus text format, for the admin `/metrics`.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let (open, opening) = self.counts();
-        let queued = self.queued.load(SeqCst);
-        out.push_str("# HELP redline_upstream_connections Upstream connections: open (idle included) and opening (not yet answered).\n# TYPE redline_upstream_connections gauge\n");
-        let _ = writeln!(out, "redline_upstream_connections{{state=\"open\"}} {open}");
-        let _ = writeln!(
-            out,
-            "redline_upstream_connections{{state=\"opening\"}} {opening}"
-        );
-        out.push_str("# HELP redline_upstream_queue_requests Requests waiting for an upstream connection.\n# TYPE redline_upstream_queue_requests gauge\n");
-        let _ = writeln!(out, "redline_upstream_queue_requests {queued}");
-    }
-
     /// Wake every waiter to look at its thread's idle connections.
     pub fn wake_waiters(&self) {
         self.freed.notify_waiters();
+    }
+}
+
+const CONNECTIONS: Family = describe(
+    "redline_upstream_connections",
+    "redline.upstream.connections",
+    "{connection}",
+    Kind::UpDownCounter,
+    "Upstream connections: open (idle included) and opening (not yet answered).",
+);
+
+const QUEUE: Family = describe(
+    "redline_upstream_queue_requests",
+    "redline.upstream.queue.requests",
+    "{request}",
+    Kind::UpDownCounter,
+    "Requests waiting for an upstream connection.",
+);
+
+/// The gate's gauges, for `/metrics` and OTLP.
+impl Source for Gate {
+    fn families(&self) -> Vec<Family> {
+        let (open, opening) = self.counts();
+        let state = |name: &str, value: u64| Series {
+            labels: vec![("state", name.to_string())],
+            value: value as f64,
+        };
+        let mut connections = CONNECTIONS;
+        connections.series = vec![state("open", open), state("opening", opening)];
+        vec![connections, QUEUE.single(self.queued.load(SeqCst) as f64)]
     }
 }
 

@@ -69,13 +69,23 @@ impl Proxy {
     /// A proxy over `shared` state, tracing through `telemetry`; upstream connections are
     /// kept alive per worker thread.
     pub fn new(shared: Arc<Shared>, telemetry: Option<Arc<Telemetry>>) -> Arc<Self> {
+        Self::with_gate(shared, telemetry, gate::Gate::new())
+    }
+
+    /// [`Proxy::new`] opening upstream connections through `gate`, made before the proxy
+    /// so that the OTLP exporter, started first, reads its gauges too.
+    pub fn with_gate(
+        shared: Arc<Shared>,
+        telemetry: Option<Arc<Telemetry>>,
+        gate: Arc<gate::Gate>,
+    ) -> Arc<Self> {
         let hyper_only = std::env::var("REDLINE_HTTP1_ENGINE")
             .is_ok_and(|v| v.trim().eq_ignore_ascii_case("hyper"));
         Arc::new(Proxy {
             shared,
             telemetry,
             hyper_only,
-            gate: gate::Gate::new(),
+            gate,
         })
     }
 

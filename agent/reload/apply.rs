@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::{Listeners, ReloadState, Source};
 use crate::audit::ReloadChanges;
@@ -30,7 +29,7 @@ pub(super) fn apply(
     let runtime = shared
         .build_runtime(config)
         .map_err(|e| scrub(e.to_string()))?;
-    shared.runtime.store(Arc::new(runtime));
+    shared.install(runtime);
     Ok(changes)
 }
 

@@ -6,12 +6,14 @@
 //! specification asks. Variables are read through a lookup function so tests
 //! pass a map instead of touching the process environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::propagation::Propagators;
 use super::sampler::Sampler;
+use super::tls::Tls;
 use crate::config::{Config, OtlpProtocol};
 
 pub use resource::parse_pairs;
@@ -33,6 +35,8 @@ pub enum Signal {
     Traces,
     /// Metrics.
     Metrics,
+    /// Log records (access log, audit trail, alert events).
+    Logs,
 }
 
 impl Signal {
@@ -41,6 +45,7 @@ impl Signal {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
         }
     }
 
@@ -48,6 +53,7 @@ impl Signal {
         match self {
             Signal::Traces => "TRACES",
             Signal::Metrics => "METRICS",
+            Signal::Logs => "LOGS",
         }
     }
 
@@ -56,6 +62,7 @@ impl Signal {
         match self {
             Signal::Traces => "OTEL_BSP_EXPORT_TIMEOUT",
             Signal::Metrics => "OTEL_METRIC_EXPORT_TIMEOUT",
+            Signal::Logs => "OTEL_BLRP_EXPORT_TIMEOUT",
         }
     }
 
@@ -63,6 +70,7 @@ impl Signal {
         match self {
             Signal::Traces => "/v1/traces",
             Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
         }
     }
 
@@ -71,6 +79,7 @@ impl Signal {
         match self {
             Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
         }
     }
 }
@@ -102,6 +111,8 @@ pub struct Target {
     pub export_timeout: Duration,
     /// Compress bodies with gzip.
     pub gzip: bool,
+    /// Custom CA and client certificate for `https` endpoints.
+    pub tls: Tls,
 }
 
 /// Aggregation temporality of exported histograms.
@@ -131,6 +142,8 @@ pub struct Settings {
     pub traces: Option<Target>,
     /// Metric export; `None` when no endpoint is configured, or disabled.
     pub metrics: Option<Target>,
+    /// Log record export; `None` when no endpoint is configured, or disabled.
+    pub logs: Option<Target>,
     /// Time between metric exports.
     pub metric_interval: Duration,
     /// Histogram temporality.
@@ -145,6 +158,8 @@ pub struct Settings {
     pub resource: Vec<(String, String)>,
     /// Span queue and batching.
     pub batching: Batching,
+    /// Log record queue and batching (`OTEL_BLRP_*`, counted in records).
+    pub log_batching: Batching,
     /// Invalid or unsupported values that were ignored.
     pub warnings: Vec<String>,
 }
@@ -224,12 +239,13 @@ impl Settings {
         let disabled = env
             .var("OTEL_SDK_DISABLED")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let (traces, metrics) = if disabled {
-            (None, None)
+        let (traces, metrics, logs) = if disabled {
+            (None, None, None)
         } else {
             (
                 target(&mut env, config, Signal::Traces),
                 target(&mut env, config, Signal::Metrics),
+                target(&mut env, config, Signal::Logs),
             )
         };
         let propagators = match env.var("OTEL_PROPAGATORS") {
@@ -239,13 +255,15 @@ impl Settings {
         Settings {
             traces,
             metrics,
+            logs,
             metric_interval: metric_interval(&mut env, config),
             temporality: temporality(&mut env),
             propagators,
             sampler: sampler(&mut env, config),
             keep_slower_than: config.telemetry.traces.keep_slower_than,
             resource: resource(&mut env, config),
-            batching: batching(&mut env),
+            batching: batching(&mut env, "BSP", Duration::from_secs(5)),
+            log_batching: batching(&mut env, "BLRP", Duration::from_secs(1)),
             warnings: env.warnings,
         }
     }
@@ -287,6 +305,7 @@ fn target(env: &mut Env<'_>, config: &Config, signal: Signal) -> Option<Target> 
         timeout: timeout(env, signal),
         export_timeout: export_timeout(env, signal),
         gzip: compression(env, signal),
+        tls: tls(env, signal),
     })
 }
 
@@ -342,7 +361,9 @@ fn endpoint(
         return None;
     };
     let url = match protocol {
-        Protocol::Grpc => origin(&value).map(|o| format!("{o}{}", signal.grpc_path())),
+        Protocol::Grpc => {
+            origin(&with_scheme(env, signal, &value)).map(|o| format!("{o}{}", signal.grpc_path()))
+        }
         Protocol::HttpProtobuf if verbatim => Some(value.clone()),
         Protocol::HttpProtobuf => Some(format!(
             "{}{}",
@@ -354,15 +375,41 @@ fn endpoint(
         Some(uri) => Some(uri),
         None => {
             env.warn(format!(
-                "{name}={value:?} is not a usable http:// URL for {} (https needs http/protobuf); {} export disabled",
-                match protocol {
-                    Protocol::Grpc => "grpc",
-                    Protocol::HttpProtobuf => "http/protobuf",
-                },
+                "{name}={value:?} is not a usable http:// or https:// URL; {} export disabled",
                 signal.label()
             ));
             None
         }
+    }
+}
+
+/// A gRPC endpoint without a scheme (`collector:4317`) gets `https`, or `http` when
+/// `OTEL_EXPORTER_OTLP_INSECURE` (or the signal's) is `true`: that is all the variable does,
+/// as the specification says; an explicit scheme wins.
+fn with_scheme(env: &mut Env<'_>, signal: Signal, value: &str) -> String {
+    if value.contains("://") {
+        return value.to_string();
+    }
+    let insecure = match env.otlp_var(signal, "INSECURE") {
+        Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
+        Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
+        Some((name, v)) => {
+            env.warn(format!("{name}={v:?} is not true or false; ignored"));
+            false
+        }
+        None => false,
+    };
+    let scheme = if insecure { "http" } else { "https" };
+    format!("{scheme}://{value}")
+}
+
+/// `OTEL_EXPORTER_OTLP_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`, each per signal or generic.
+fn tls(env: &mut Env<'_>, signal: Signal) -> Tls {
+    let path = |key| env.otlp_var(signal, key).map(|(_, v)| PathBuf::from(v));
+    Tls {
+        ca: path("CERTIFICATE"),
+        client_cert: path("CLIENT_CERTIFICATE"),
+        client_key: path("CLIENT_KEY"),
     }
 }
 
@@ -376,7 +423,7 @@ fn checked_url(url: &str, protocol: Protocol) -> Option<Uri> {
     let uri: Uri = url.parse().ok()?;
     uri.authority()?;
     match (uri.scheme_str()?, protocol) {
-        ("http", _) | ("https", Protocol::HttpProtobuf) => Some(uri),
+        ("http" | "https", _) => Some(uri),
         _ => None,
     }
 }
@@ -510,17 +557,22 @@ fn sampler(env: &mut Env<'_>, config: &Config) -> Sampler {
     }
 }
 
-fn batching(env: &mut Env<'_>) -> Batching {
-    let queue = env.count("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
-    let max_batch = env.count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512).min(queue);
-    let delay = match env.var("OTEL_BSP_SCHEDULE_DELAY") {
-        Some(v) => env.millis("OTEL_BSP_SCHEDULE_DELAY", &v),
+/// `OTEL_{BSP,BLRP}_*`: the batch span and batch log record processors' settings, with
+/// the specification's defaults (2048, 512; the delay differs: 5 s for spans, 1 s for logs).
+fn batching(env: &mut Env<'_>, processor: &str, default_delay: Duration) -> Batching {
+    let queue = env.count(&format!("OTEL_{processor}_MAX_QUEUE_SIZE"), 2048);
+    let max_batch = env
+        .count(&format!("OTEL_{processor}_MAX_EXPORT_BATCH_SIZE"), 512)
+        .min(queue);
+    let name = format!("OTEL_{processor}_SCHEDULE_DELAY");
+    let delay = match env.var(&name) {
+        Some(v) => env.millis(&name, &v),
         None => None,
     };
     Batching {
         queue,
         max_batch,
-        delay: delay.unwrap_or(Duration::from_secs(5)),
+        delay: delay.unwrap_or(default_delay),
     }
 }
 

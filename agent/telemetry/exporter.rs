@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -22,7 +23,7 @@ use super::retry;
 use super::transport::{Payload, Transport};
 use super::wire;
 use crate::error::Error;
-use crate::metrics::Registry;
+use crate::metrics::{Registry, Source};
 use crate::shutdown::Watch;
 
 /// Encoded spans (`ScopeSpans.spans` entries) of up to a few dozen requests from one
@@ -123,9 +124,11 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// What the span exporter task needs.
+/// What the span (or log record) exporter task needs.
 #[derive(Debug)]
 pub struct SpanExport {
+    /// Traces or logs: which response to read (the request head is the same shape).
+    pub signal: Signal,
     /// Where to send.
     pub transport: Transport,
     /// Resource attached to every batch, encoded once.
@@ -230,20 +233,33 @@ async fn export_spans(job: &SpanExport, batch: Batch, stop: &Watch) {
     let health = &job.health;
     match retry::export(&job.transport, request, stop, || health.retried()).await {
         Ok(body) => {
-            let rejected = ExportTraceServiceResponse::decode(body)
-                .ok()
-                .and_then(|r| r.partial_success)
-                .map_or(0, |p| p.rejected_spans.max(0) as u64);
+            let rejected = rejected(job.signal, body);
             if rejected > 0 {
                 job.health.dropped(rejected);
             }
         }
         Err(error) => {
-            tracing::debug!(error = %error.chain(), spans = count, "OTLP span export failed.");
+            let signal = job.signal.label();
+            tracing::debug!(error = %error.chain(), items = count, signal, "OTLP export failed.");
             job.health.dropped(count);
             job.health.failed(&error);
         }
     }
+}
+
+/// Items the collector said it rejected (`partial_success`) in a span or log export's answer.
+fn rejected(signal: Signal, body: bytes::Bytes) -> u64 {
+    let n = match signal {
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_log_records),
+        _ => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_spans),
+    };
+    n.unwrap_or(0).max(0) as u64
 }
 
 /// What the metric exporter task needs.
@@ -261,6 +277,8 @@ pub struct MetricExport {
     pub temporality: Temporality,
     /// Start of the cumulative period.
     pub start_ns: u64,
+    /// Families kept outside the registry.
+    pub sources: Vec<Arc<dyn Source>>,
 }
 
 /// Export the registry every interval until `stop`, then once more.
@@ -275,7 +293,7 @@ pub async fn run_metrics(job: MetricExport, registry: Arc<Registry>, stop: Watch
             () = stop.signaled() => true,
             _ = tick.tick() => false,
         };
-        let (request, points) = builder.build(&registry, &job.resource, now_ns());
+        let (request, points) = builder.build(&registry, &job.sources, &job.resource, now_ns());
         let health = &job.health;
         let payload = request.encode_to_vec().into();
         match retry::export(&job.transport, payload, &stop, || health.retried()).await {

@@ -24,11 +24,13 @@
 
 pub mod env;
 pub mod exporter;
+pub mod logs;
 pub mod otlp_metrics;
 pub mod propagation;
 pub mod retry;
 pub mod sampler;
 pub mod spans;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -52,6 +54,7 @@ use sampler::Sampler;
 use spans::SpanRecord;
 use transport::Transport;
 
+use crate::metrics::Source;
 use crate::shutdown;
 use crate::state::Shared;
 use crate::trace::TraceContext;
@@ -63,6 +66,8 @@ pub struct Telemetry {
     sampler: Sampler,
     keep_slower_than: Option<Duration>,
     spans: Option<SpanQueue>,
+    /// Access records go here when logs are exported.
+    logs: Option<SpanQueue>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +156,7 @@ static UNSTARTED: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
     sampler: Sampler::default(),
     keep_slower_than: None,
     spans: None,
+    logs: None,
 });
 
 /// The trace of a request that just arrived, and its span state.
@@ -250,6 +256,19 @@ impl Telemetry {
     pub fn exports_spans(&self) -> bool {
         self.spans.is_some()
     }
+
+    /// Whether access records go out as OTLP logs (so callers can skip building them).
+    pub fn exports_logs(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    /// Queue a finished request's access record; never blocks (a full queue drops it, counted).
+    pub fn log_access(&self, record: &logs::AccessRecord<'_>) {
+        let Some(queue) = &self.logs else { return };
+        let mut bytes = Vec::with_capacity(384);
+        wire::logs::access_record(&mut bytes, record);
+        logs::send(queue, bytes);
+    }
 }
 
 /// Running exporter tasks; [`Exporters::flush`] stops them after sending what is queued.
@@ -280,8 +299,13 @@ impl Exporters {
 
 /// Resolve `OTEL_*` (through `lookup`) over the config, spawn the exporters, and return the
 /// request-path handle (for `Proxy::new`) with them. Without an endpoint nothing is spawned
-/// and nothing is logged above debug.
-pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Exporters) {
+/// and nothing is logged above debug. `sources` are families kept outside the registry,
+/// exported with it.
+pub fn start(
+    shared: &Arc<Shared>,
+    lookup: Lookup<'_>,
+    sources: Vec<Arc<dyn Source>>,
+) -> (Arc<Telemetry>, Exporters) {
     let config = shared.runtime.load().config.clone();
     let settings = Settings::resolve(lookup, &config);
     for warning in &settings.warnings {
@@ -304,6 +328,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
         let chunk = settings.batching.max_batch.clamp(1, CHUNK_REQUESTS);
         let (tx, rx) = mpsc::channel(settings.batching.queue.div_ceil(chunk).max(1));
         let job = SpanExport {
+            signal: Signal::Traces,
             transport,
             resource: resource.encode_to_vec(),
             health: health.clone(),
@@ -313,6 +338,26 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
         healths.push(health.clone());
         Some(SpanQueue { tx, health, chunk })
     });
+    let log_queue = settings.logs.clone().and_then(|target| {
+        let transport = transport(target)?;
+        let health = Arc::new(Health::new(Signal::Logs));
+        let (tx, rx) = mpsc::channel(settings.log_batching.queue.max(1));
+        let job = SpanExport {
+            signal: Signal::Logs,
+            transport,
+            resource: resource.encode_to_vec(),
+            health: health.clone(),
+            batching: settings.log_batching,
+        };
+        tasks.push(tokio::spawn(exporter::run_spans(job, rx, stop_rx.clone())));
+        healths.push(health.clone());
+        Some(SpanQueue {
+            tx,
+            health,
+            chunk: 1,
+        })
+    });
+    logs::install(log_queue.clone());
     if let Some(transport) = settings.metrics.clone().and_then(transport) {
         let health = Arc::new(Health::new(Signal::Metrics));
         healths.push(health.clone());
@@ -323,6 +368,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
             interval: settings.metric_interval,
             temporality: settings.temporality,
             start_ns: exporter::now_ns(),
+            sources,
         };
         let registry = shared.registry.clone();
         tasks.push(tokio::spawn(exporter::run_metrics(
@@ -343,6 +389,7 @@ pub fn start(shared: &Arc<Shared>, lookup: Lookup<'_>) -> (Arc<Telemetry>, Expor
         sampler: settings.sampler,
         keep_slower_than: settings.keep_slower_than,
         spans,
+        logs: log_queue,
     };
     (Arc::new(telemetry), Exporters { stop, tasks })
 }
@@ -371,13 +418,14 @@ fn log_start(s: &Settings) {
             },
         )
     };
-    if s.traces.is_none() && s.metrics.is_none() {
+    if s.traces.is_none() && s.metrics.is_none() && s.logs.is_none() {
         tracing::debug!("OTLP export off: no endpoint configured.");
         return;
     }
     tracing::info!(
         traces = %describe(&s.traces),
         metrics = %describe(&s.metrics),
+        logs = %describe(&s.logs),
         metric_interval = ?s.metric_interval,
         sampler = %s.sampler.describe(),
         propagators = %s.propagators.describe(),
@@ -410,6 +458,7 @@ mod tests {
             sampler: Sampler::default(),
             keep_slower_than: None,
             spans: Some(spans),
+            logs: None,
         };
         (t, rx)
     }

@@ -4,7 +4,8 @@
 //! boundaries) and `http.server.active_requests` (non-monotonic sum), with the
 //! HTTP semantic conventions' attribute names plus `redline.flow`. Each
 //! histogram point carries its buckets' exemplars (the latest exported trace per
-//! bucket), as `/metrics` does in OpenMetrics.
+//! bucket), as `/metrics` does in OpenMetrics. Then Redline's own `redline_*` families
+//! (`families.rs`), under the OpenTelemetry names their Prometheus names translate from.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,7 +20,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::env::Temporality;
 use super::spans::{kv, kv_int};
-use crate::metrics::{ErrorType, Registry};
+use crate::metrics::{ErrorType, Registry, Source};
+
+mod families;
+
+use families::Counters;
 
 /// One histogram series: flow, route, method, status, error type.
 type SeriesKey = (Arc<str>, Arc<str>, &'static str, u16, ErrorType);
@@ -40,6 +45,8 @@ pub struct MetricsBuilder {
     baseline: HashMap<SeriesKey, Snapshot>,
     pending: Option<(u64, HashMap<SeriesKey, Snapshot>)>,
     active_seen: HashSet<(Arc<str>, &'static str)>,
+    /// Redline's own families; their counters' delta baseline.
+    counters: Counters,
 }
 
 impl MetricsBuilder {
@@ -51,25 +58,37 @@ impl MetricsBuilder {
             baseline: HashMap::new(),
             pending: None,
             active_seen: HashSet::new(),
+            counters: Counters::default(),
         }
     }
 
-    /// The request for the registry's current values at `now_ns`, and its number of data points.
+    /// The request for the current values of the registry and of `sources` at `now_ns`,
+    /// and its number of data points.
     pub fn build(
         &mut self,
         registry: &Registry,
+        sources: &[Arc<dyn Source>],
         resource: &Resource,
         now_ns: u64,
     ) -> (ExportMetricsServiceRequest, u64) {
-        let duration = self.duration_metric(registry, now_ns);
-        let active = self.active_metric(registry, now_ns);
-        let points = points(&duration) + points(&active);
+        let start_ns = self.start_ns;
+        let mut metrics = vec![
+            self.duration_metric(registry, now_ns),
+            self.active_metric(registry, now_ns),
+        ];
+        let mut own = registry.families();
+        own.extend(sources.iter().flat_map(|s| s.families()));
+        metrics.extend(
+            self.counters
+                .metrics(&own, self.temporality, start_ns, now_ns),
+        );
+        let points = metrics.iter().map(points).sum();
         let request = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(resource.clone()),
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(scope()),
-                    metrics: vec![duration, active],
+                    metrics,
                     schema_url: String::new(),
                 }],
                 schema_url: String::new(),
@@ -84,6 +103,7 @@ impl MetricsBuilder {
             self.baseline = snapshot;
             self.start_ns = now_ns;
         }
+        self.counters.committed();
     }
 
     fn duration_metric(&mut self, registry: &Registry, now_ns: u64) -> Metric {
@@ -232,6 +252,7 @@ fn points(m: &Metric) -> u64 {
     let n = match &m.data {
         Some(metric::Data::Histogram(h)) => h.data_points.len(),
         Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
         _ => 0,
     };
     n as u64
@@ -280,7 +301,7 @@ mod tests {
         r.record(2, 503, ErrorType::Status, 2.0, None);
         let _busy = reg.active(&"checkout".into()).start(2);
         let mut b = MetricsBuilder::new(Temporality::Cumulative, 1);
-        let (req, points) = b.build(&reg, &Resource::default(), 10);
+        let (req, points) = b.build(&reg, &[], &Resource::default(), 10);
         let h = histogram(&req);
         assert_eq!(
             h.aggregation_temporality,
@@ -320,7 +341,8 @@ mod tests {
             })
             .unwrap();
         assert_eq!(post.value, Some(number_data_point::Value::AsInt(1)));
-        assert_eq!(points, 2 + sum.data_points.len() as u64);
+        let own: usize = reg.families().iter().map(|f| f.series.len()).sum();
+        assert_eq!(points, (2 + sum.data_points.len() + own) as u64);
     }
 
     #[test]
@@ -329,17 +351,17 @@ mod tests {
         let r = reg.route(&"f".into(), &"/r".into());
         r.record(0, 200, ErrorType::None, 0.02, None);
         let mut b = MetricsBuilder::new(Temporality::Delta, 1);
-        let (req, _) = b.build(&reg, &Resource::default(), 10);
+        let (req, _) = b.build(&reg, &[], &Resource::default(), 10);
         assert_eq!(histogram(&req).data_points[0].count, 1);
         // Not committed (the export failed): the next delta still includes it.
         r.record(0, 200, ErrorType::None, 0.02, None);
-        let (req, _) = b.build(&reg, &Resource::default(), 20);
+        let (req, _) = b.build(&reg, &[], &Resource::default(), 20);
         assert_eq!(histogram(&req).data_points[0].count, 2);
         b.committed();
-        let (req, _) = b.build(&reg, &Resource::default(), 30);
+        let (req, _) = b.build(&reg, &[], &Resource::default(), 30);
         assert!(histogram(&req).data_points.is_empty());
         r.record(0, 200, ErrorType::None, 0.02, None);
-        let (req, _) = b.build(&reg, &Resource::default(), 40);
+        let (req, _) = b.build(&reg, &[], &Resource::default(), 40);
         let p = &histogram(&req).data_points[0];
         assert_eq!((p.count, p.start_time_unix_nano), (1, 20));
     }

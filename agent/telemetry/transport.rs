@@ -1,8 +1,9 @@
 //! OTLP transport: one collector endpoint over HTTP/protobuf or gRPC, its request bodies, and how its answers are read.
 //!
-//! HTTP/protobuf bodies go through the hyper-util client (rustls for https);
-//! gRPC is the same protobuf message in gRPC's length-prefixed frame over
-//! cleartext HTTP/2, with `grpc-status` read from the trailers.
+//! HTTP/protobuf bodies go through the hyper-util client; gRPC is the same protobuf
+//! message in gRPC's length-prefixed frame over HTTP/2 (h2c for `http://`, ALPN `h2` for
+//! `https://`), with `grpc-status` read from the trailers. `https` uses rustls with the
+//! roots and client certificate of `tls.rs`.
 //!
 //! A failed export is a [`crate::error::Error`], like a failed proxied request: the
 //! collector is one more upstream. Its retry verdict follows the OTLP specification
@@ -86,7 +87,7 @@ pub struct Transport {
 
 enum Clients {
     Http(Client<HttpsConnector<HttpConnector>, Payload>),
-    Grpc(Client<HttpConnector, Payload>),
+    Grpc(Client<HttpsConnector<HttpConnector>, Payload>),
 }
 
 /// An export message as the pieces it was built from (a head, then span chunks), sent one
@@ -189,16 +190,14 @@ impl Transport {
             .pool_max_idle_per_host(1)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
+        let tls = super::tls::client_config(&target.tls)
+            .map_err(|e| unbuildable("cannot set up TLS for the collector").caused_by(e))?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
         let client = match target.protocol {
             Protocol::HttpProtobuf => {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                    .map_err(|e| {
-                        unbuildable("cannot build the export request: TLS setup").caused_by(e)
-                    })?
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
+                let https = https.enable_http1().wrap_connector(http);
                 Clients::Http(builder.build(https))
             }
             Protocol::Grpc => {
@@ -206,7 +205,9 @@ impl Transport {
                     .http2_only(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .http2_keep_alive_timeout(target.timeout);
-                Clients::Grpc(builder.build(http))
+                // ALPN h2 for https; cleartext endpoints stay h2c (prior knowledge).
+                let https = https.enable_http2().wrap_connector(http);
+                Clients::Grpc(builder.build(https))
             }
         };
         Ok(Transport { target, client })
@@ -647,6 +648,7 @@ mod tests {
             timeout,
             export_timeout: timeout,
             gzip: false,
+            tls: Default::default(),
         }
     }
 

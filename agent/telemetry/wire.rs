@@ -11,6 +11,8 @@ use prost::encoding::{WireType, encoded_len_varint};
 
 /// `Span.attributes`.
 pub const SPAN_ATTRIBUTES: u32 = 9;
+
+pub mod logs;
 /// `ScopeSpans.spans`.
 pub const SCOPE_SPANS_SPANS: u32 = 2;
 
@@ -127,7 +129,7 @@ impl Key {
 /// `KeyValue { key, value: AnyValue { string_value } }` as a `Span.attributes` entry.
 #[inline]
 pub fn attr_str(buf: &mut Vec<u8>, key: &Key, value: &str) {
-    key_value_head(buf, key, field_len(1, value.len()));
+    key_value_head(buf, SPAN_ATTRIBUTES, key, field_len(1, value.len()));
     bytes(buf, 1, value.as_bytes());
 }
 
@@ -135,16 +137,18 @@ pub fn attr_str(buf: &mut Vec<u8>, key: &Key, value: &str) {
 #[inline]
 pub fn attr_str_parts(buf: &mut Vec<u8>, key: &Key, parts: &[&str]) {
     let value_len: usize = parts.iter().map(|p| p.len()).sum();
-    key_value_head(buf, key, field_len(1, value_len));
+    key_value_head(buf, SPAN_ATTRIBUTES, key, field_len(1, value_len));
     string_parts(buf, 1, parts);
 }
 
 /// The head of a `Span.attributes` entry: its length, the key, and the length of the
 /// `AnyValue` (`any` bytes) the caller writes next.
 #[inline]
-fn key_value_head(buf: &mut Vec<u8>, key: &Key, any: usize) {
+/// The head of a `KeyValue` attribute in field `tag` (below 16, so one byte): its tag and
+/// length, the key, and the tag and length of an `AnyValue` of `any` bytes.
+fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &Key, any: usize) {
     let kv = usize::from(key.len) + encoded_len_varint(any as u64) + any;
-    buf.push((SPAN_ATTRIBUTES << 3) as u8 | WireType::LengthDelimited as u8);
+    buf.push((tag << 3) as u8 | WireType::LengthDelimited as u8);
     encode_varint(kv as u64, buf);
     buf.extend_from_slice(key.bytes());
     encode_varint(any as u64, buf);
@@ -155,7 +159,12 @@ fn key_value_head(buf: &mut Vec<u8>, key: &Key, any: usize) {
 pub fn attr_int(buf: &mut Vec<u8>, key: &Key, value: i64) {
     // Two's complement, as protobuf encodes a negative int64.
     let raw = value as u64;
-    key_value_head(buf, key, key_len(3) + encoded_len_varint(raw));
+    key_value_head(
+        buf,
+        SPAN_ATTRIBUTES,
+        key,
+        key_len(3) + encoded_len_varint(raw),
+    );
     varint(buf, 3, raw);
 }
 
@@ -163,7 +172,7 @@ pub fn attr_int(buf: &mut Vec<u8>, key: &Key, value: i64) {
 pub fn attr_str_array(buf: &mut Vec<u8>, key: &Key, value: &str) {
     let item = field_len(1, value.len());
     let array = field_len(1, item);
-    key_value_head(buf, key, field_len(5, array));
+    key_value_head(buf, SPAN_ATTRIBUTES, key, field_len(5, array));
     encode_key(5, WireType::LengthDelimited, buf);
     encode_varint(array as u64, buf);
     encode_key(1, WireType::LengthDelimited, buf);
@@ -207,6 +216,9 @@ pub fn status(buf: &mut Vec<u8>, code: i32, message: &str) {
 
 /// `ExportTraceServiceRequest { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans }] }] }`,
 /// from the encoded resource and scope and the already encoded `ScopeSpans.spans` entries, copying `spans` once.
+///
+/// `ExportLogsServiceRequest` has the same shape and field numbers (`resource_logs`,
+/// `resource`, `scope_logs`, `scope`, `log_records`), so this head serves logs too.
 ///
 /// Only the head, up to where the spans start: `spans` bytes of encoded
 /// `ScopeSpans.spans` entries are sent after it, as they are.

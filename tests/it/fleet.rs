@@ -225,6 +225,8 @@ async fn prometheus_and_redline_deliver_one_deduplicated_alert() {
         0.0
     );
 
+    dashboard_panels_return_data(&prom).await;
+
     // ...which holds it once: one label set, one fingerprint.
     let held: Vec<Value> = am
         .alerts()
@@ -241,4 +243,52 @@ async fn prometheus_and_redline_deliver_one_deduplicated_alert() {
          one alert in alertmanager after {:?}",
         started.elapsed()
     );
+}
+
+/// Every query of every panel of the Grafana dashboard (deploy/grafana/), with its variables
+/// replaced as Grafana would for the `checkout` flow, returns data from this Prometheus; the
+/// owner and runbook panel shows the flow's config.
+async fn dashboard_panels_return_data(prom: &Prometheus) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/dashboards/redline-flows.json"
+    );
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(
+        panels.len() >= 6,
+        "rate, error %, timeout %, latency, alert state, owner"
+    );
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$flow", "checkout");
+            assert!(!expr.contains('$'), "{title}: a variable left in {expr}");
+            let result = eventually(DEADLINE, title, || async {
+                let result = prom.query(&expr).await;
+                (!result.is_empty()).then_some(result)
+            })
+            .await;
+            if title.contains("owner") {
+                let info = &result[0]["metric"];
+                assert_eq!(info["owner"], "payments-team", "{result:?}");
+                assert_eq!(info["runbook"], "https://wiki.example/runbooks/checkout");
+            }
+            if title == "Error %" {
+                assert_eq!(
+                    result[0]["value"][1], "1",
+                    "every request fails: {result:?}"
+                );
+            }
+            if title == "Alert state" {
+                assert_eq!(result[0]["value"][1], "2", "firing: {result:?}");
+            }
+        }
+    }
 }

@@ -13,6 +13,12 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -26,6 +32,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, metric};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use prost::Message;
@@ -45,6 +52,7 @@ fn traceparent() -> String {
 struct Inbox {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
     /// HTTP headers (or gRPC metadata) of every export request.
     headers: Vec<http::HeaderMap>,
 }
@@ -70,7 +78,7 @@ impl Collector {
     }
 
     /// OTLP/gRPC receiver built on opentelemetry-proto's tonic server types, accepting gzip.
-    async fn grpc() -> Collector {
+    pub(crate) async fn grpc() -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let inbox = Arc::new(Mutex::new(Inbox::default()));
@@ -78,10 +86,51 @@ impl Collector {
         let gzip = tonic::codec::CompressionEncoding::Gzip;
         let server = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(gzip))
-            .add_service(MetricsServiceServer::new(sink).accept_compressed(gzip))
+            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(gzip))
+            .add_service(LogsServiceServer::new(sink).accept_compressed(gzip))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
         tokio::spawn(server);
         Collector { addr, inbox }
+    }
+
+    /// A receiver behind TLS (`acceptor`: its certificate, and client verification when
+    /// asked): OTLP/HTTP protobuf, or OTLP/gRPC (tonic's services over HTTP/2 with ALPN h2).
+    pub(crate) async fn tls(acceptor: tokio_rustls::TlsAcceptor, grpc: bool) -> Collector {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let sink = Sink(inbox.clone());
+        let routes = tonic::service::Routes::new(TraceServiceServer::new(sink.clone()))
+            .add_service(MetricsServiceServer::new(sink.clone()))
+            .add_service(LogsServiceServer::new(sink));
+        let shared = inbox.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, inbox, routes) = (acceptor.clone(), shared.clone(), routes.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (wrong CA, no client certificate) ends here.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let io = TokioIo::new(tls);
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    if grpc {
+                        let svc = hyper_util::service::TowerToHyperService::new(routes);
+                        let _ = server.http2_only().serve_connection(io, svc).await;
+                    } else {
+                        let svc =
+                            hyper::service::service_fn(move |req| receive(req, inbox.clone()));
+                        let _ = server.serve_connection(io, svc).await;
+                    }
+                });
+            }
+        });
+        Collector { addr, inbox }
+    }
+
+    /// `https://localhost:PORT` (the test certificates name localhost).
+    pub(crate) fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     pub(crate) fn url(&self) -> String {
@@ -92,9 +141,21 @@ impl Collector {
     pub(crate) fn dump(&self) -> String {
         let inbox = self.inbox.lock().unwrap();
         format!(
-            "{:?}\n{:?}\n{:?}",
-            inbox.traces, inbox.metrics, inbox.headers
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            inbox.traces, inbox.metrics, inbox.headers, inbox.logs
         )
+    }
+
+    /// Every log record received, with its request's resource attributes.
+    pub(crate) fn log_records(&self) -> Vec<LogRecord> {
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .logs
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
+            .collect()
     }
 
     pub(crate) fn spans(&self) -> Vec<Span> {
@@ -177,6 +238,19 @@ impl Collector {
             })
     }
 
+    /// Every metric of the newest metrics export.
+    pub(crate) fn newest_metrics(&self) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .metrics
+            .last()
+            .into_iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| sm.metrics.clone())
+            .collect()
+    }
+
     fn header(&self, name: &str) -> Option<String> {
         let inbox = self.inbox.lock().unwrap();
         inbox
@@ -184,6 +258,11 @@ impl Collector {
             .iter()
             .find_map(|h| h.get(name).map(|v| v.to_str().unwrap().to_string()))
     }
+}
+
+/// The SERVER span of the request with this `x-request-id`, once received.
+pub(crate) async fn server_span(collector: &Collector, request_id: &str) -> Span {
+    collector.wait_request(request_id).await.0
 }
 
 async fn serve_http(listener: TcpListener, inbox: Arc<Mutex<Inbox>>) {
@@ -234,6 +313,12 @@ async fn receive(
                 .push(ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap());
             ExportMetricsServiceResponse::default().encode_to_vec()
         }
+        "/v1/logs" => {
+            inbox
+                .logs
+                .push(ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap());
+            ExportLogsServiceResponse::default().encode_to_vec()
+        }
         other => panic!("unexpected OTLP path {other}"),
     };
     let mut resp = Response::new(Full::new(Bytes::from(answer)));
@@ -257,6 +342,21 @@ impl TraceService for Sink {
             .push(request.metadata().clone().into_headers());
         inbox.traces.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut inbox = self.0.lock().unwrap();
+        inbox
+            .headers
+            .push(request.metadata().clone().into_headers());
+        inbox.logs.push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
@@ -852,6 +952,11 @@ async fn a_blackholed_collector_never_slows_the_proxy_and_drops_are_counted() {
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4"),
             ("OTEL_BSP_SCHEDULE_DELAY", "10"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+            // Access records go out as logs even with the stdout access log off.
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "3000"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "16"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "10"),
         ],
     );
     let url = rl.url("/echo");
@@ -893,7 +998,8 @@ async fn a_blackholed_collector_never_slows_the_proxy_and_drops_are_counted() {
         let m = rl.metrics().await;
         let traces = sample(&m, r#"redline_telemetry_dropped_total{signal="traces"}"#)?;
         let metrics = sample(&m, r#"redline_telemetry_dropped_total{signal="metrics"}"#)?;
-        (traces >= 400.0 && metrics > 0.0).then_some(traces)
+        let logs = sample(&m, r#"redline_telemetry_dropped_total{signal="logs"}"#)?;
+        (traces >= 400.0 && metrics > 0.0 && logs >= 400.0).then_some(traces)
     })
     .await;
     assert!(dropped <= 2.0 * 500.0, "{dropped}");
@@ -1057,6 +1163,7 @@ fn start_rotel(grpc: u16, http: u16) -> Rotel {
     let mut child = Command::new(rotel_agent())
         .args(["start", "--exporter", "blackhole"])
         .args(["--debug-log", "traces", "--debug-log", "metrics"])
+        .args(["--debug-log", "logs"])
         .args(["--debug-log-verbosity", "detailed"])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
@@ -1095,7 +1202,7 @@ fn start_rotel(grpc: u16, http: u16) -> Rotel {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
+async fn rotel_collector_receives_traces_and_logs_over_http_and_metrics_over_grpc() {
     let (grpc, http) = (free_port(), free_port());
     let rotel = start_rotel(grpc, http);
     eventually(Duration::from_secs(15), "rotel listening", || async {
@@ -1107,6 +1214,7 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
     let up = app().await;
     let traces = format!("http://127.0.0.1:{http}/v1/traces");
     let metrics = format!("http://127.0.0.1:{grpc}");
+    let logs = format!("http://127.0.0.1:{http}/v1/logs");
     let rl = Redline::start_with(
         &config_for(up, CHECKOUT),
         &[],
@@ -1114,6 +1222,8 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", &metrics),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &logs),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
             ("OTEL_SERVICE_NAME", "rotel-e2e"),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
@@ -1137,6 +1247,8 @@ async fn rotel_collector_receives_traces_over_http_and_metrics_over_grpc() {
         "-> Name: http.server.active_requests",
         "http.route: Str(/api/orders/{id})",
         "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "GET /api/orders/7 200",
+        "redline.duration_ms",
     ];
     let until = Instant::now() + Duration::from_secs(20);
     loop {

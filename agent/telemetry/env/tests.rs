@@ -496,17 +496,22 @@ fn the_config_file_is_the_fallback_and_env_wins() {
 }
 
 #[test]
-fn https_works_for_http_protobuf_only() {
+fn https_works_for_both_protocols() {
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://saas.example")]);
     assert_eq!(url(&s.traces), "https://saas.example/v1/traces");
     let s = resolve(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://saas.example"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     ]);
-    assert!(s.traces.is_none());
-    assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+    assert_eq!(
+        url(&s.traces),
+        "https://saas.example/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // http/protobuf needs a scheme (only gRPC's INSECURE flag decides one).
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
     assert!(s.traces.is_none());
+    assert_eq!(s.warnings.len(), 3, "one per signal: {:?}", s.warnings);
 }
 
 #[test]
@@ -549,4 +554,119 @@ fn keep_slower_than_comes_from_the_file() {
         Some(Duration::from_secs(2))
     );
     assert_eq!(resolve(&[]).keep_slower_than, None);
+}
+
+#[test]
+fn logs_follow_the_endpoint_like_the_other_signals() {
+    let s = resolve(&[EP]);
+    assert_eq!(url(&s.logs), "http://collector:4318/v1/logs");
+    let s = resolve(&[EP, ("OTEL_LOGS_EXPORTER", "none")]);
+    assert!(s.logs.is_none() && s.traces.is_some());
+    let s = resolve(&[("OTEL_LOGS_EXPORTER", "otlp")]);
+    assert_eq!(
+        url(&s.logs),
+        "http://localhost:4318/v1/logs",
+        "explicit otlp: the default"
+    );
+    assert!(s.traces.is_none());
+    let s = resolve(&[
+        EP,
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "k=v"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "4000"),
+    ]);
+    let logs = s.logs.unwrap();
+    assert_eq!(
+        logs.url.to_string(),
+        "http://logs:4317/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+    );
+    assert_eq!(logs.timeout, Duration::from_millis(1500));
+    assert_eq!(logs.export_timeout, Duration::from_secs(4));
+    assert_eq!(
+        header_list(&Some(logs)),
+        [("k".to_string(), "v".to_string())]
+    );
+    assert_eq!(url(&s.traces), "http://collector:4318/v1/traces");
+    let s = resolve(&[EP, ("OTEL_SDK_DISABLED", "true")]);
+    assert!(s.logs.is_none());
+}
+
+#[test]
+fn batch_log_record_processor_variables() {
+    let s = resolve(&[]);
+    assert_eq!(
+        (
+            s.log_batching.queue,
+            s.log_batching.max_batch,
+            s.log_batching.delay
+        ),
+        (2048, 512, Duration::from_secs(1))
+    );
+    let s = resolve(&[
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "500"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "20"),
+    ]);
+    assert_eq!(
+        (
+            s.log_batching.queue,
+            s.log_batching.max_batch,
+            s.log_batching.delay
+        ),
+        (100, 100, Duration::from_millis(20))
+    );
+}
+
+#[test]
+fn grpc_without_a_scheme_is_https_unless_insecure() {
+    let grpc = ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    let s = resolve(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]);
+    assert!(
+        url(&s.traces).starts_with("https://collector:4317/"),
+        "{}",
+        url(&s.traces)
+    );
+    let s = resolve(&[
+        grpc,
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ("OTEL_EXPORTER_OTLP_METRICS_INSECURE", "false"),
+    ]);
+    assert!(url(&s.traces).starts_with("http://collector:4317/"));
+    assert!(url(&s.metrics).starts_with("https://collector:4317/"));
+    // An explicit scheme wins over the flag.
+    let s = resolve(&[
+        grpc,
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+    ]);
+    assert!(url(&s.traces).starts_with("https://"));
+}
+
+#[test]
+fn certificates_per_signal_replace_the_generic_ones() {
+    let s = resolve(&[
+        EP,
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/client.key"),
+        ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/logs-ca.pem"),
+    ]);
+    let traces = s.traces.unwrap().tls;
+    assert_eq!(traces.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert_eq!(
+        traces.client_key.as_deref(),
+        Some(std::path::Path::new("/client.key"))
+    );
+    let logs = s.logs.unwrap().tls;
+    assert_eq!(
+        logs.ca.as_deref(),
+        Some(std::path::Path::new("/logs-ca.pem"))
+    );
+    assert_eq!(
+        logs.client_cert.as_deref(),
+        Some(std::path::Path::new("/client.pem"))
+    );
 }

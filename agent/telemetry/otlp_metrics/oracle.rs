@@ -194,7 +194,7 @@ fn prometheus_labels(attrs: &[KeyValue]) -> Labels {
 
 fn otlp(reg: &Registry) -> BTreeMap<Labels, Expected> {
     let mut b = MetricsBuilder::new(Temporality::Cumulative, 0);
-    let (request, _) = b.build(reg, &Resource::default(), 1);
+    let (request, _) = b.build(reg, &[], &Resource::default(), 1);
     let decoded = ExportMetricsServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
     let metric = &decoded.resource_metrics[0].scope_metrics[0].metrics[0];
     let Some(metric::Data::Histogram(h)) = &metric.data else {
