@@ -16,6 +16,7 @@
 //! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt / fdlimit
 //! flows / access_log
 //! config
+//! access
 //! state / auth
 //! telemetry / dashboard / reload / learn
 //! proxy
@@ -26,6 +27,7 @@
 //! app / demo / cli / rules_export / init
 //! ```
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod alerting;

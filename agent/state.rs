@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
+use crate::access::Access;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::flows::router::Router;
@@ -122,6 +123,8 @@ pub struct FlowRuntime {
     pub slow_threshold: Option<Duration>,
     /// Most requests of this flow in flight at once; more are shed (503 `overloaded`).
     pub max_concurrent: Option<usize>,
+    /// `flows[].access`; `None` (most flows) costs one branch per request.
+    pub access: Option<Arc<crate::config::AccessConfig>>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -151,6 +154,8 @@ pub struct Runtime {
     pub upstream_port: u16,
     /// Redaction rules for logs and exports.
     pub redactor: Arc<Redactor>,
+    /// Caller identification (`auth:`) and the identity headers stripped from every request.
+    pub access: Arc<Access>,
 }
 
 /// Errors that prevent a configuration from becoming a runtime.
@@ -164,6 +169,14 @@ pub enum BuildError {
     /// The upstream URL does not make a request URI.
     #[error("upstream {0:?} is not a usable http://host:port URL")]
     BadUpstream(String),
+    /// `auth:` names a file that cannot be used.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    /// A flow restricts access but nothing can identify callers.
+    #[error(
+        "flow {0:?} has an access rule other than public, but `auth:` configures neither jwt nor api_keys"
+    )]
+    NoIdentification(String),
 }
 
 /// State shared by the proxy, the admin API and background tasks.
@@ -239,6 +252,8 @@ impl Shared {
         let bad = || BuildError::BadUpstream(upstream.uri.to_string());
         let upstream_scheme = upstream.uri.scheme().cloned().ok_or_else(bad)?;
         let upstream_authority = upstream.uri.authority().cloned().ok_or_else(bad)?;
+        let access = Arc::new(Access::new(&config.auth)?);
+        check_identification(&config, &access)?;
         let patterns: Vec<_> = config.flows.iter().map(|f| f.patterns.clone()).collect();
         let router = Router::new(&patterns);
         let flows: Vec<FlowRuntime> = config
@@ -260,6 +275,7 @@ impl Shared {
                     timeout: config.flow_timeout(i),
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
+                    access: f.access.clone().map(Arc::new),
                 }
             })
             .collect();
@@ -277,6 +293,7 @@ impl Shared {
             timeout: config.timeout,
             slow_threshold: None,
             max_concurrent: None,
+            access: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -293,6 +310,7 @@ impl Shared {
             upstream_scheme,
             upstream_authority,
             redactor,
+            access,
         })
     }
 
@@ -385,12 +403,34 @@ fn empty_runtime() -> Runtime {
             timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_concurrent: None,
+            access: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),
         upstream_host: Arc::from("127.0.0.1"),
         upstream_port: 80,
         redactor: Arc::new(Redactor::default()),
+        access: Arc::new(Access::new(&Default::default()).expect("no files to read")),
+    }
+}
+
+/// A flow that restricts access needs a way to identify callers.
+fn check_identification(config: &Config, access: &Access) -> Result<(), BuildError> {
+    if access.can_identify() {
+        return Ok(());
+    }
+    let restricted = |a: &crate::config::AccessConfig| {
+        a.rules
+            .iter()
+            .any(|(_, r)| *r != crate::config::Rule::Public)
+    };
+    match config
+        .flows
+        .iter()
+        .find(|f| f.access.as_ref().is_some_and(restricted))
+    {
+        Some(f) => Err(BuildError::NoIdentification(f.name.clone())),
+        None => Ok(()),
     }
 }
 

@@ -139,6 +139,8 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         alerts: config.unmatched_alerts().to_vec(),
         slo: None,
         max_concurrent_requests: None,
+        access: None,
+        audit: false,
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::access::AccessConfig;
 use super::alert::{AlertRule, Slo};
 use super::de::{OneOrMany, Parse, opt_positive_duration};
 use crate::flows::Pattern;
@@ -44,6 +45,13 @@ pub struct FlowConfig {
     /// when unset).
     #[serde(default)]
     pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// Who may call this flow (`public`, `authenticated`, roles, or per method); no check
+    /// at all when unset.
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
+    /// Write one audit-trail record per request of this flow (denials are always recorded).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

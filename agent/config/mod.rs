@@ -3,6 +3,7 @@
 //! Values are parsed inside serde visitors (see `de`) so every error points at the offending
 //! scalar; checks spanning several nodes run afterwards and locate their node with `locate`.
 
+mod access;
 mod alert;
 mod de;
 mod flow;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use access::{AccessConfig, ApiKeysConfig, AuthConfig, ForwardConfig, JwtConfig, Rule};
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// Redline extension: connections to the upstream (caps, queue, connect timeout).
     pub upstream_connections: UpstreamConnections,
+    /// Redline extension: how callers are identified (JWTs, API keys) for `flows[].access`.
+    pub auth: AuthConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -225,6 +229,7 @@ impl Default for Config {
             data_dir: None,
             limits: Limits::default(),
             upstream_connections: UpstreamConnections::default(),
+            auth: AuthConfig::default(),
             source: None,
         }
     }

@@ -954,6 +954,27 @@ fn full_example_sets_every_section() {
         Some(200)
     );
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
+    assert!(c.flows[0].audit);
+    let access = c.flows[0].access.as_ref().unwrap();
+    assert_eq!(
+        access.rule_for("GET").unwrap().1,
+        &crate::config::Rule::Authenticated
+    );
+    assert_eq!(
+        c.flows[1]
+            .access
+            .as_ref()
+            .unwrap()
+            .rule_for("GET")
+            .unwrap()
+            .1,
+        &crate::config::Rule::Public
+    );
+    let jwt = c.auth.jwt.as_ref().unwrap();
+    assert_eq!(jwt.roles_claim, "realm_access.roles");
+    assert_eq!(jwt.algorithms, ["RS256", "ES256", "EdDSA"]);
+    assert_eq!(c.auth.api_keys.as_ref().unwrap().header, "x-api-key");
+    assert_eq!(c.auth.forward, crate::config::ForwardConfig::default());
 }
 
 // ---------------------------------------------------------------- trace links

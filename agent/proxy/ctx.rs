@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
+use crate::access::{Credential, Decision, Identity, Verdict, decide};
 use crate::access_log::Entry;
+use crate::config::Rule;
 use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
@@ -49,6 +51,10 @@ pub struct RequestCtx {
     finished: bool,
     /// Places taken among capped requests in flight, given back at `finish`.
     slots: Slots,
+    /// The caller the flow's access rule verified, if any (forwarded upstream when allowed).
+    pub identity: Option<Arc<Identity>>,
+    /// The flow's access decision, when the flow has a rule.
+    pub decision: Option<Decision>,
     _active: ActiveGuard,
 }
 
@@ -103,6 +109,8 @@ impl RequestCtx {
             bytes_out: 0,
             finished: false,
             slots: Slots::default(),
+            identity: None,
+            decision: None,
             _active: active,
             runtime,
         }
@@ -127,6 +135,36 @@ impl RequestCtx {
             self.slots.flow = true;
         }
         Ok(())
+    }
+
+    /// Access control (phase 2, after load shedding): the flow's `access` rule against the
+    /// caller's credential. A denial is answered by Redline, so nothing goes upstream. A
+    /// flow without a rule returns at the first branch; a `public` rule reads no credential.
+    pub fn authorize(&mut self, headers: &http::HeaderMap) -> Result<(), Error> {
+        let Some(rule) = self.flow().access.clone() else {
+            return Ok(());
+        };
+        let method = self.method.as_str();
+        let public = matches!(rule.rule_for(method), Some((_, Rule::Public)));
+        let who = if public {
+            Credential::Missing
+        } else {
+            self.runtime
+                .access
+                .identify(headers, unix_ms(SystemTime::now()) / 1000)
+        };
+        let decision = decide(&rule, method, &who);
+        match &who {
+            Credential::Valid(id) => self.identity = Some(id.clone()),
+            Credential::Invalid(why) => tracing::debug!(reason = %why, "Credential refused."),
+            Credential::Missing => {}
+        }
+        let verdict = decision.verdict;
+        self.decision = Some(decision);
+        match verdict {
+            Verdict::Allow => Ok(()),
+            denied => Err(super::phases::denied(denied)),
+        }
     }
 
     fn release_slots(&mut self) {

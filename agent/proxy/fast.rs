@@ -191,7 +191,8 @@ async fn forward(
         }
     }
     let mut out = take_out();
-    if let Err(shed) = ctx.admit_load() {
+    let admitted_load = ctx.admit_load();
+    if let Err(shed) = admitted_load.and_then(|()| ctx.authorize(&parts.headers)) {
         // Its body, if any, was read: the connection can take the next request.
         let resp = super::upstream_failed(ctx, &shed);
         let close = close || drain.is_signaled();

@@ -1,0 +1,81 @@
+use serde_json::json;
+
+use super::jwt::identity_from_claims;
+use super::*;
+
+fn access(yaml: &str) -> AccessConfig {
+    yaml_serde::from_str(yaml).unwrap()
+}
+
+fn who(roles: &[&str]) -> Credential {
+    let roles = roles.iter().map(|r| r.to_string()).collect();
+    Credential::Valid(Arc::new(Identity::new("a".into(), roles).unwrap()))
+}
+
+#[test]
+fn roles_rule_admits_holders_only() {
+    let rule = access("[admin, ops]");
+    assert_eq!(decide(&rule, "GET", &who(&["ops"])).verdict, Verdict::Allow);
+    assert_eq!(
+        decide(&rule, "GET", &who(&["viewer"])).verdict,
+        Verdict::Forbid
+    );
+    let missing = decide(&rule, "GET", &Credential::Missing);
+    assert_eq!(
+        missing.verdict,
+        Verdict::Unauthenticated { token_given: false }
+    );
+    let bad = decide(&rule, "GET", &Credential::Invalid("x".into()));
+    assert_eq!(bad.verdict, Verdict::Unauthenticated { token_given: true });
+    assert_eq!(missing.rule, "*: any of [admin, ops]");
+}
+
+#[test]
+fn per_method_rules_deny_unlisted_methods() {
+    let rule = access("{ GET: public, delete: [admin] }");
+    assert_eq!(
+        decide(&rule, "GET", &Credential::Missing).verdict,
+        Verdict::Allow
+    );
+    let d = decide(&rule, "DELETE", &who(&["viewer"]));
+    assert_eq!(
+        (d.verdict, d.rule.as_str()),
+        (Verdict::Forbid, "DELETE: any of [admin]")
+    );
+    let d = decide(&rule, "POST", &who(&["admin"]));
+    assert_eq!(d.verdict, Verdict::Forbid, "{}", d.rule);
+}
+
+#[test]
+fn bad_rules_are_refused() {
+    for bad in ["anyone", "[]", "{ GET: nobody }", "[\"a b\"]"] {
+        assert!(yaml_serde::from_str::<AccessConfig>(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn roles_come_from_a_nested_claim_and_scope() {
+    let claims = json!({"sub": "u1", "realm_access": {"roles": ["admin"]}, "scope": "read write"});
+    let path = ["realm_access".to_string(), "roles".to_string()];
+    let id = identity_from_claims(claims.as_object().unwrap(), &path).unwrap();
+    assert_eq!(id.roles, ["admin", "read", "write"]);
+    assert_eq!(id.roles_value, "admin,read,write");
+}
+
+#[test]
+fn a_subject_that_cannot_be_a_header_is_refused() {
+    let claims = json!({"sub": "a\r\nx-redline-roles: admin"});
+    assert!(identity_from_claims(claims.as_object().unwrap(), &["roles".into()]).is_err());
+}
+
+#[test]
+fn bearer_parsing() {
+    let mut h = HeaderMap::new();
+    assert_eq!(bearer(&h), None);
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+    assert_eq!(bearer(&h), None);
+    h.insert(AUTHORIZATION, HeaderValue::from_static("bearer  t.k.n "));
+    assert_eq!(bearer(&h), Some(Some("t.k.n")));
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
+    assert_eq!(bearer(&h), Some(None));
+}
