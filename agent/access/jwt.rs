@@ -6,28 +6,20 @@
 //! even be parsed into a header. `exp` is required and, like `nbf`, must be a number:
 //! the typed [`Claims`] refuse a string where a date belongs.
 
-use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::jwks::{Key, KeySource};
 use super::{AccessError, Identity};
 use crate::config::JwtConfig;
 
-/// One usable key of the JWKS.
-struct Key {
-    kid: Option<String>,
-    /// The key's own `alg`, when the JWKS pins one.
-    alg: Option<Algorithm>,
-    key: DecodingKey,
-}
-
 /// Verifies tokens against one JWKS and one set of claim requirements.
 pub struct Verifier {
-    keys: Vec<Key>,
+    keys: Arc<KeySource>,
     algorithms: Vec<Algorithm>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -38,7 +30,7 @@ pub struct Verifier {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.current().len())
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
     }
@@ -67,7 +59,7 @@ impl Verifier {
             .map(|a| Algorithm::from_str(a).map_err(|_| AccessError::Algorithm(a.clone())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Verifier {
-            keys: load_jwks(&config.jwks_file)?,
+            keys: KeySource::new(config)?,
             algorithms,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -76,34 +68,45 @@ impl Verifier {
         })
     }
 
-    /// Verify `token`; the reason is for logs and `redline check`, never for the client.
-    pub fn verify(&self, token: &str) -> Result<(Identity, u64), String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad header: {e}"))?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(format!("algorithm {:?} is not accepted", header.alg));
+    /// Verify `token`, fetching the issuer's keys again (rate-limited) when it names a
+    /// key the set lacks. The reason is for logs, never for the client.
+    pub async fn verify(&self, token: &str) -> Result<(Identity, u64), String> {
+        let seen = self.keys.generation();
+        match self.verify_now(token) {
+            Err(Failure::UnknownKey(why)) => {
+                // Boxed: the fetch's state would otherwise sit in every request's future.
+                if Box::pin(self.keys.refresh_for_unknown_key(seen)).await {
+                    return self.verify_now(token).map_err(Failure::into_reason);
+                }
+                Err(why)
+            }
+            other => other.map_err(Failure::into_reason),
         }
-        let key = self
-            .key_for(header.alg, header.kid.as_deref())
-            .ok_or_else(|| format!("no key for kid {:?} and {:?}", header.kid, header.alg))?;
+    }
+
+    fn verify_now(&self, token: &str) -> Result<(Identity, u64), Failure> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Failure::Invalid(format!("bad header: {e}")))?;
+        if !self.algorithms.contains(&header.alg) {
+            let why = format!("algorithm {:?} is not accepted", header.alg);
+            return Err(Failure::Invalid(why));
+        }
+        let keys = self.keys.current();
+        let key = key_for(&keys, header.alg, header.kid.as_deref()).ok_or_else(|| {
+            Failure::UnknownKey(format!(
+                "no key for kid {:?} and {:?}",
+                header.kid, header.alg
+            ))
+        })?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(header.alg))
-            .map_err(|e| format!("rejected: {e}"))?;
+            .map_err(|e| Failure::Invalid(format!("rejected: {e}")))?;
         let claims = data.claims;
         let mut all = claims.rest;
         if let Some(sub) = claims.sub {
             all.insert("sub".into(), Value::String(sub));
         }
-        let identity = identity_from_claims(&all, &self.roles_claim)?;
+        let identity = identity_from_claims(&all, &self.roles_claim).map_err(Failure::Invalid)?;
         Ok((identity, claims.exp))
-    }
-
-    /// The key a token names: same family as its `alg` (never an RSA key for HS256),
-    /// the key's pinned `alg` if any, and its `kid` when the token gives one.
-    fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Option<&Key> {
-        self.keys.iter().find(|k| {
-            k.key.family().algorithms().contains(&alg)
-                && k.alg.is_none_or(|a| a == alg)
-                && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
-        })
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -136,36 +139,6 @@ impl Verifier {
     }
 }
 
-fn load_jwks(path: &Path) -> Result<Vec<Key>, AccessError> {
-    let io = |source| AccessError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let text = std::fs::read(path).map_err(io)?;
-    let set: JwkSet = serde_json::from_slice(&text).map_err(|e| AccessError::Jwks {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    set.keys
-        .iter()
-        .map(|jwk| {
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| AccessError::Jwks {
-                path: path.to_path_buf(),
-                message: format!("key {:?}: {e}", jwk.common.key_id),
-            })?;
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
-            Ok(Key {
-                kid: jwk.common.key_id.clone(),
-                alg,
-                key,
-            })
-        })
-        .collect()
-}
-
 /// The identity in a set of claims: `sub`, and roles from the dotted `roles_claim` path
 /// (a list, or a space-separated string) plus the scopes of `scope`.
 pub fn identity_from_claims(
@@ -184,6 +157,32 @@ pub fn identity_from_claims(
     push_roles(&mut roles, at);
     push_roles(&mut roles, claims.get("scope"));
     Identity::new(subject.to_string(), roles)
+}
+
+/// Why a token did not verify.
+enum Failure {
+    /// It names no key of the current set: the issuer may have rotated.
+    UnknownKey(String),
+    /// Anything else.
+    Invalid(String),
+}
+
+impl Failure {
+    fn into_reason(self) -> String {
+        match self {
+            Failure::UnknownKey(why) | Failure::Invalid(why) => why,
+        }
+    }
+}
+
+/// The key a token names: same family as its `alg` (never an RSA key for HS256), the
+/// key's pinned `alg` if any, and its `kid` when the token gives one.
+fn key_for<'k>(keys: &'k [Key], alg: Algorithm, kid: Option<&str>) -> Option<&'k Key> {
+    keys.iter().find(|k| {
+        k.key.family().algorithms().contains(&alg)
+            && k.alg.is_none_or(|a| a == alg)
+            && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
+    })
 }
 
 fn push_roles(out: &mut Vec<String>, v: Option<&Value>) {

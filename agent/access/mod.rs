@@ -7,6 +7,7 @@
 //! runs.
 
 mod cache;
+mod jwks;
 pub mod jwt;
 mod keys;
 
@@ -67,6 +68,12 @@ pub enum AccessError {
         /// What is wrong.
         message: String,
     },
+    /// Neither or both of `jwks_file` and `jwks_url`.
+    #[error("auth.jwt needs exactly one of jwks_file and jwks_url")]
+    JwksSource,
+    /// The JWKS URL cannot be used.
+    #[error("auth.jwt.jwks_url {0}")]
+    JwksUrl(String),
     /// An algorithm name jsonwebtoken does not know.
     #[error("unknown JWT algorithm {0:?}; expected RS256, ES256, EdDSA or HS256")]
     Algorithm(String),
@@ -134,10 +141,10 @@ impl Access {
 
     /// Identify the caller of a request at `now` (Unix seconds): a bearer token first,
     /// then an API key.
-    pub fn identify(&self, headers: &HeaderMap, now: u64) -> Credential {
+    pub async fn identify(&self, headers: &HeaderMap, now: u64) -> Credential {
         if let Some(token) = bearer(headers) {
             return match token {
-                Some(token) => self.verify_jwt(token, now),
+                Some(token) => self.verify_jwt(token, now).await,
                 None => Credential::Invalid("malformed Authorization header".into()),
             };
         }
@@ -152,7 +159,7 @@ impl Access {
         Credential::Missing
     }
 
-    fn verify_jwt(&self, token: &str, now: u64) -> Credential {
+    async fn verify_jwt(&self, token: &str, now: u64) -> Credential {
         let Some(verifier) = &self.jwt else {
             return Credential::Invalid("bearer tokens are not configured".into());
         };
@@ -160,7 +167,7 @@ impl Access {
         if let Some(id) = self.cache.get(&hash, now) {
             return Credential::Valid(id);
         }
-        match verifier.verify(token) {
+        match verifier.verify(token).await {
             Ok((identity, exp)) => {
                 let identity = Arc::new(identity);
                 self.cache.put(hash, identity.clone(), exp, now);

@@ -35,7 +35,22 @@ pub struct AuthConfig {
 )]
 pub struct JwtConfig {
     /// A JWKS (RFC 7517 `{"keys": [...]}`) file; read at start and on every reload.
-    pub jwks_file: PathBuf,
+    /// Exactly one of `jwks_file` and `jwks_url`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (https; plain http only to a loopback address, for tests and
+    /// local identity providers). Fetched at start, again every `jwks_refresh`, and when a
+    /// token names an unknown `kid` (at most once per `jwks_min_refresh`); the last good
+    /// set is kept while the issuer is unreachable.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often the URL's key set is fetched again (default 5m).
+    #[serde(default = "default_refresh", deserialize_with = "duration")]
+    pub jwks_refresh: Duration,
+    /// Fewest time between two fetches (default 10s): a flood of tokens with made-up
+    /// `kid`s costs the issuer one request per this interval.
+    #[serde(default = "default_min_refresh", deserialize_with = "duration")]
+    pub jwks_min_refresh: Duration,
     /// Required `iss`; any issuer when unset.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -58,6 +73,14 @@ pub struct JwtConfig {
 
 fn default_algorithms() -> Vec<String> {
     ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_min_refresh() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_leeway() -> Duration {

@@ -140,20 +140,19 @@ impl RequestCtx {
     /// Access control (phase 2, after load shedding): the flow's `access` rule against the
     /// caller's credential. A denial is answered by Redline, so nothing goes upstream. A
     /// flow without a rule returns at the first branch; a `public` rule reads no credential.
-    pub fn authorize(&mut self, headers: &http::HeaderMap) -> Result<(), Error> {
+    pub async fn authorize(&mut self, headers: &http::HeaderMap) -> Result<(), Error> {
         let Some(rule) = self.flow().access.clone() else {
             return Ok(());
         };
-        let method = self.method.as_str();
-        let public = matches!(rule.rule_for(method), Some((_, Rule::Public)));
+        let public = matches!(rule.rule_for(self.method.as_str()), Some((_, Rule::Public)));
         let who = if public {
             Credential::Missing
         } else {
-            self.runtime
-                .access
-                .identify(headers, unix_ms(SystemTime::now()) / 1000)
+            let access = self.runtime.access.clone();
+            let now = unix_ms(SystemTime::now()) / 1000;
+            access.identify(headers, now).await
         };
-        let decision = decide(&rule, method, &who);
+        let decision = decide(&rule, self.method.as_str(), &who);
         match &who {
             Credential::Valid(id) => self.identity = Some(id.clone()),
             Credential::Invalid(why) => tracing::debug!(reason = %why, "Credential refused."),

@@ -191,8 +191,11 @@ async fn forward(
         }
     }
     let mut out = take_out();
-    let admitted_load = ctx.admit_load();
-    if let Err(shed) = admitted_load.and_then(|()| ctx.authorize(&parts.headers)) {
+    let mut admitted_load = ctx.admit_load();
+    if admitted_load.is_ok() {
+        admitted_load = ctx.authorize(&parts.headers).await;
+    }
+    if let Err(shed) = admitted_load {
         // Its body, if any, was read: the connection can take the next request.
         let resp = super::upstream_failed(ctx, &shed);
         let close = close || drain.is_signaled();

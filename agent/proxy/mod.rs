@@ -115,8 +115,11 @@ impl Proxy {
                 return Ok(resp);
             }
         };
-        let admitted_load = ctx.admit_load();
-        if let Err(shed) = admitted_load.and_then(|()| ctx.authorize(&parts.headers)) {
+        let mut admitted_load = ctx.admit_load();
+        if admitted_load.is_ok() {
+            admitted_load = ctx.authorize(&parts.headers).await;
+        }
+        if let Err(shed) = admitted_load {
             let unread = !http_body::Body::is_end_stream(&body);
             let mut resp = upstream_failed(ctx, &shed);
             if unread && parts.version < Version::HTTP_2 {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,12 +74,18 @@ tokens = {
     "no_exp": jwt.encode({k: v for k, v in claims("alice", ["admin"]).items() if k != "exp"},
                          rsa_key, "RS256", headers={"kid": "r1"}),
 }
-json.dump({"jwks": jwks, "tokens": tokens}, sys.stdout)
+# The issuer's next key, for the rotation test: a set that holds only it.
+next_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+rotated = {"keys": [jwk(RSAAlgorithm, next_key, "r2", "RS256")]}
+tokens["rotated_admin"] = jwt.encode(claims("erin", ["admin"]), next_key, "RS256", headers={"kid": "r2"})
+tokens["made_up_kid"] = jwt.encode(claims("mallory", ["admin"]), rsa_key, "RS256", headers={"kid": "zz"})
+json.dump({"jwks": jwks, "rotated": rotated, "tokens": tokens}, sys.stdout)
 "#;
 
 /// Keys, JWKS and tokens from PyJWT.
 struct Minted {
     jwks: serde_json::Value,
+    rotated: serde_json::Value,
     tokens: HashMap<String, String>,
 }
 
@@ -100,6 +108,7 @@ fn mint() -> Minted {
         .collect();
     Minted {
         jwks: v["jwks"].clone(),
+        rotated: v["rotated"].clone(),
         tokens,
     }
 }
@@ -330,5 +339,74 @@ async fn tokens_minted_by_pyjwt_are_judged_per_flow_in_both_engines() {
     assert_eq!(
         window["errors"], 0,
         "denials counted as the app's errors: {window}"
+    );
+}
+
+/// What the test issuer serves: (status, JWKS body).
+type Served = Arc<Mutex<(u16, String)>>;
+
+/// A JWKS endpoint whose answer the test changes, counting fetches.
+async fn issuer(initial: &serde_json::Value) -> (SocketAddr, Served, Arc<AtomicUsize>) {
+    let served: Served = Arc::new(Mutex::new((200, initial.to_string())));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (s, f) = (served.clone(), fetches.clone());
+    let addr = serve(move |_req| {
+        let (s, f) = (s.clone(), f.clone());
+        async move {
+            f.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = s.lock().unwrap().clone();
+            let mut resp = http::Response::new(full(body));
+            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            resp
+        }
+    })
+    .await;
+    (addr, served, fetches)
+}
+
+#[tokio::test]
+async fn keys_from_a_jwks_url_follow_rotation_and_survive_an_issuer_outage() {
+    let m = mint();
+    let app = app().await;
+    let (issuer, served, fetches) = issuer(&m.jwks).await;
+    let yaml = config_for(
+        app,
+        &format!(
+            "auth:\n  jwt:\n    jwks_url: http://{issuer}/jwks\n    jwks_min_refresh: 1s\n    issuer: https://id.test\n    audience: orders\n    roles_claim: realm_access.roles\nflows:\n  - name: admin\n    match: /admin/users\n    access: [admin]\n"
+        ),
+    );
+    let rl = Redline::start(&yaml);
+    let status_of = |name: &'static str| {
+        let auth = bearer(&m.tokens[name]);
+        let rl = &rl;
+        async move {
+            call(rl, "GET", "/admin/users", &[("authorization", &auth)])
+                .await
+                .0
+        }
+    };
+    assert_eq!(status_of("rs256_admin").await, 200);
+    // The issuer rotates: a token with the new kid makes Redline fetch again.
+    served.lock().unwrap().1 = m.rotated.to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the rotated key to be fetched",
+        || async { (status_of("rotated_admin").await == 200).then_some(()) },
+    )
+    .await;
+    // The issuer goes down: the last good set is kept.
+    *served.lock().unwrap() = (500, "down".into());
+    let before = fetches.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        assert_eq!(status_of("rotated_admin").await, 200);
+        assert_eq!(status_of("made_up_kid").await, 401);
+    }
+    // Made-up kids cost the issuer at most one fetch per second (plus the one in flight).
+    let spent = fetches.load(Ordering::SeqCst) - before;
+    let allowed = started.elapsed().as_secs() as usize + 2;
+    assert!(
+        spent <= allowed,
+        "{spent} fetches for made-up kids: not rate-limited"
     );
 }
