@@ -71,6 +71,12 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Work with the audit trail (`data_dir/audit/audit-*.jsonl`).
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
     ///
     /// Listens on 127.0.0.1:8080 (proxy) and 127.0.0.1:9901 (dashboard), or on free
@@ -79,6 +85,20 @@ pub enum Command {
         /// Stop after this long (e.g. `60s`, `5m`); default: run until Ctrl-C.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<std::time::Duration>,
+    },
+}
+
+/// `redline audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files, in order (e.g. `data_dir/audit/audit-*.jsonl`).
+    ///
+    /// Reports the first altered, removed or reordered record (file:line) and exits 1;
+    /// exits 0 when the chain is intact (gaps Redline itself recorded are listed).
+    Verify {
+        /// Audit files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

@@ -13,7 +13,7 @@
 //! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
 //!
 //! ```text
-//! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt / fdlimit
+//! error / stats / metrics / trace / redact / watchdog / audit / audit_trail / http_json / shutdown / netfmt / fdlimit
 //! flows / access_log
 //! config
 //! access
@@ -33,6 +33,7 @@ pub mod admin;
 pub mod alerting;
 pub mod app;
 pub mod audit;
+pub mod audit_trail;
 pub mod auth;
 pub mod cli;
 pub mod config;

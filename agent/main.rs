@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use redline::app::{self, Hooks};
-use redline::cli::{Cli, Command, RunArgs};
+use redline::cli::{AuditCommand, Cli, Command, RunArgs};
 use redline::config::Config;
 
 fn main() -> ExitCode {
@@ -17,6 +17,27 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Demo { duration } => demo(duration),
         Command::Init { from, out } => init(&from, out.as_deref()),
+        Command::Audit {
+            action: AuditCommand::Verify { files },
+        } => audit_verify(&files),
+    }
+}
+
+/// `redline audit verify`: 0 intact, 1 broken (first break named), 2 unreadable.
+fn audit_verify(files: &[std::path::PathBuf]) -> ExitCode {
+    match redline::audit_trail::verify_files(files) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.broken.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 

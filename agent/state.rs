@@ -10,6 +10,7 @@ use dashmap::DashMap;
 
 use crate::access::Access;
 use crate::access_log::AccessLog;
+use crate::audit_trail::AuditTrail;
 use crate::config::Config;
 use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
@@ -125,6 +126,8 @@ pub struct FlowRuntime {
     pub max_concurrent: Option<usize>,
     /// `flows[].access`; `None` (most flows) costs one branch per request.
     pub access: Option<Arc<crate::config::AccessConfig>>,
+    /// `flows[].audit`: every request goes to the audit trail (denials always do).
+    pub audit: bool,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -177,6 +180,9 @@ pub enum BuildError {
         "flow {0:?} has an access rule other than public, but `auth:` configures neither jwt nor api_keys"
     )]
     NoIdentification(String),
+    /// The audit trail's directory cannot be used.
+    #[error("cannot open the audit trail under data_dir: {0}")]
+    Audit(std::io::Error),
 }
 
 /// State shared by the proxy, the admin API and background tasks.
@@ -206,6 +212,8 @@ pub struct Shared {
     /// Proxied requests in flight, counted only while `limits.max_concurrent_requests`
     /// caps them.
     pub in_flight: AtomicUsize,
+    /// The audit trail under `data_dir/audit/` (none without a `data_dir`).
+    pub audit_trail: Option<AuditTrail>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -224,6 +232,9 @@ impl Shared {
         let mut bounds = config.telemetry.metrics.buckets.clone();
         bounds.extend(config.latency_thresholds().iter().map(|d| d.as_secs_f64()));
         let registry = Arc::new(Registry::new(&bounds));
+        let audit = (config.data_dir.as_deref(), config.audit_trail.max_file_size);
+        let audit_trail = AuditTrail::for_config(audit, registry.audit_dropped.clone())
+            .map_err(BuildError::Audit)?;
         let templates = RouteTemplates::new(config.routes.max_templates, config.routes.templating);
         let placeholder = Shared {
             runtime: ArcSwap::from_pointee(empty_runtime()),
@@ -236,6 +247,7 @@ impl Shared {
             started: Instant::now(),
             upstream_unavailable: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            audit_trail,
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;
@@ -253,7 +265,8 @@ impl Shared {
         let upstream_scheme = upstream.uri.scheme().cloned().ok_or_else(bad)?;
         let upstream_authority = upstream.uri.authority().cloned().ok_or_else(bad)?;
         let access = Arc::new(Access::new(&config.auth)?);
-        check_identification(&config, &access)?;
+        crate::access::check_identification(&config, &access)
+            .map_err(BuildError::NoIdentification)?;
         let patterns: Vec<_> = config.flows.iter().map(|f| f.patterns.clone()).collect();
         let router = Router::new(&patterns);
         let flows: Vec<FlowRuntime> = config
@@ -276,6 +289,7 @@ impl Shared {
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
                     access: f.access.clone().map(Arc::new),
+                    audit: f.audit,
                 }
             })
             .collect();
@@ -294,6 +308,7 @@ impl Shared {
             slow_threshold: None,
             max_concurrent: None,
             access: None,
+            audit: false,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -404,6 +419,7 @@ fn empty_runtime() -> Runtime {
             slow_threshold: None,
             max_concurrent: None,
             access: None,
+            audit: false,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),
@@ -411,26 +427,6 @@ fn empty_runtime() -> Runtime {
         upstream_port: 80,
         redactor: Arc::new(Redactor::default()),
         access: Arc::new(Access::new(&Default::default()).expect("no files to read")),
-    }
-}
-
-/// A flow that restricts access needs a way to identify callers.
-fn check_identification(config: &Config, access: &Access) -> Result<(), BuildError> {
-    if access.can_identify() {
-        return Ok(());
-    }
-    let restricted = |a: &crate::config::AccessConfig| {
-        a.rules
-            .iter()
-            .any(|(_, r)| *r != crate::config::Rule::Public)
-    };
-    match config
-        .flows
-        .iter()
-        .find(|f| f.access.as_ref().is_some_and(restricted))
-    {
-        Some(f) => Err(BuildError::NoIdentification(f.name.clone())),
-        None => Ok(()),
     }
 }
 

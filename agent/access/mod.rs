@@ -190,6 +190,23 @@ impl Access {
     }
 }
 
+/// A flow that restricts access needs a way to identify callers: the name of the first
+/// flow that has none.
+pub fn check_identification(config: &crate::config::Config, access: &Access) -> Result<(), String> {
+    if access.can_identify() {
+        return Ok(());
+    }
+    let restricted = |a: &AccessConfig| a.rules.iter().any(|(_, r)| *r != Rule::Public);
+    match config
+        .flows
+        .iter()
+        .find(|f| f.access.as_ref().is_some_and(restricted))
+    {
+        Some(f) => Err(f.name.clone()),
+        None => Ok(()),
+    }
+}
+
 /// `Some(Some(token))` for `Authorization: Bearer <token>`, `Some(None)` for an
 /// Authorization header that is not a usable bearer token, `None` without one. Any other
 /// scheme (Basic…) is left to the app: `None`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::de::duration;
+use super::de::{Parse, duration};
 
 /// `auth:`: how callers prove who they are.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -25,6 +25,38 @@ pub struct AuthConfig {
     pub api_keys: Option<ApiKeysConfig>,
     /// Headers the verified identity reaches the app in.
     pub forward: ForwardConfig,
+}
+
+/// `audit_trail:`: the hash-chained audit files under `data_dir/audit/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping such as { max_file_size: 64MiB }"
+)]
+pub struct AuditTrailConfig {
+    /// A file past this size is closed and the next one started (default 64MiB).
+    #[serde(deserialize_with = "file_size")]
+    pub max_file_size: u64,
+}
+
+impl Default for AuditTrailConfig {
+    fn default() -> Self {
+        AuditTrailConfig {
+            max_file_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+fn file_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Parse::new("a size such as 64MiB", |s| {
+        let n = super::units::parse_size(s)? as u64;
+        if n < 1024 {
+            return Err(format!("{s} is too small for an audit file; at least 1KiB"));
+        }
+        Ok(n)
+    })
+    .one(d)
 }
 
 /// `auth.jwt:`.

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use access::{AccessConfig, ApiKeysConfig, AuthConfig, ForwardConfig, JwtConfig, Rule};
+pub use access::{
+    AccessConfig, ApiKeysConfig, AuditTrailConfig, AuthConfig, ForwardConfig, JwtConfig, Rule,
+};
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
@@ -83,6 +85,8 @@ pub struct Config {
     pub upstream_connections: UpstreamConnections,
     /// Redline extension: how callers are identified (JWTs, API keys) for `flows[].access`.
     pub auth: AuthConfig,
+    /// Redline extension: the audit trail's files (`flows[].audit`, denials).
+    pub audit_trail: AuditTrailConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -230,6 +234,7 @@ impl Default for Config {
             limits: Limits::default(),
             upstream_connections: UpstreamConnections::default(),
             auth: AuthConfig::default(),
+            audit_trail: AuditTrailConfig::default(),
             source: None,
         }
     }

@@ -116,6 +116,19 @@ impl Registry {
         header(
             &mut out,
             format,
+            "redline_audit_dropped_total",
+            "counter",
+            "Audit records dropped (writer behind or disk error); the trail marks each gap.",
+            "",
+        );
+        let _ = writeln!(
+            out,
+            "redline_audit_dropped_total {}",
+            self.audit_dropped.load(Relaxed)
+        );
+        header(
+            &mut out,
+            format,
             "redline_build_info",
             "gauge",
             "Build information.",

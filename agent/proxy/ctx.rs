@@ -278,6 +278,40 @@ impl RequestCtx {
         if self.shared.access_log.enabled() {
             self.log(status, duration, error);
         }
+        if let Some(trail) = &self.shared.audit_trail {
+            let denied = self.decision.as_ref().map(|d| d.verdict != Verdict::Allow);
+            if denied == Some(true) || self.flow().audit {
+                trail.record(self.audit_entry(status));
+            }
+        }
+    }
+
+    /// This request's audit record: who, from where, what, and the decision.
+    fn audit_entry(&self, status: u16) -> crate::audit_trail::Entry {
+        let id = self.identity.as_deref();
+        crate::audit_trail::Entry {
+            time_ms: unix_ms(self.started_wall),
+            flow: self.flow().state.name.to_string(),
+            subject: id.map(|i| i.subject.clone()),
+            roles: id.map(|i| i.roles.clone()).unwrap_or_default(),
+            client: self.client.to_string(),
+            method: self.method.to_string(),
+            route: self.route_metrics.route.to_string(),
+            path: (self.runtime.redactor)
+                .path_and_query(self.uri.path(), self.uri.query())
+                .into_owned(),
+            status,
+            request_id: self.request_id.to_str().unwrap_or("").to_string(),
+            trace_id: self.trace.trace_id_hex(),
+            decision: self
+                .decision
+                .as_ref()
+                .map_or("allow", |d| d.verdict.as_str()),
+            rule: self
+                .decision
+                .as_ref()
+                .map_or_else(|| "none".into(), |d| d.rule.clone()),
+        }
     }
 
     /// Remember the trace of a failed or slow request for alerts, and hand the spans to the
