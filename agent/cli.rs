@@ -44,10 +44,19 @@ pub enum Command {
     /// Validate a config file; print the flows, patterns, timeouts and alerts it defines.
     ///
     /// Exits 0 when valid, 2 with file:line:column and what was expected otherwise.
+    /// Runs the file's `policy_tests:` too (exit 2 on a mismatch); `--explain` prints the
+    /// access decision for one request instead.
     Check {
         /// Config file to check.
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
+        /// Print the access decision and the rule for one request, e.g. "DELETE /api/users/5".
+        #[arg(long, value_name = "METHOD /PATH")]
+        explain: Option<String>,
+        /// The caller's claims as JSON for --explain, e.g. '{"sub":"a","roles":["viewer"]}'
+        /// (default: no credential).
+        #[arg(long, requires = "explain")]
+        claims: Option<String>,
     },
     /// Print the flows' alerts as Prometheus alerting rules (YAML) for fleet-wide evaluation.
     ///

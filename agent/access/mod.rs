@@ -7,6 +7,7 @@
 //! runs.
 
 mod cache;
+mod explain;
 mod jwks;
 pub mod jwt;
 mod keys;
@@ -18,6 +19,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{AccessConfig, AuthConfig, Rule};
 pub use cache::IdentityCache;
+pub use explain::{Explained, explain, run_policy_tests};
 
 /// A caller whose credential was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -79,3 +79,11 @@ fn bearer_parsing() {
     h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
     assert_eq!(bearer(&h), Some(None));
 }
+
+#[test]
+fn the_shipped_full_example_passes_its_own_policy_tests() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/full.yaml");
+    let config = crate::config::Config::load(&path).unwrap();
+    let (report, failed) = run_policy_tests(&config);
+    assert_eq!(failed, 0, "{report}");
+}

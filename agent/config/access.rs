@@ -59,6 +59,49 @@ fn file_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     .one(d)
 }
 
+/// One of `policy_tests:`: a request, who sends it, and the decision expected.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a test such as { request: \"DELETE /api/users/5\", claims: { sub: a, roles: [viewer] }, expect: forbidden }"
+)]
+pub struct PolicyTest {
+    /// Shown in the report; `#N` when unset.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `METHOD /path`.
+    pub request: String,
+    /// The caller's claims (`sub`, roles at `auth.jwt.roles_claim`, `scope`); none for an
+    /// anonymous caller.
+    #[serde(default)]
+    pub claims: Option<serde_json::Value>,
+    /// `allow`, `unauthenticated` or `forbidden`.
+    pub expect: Expect,
+}
+
+/// The decision a policy test expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// Forwarded to the app.
+    Allow,
+    /// 401.
+    Unauthenticated,
+    /// 403.
+    Forbidden,
+}
+
+impl Expect {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expect::Allow => "allow",
+            Expect::Unauthenticated => "unauthenticated",
+            Expect::Forbidden => "forbidden",
+        }
+    }
+}
+
 /// `auth.jwt:`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(
@@ -201,6 +244,17 @@ impl AccessConfig {
         exact
             .or_else(|| self.rules.iter().find(|(m, _)| m == "*"))
             .map(|(m, r)| (m.as_str(), r))
+    }
+}
+
+impl fmt::Display for AccessConfig {
+    /// `GET: authenticated, DELETE: any of [admin]` (`*` for the other methods).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (method, rule)) in self.rules.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{method}: {rule}")?;
+        }
+        Ok(())
     }
 }
 

@@ -26,7 +26,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use access::{
-    AccessConfig, ApiKeysConfig, AuditTrailConfig, AuthConfig, ForwardConfig, JwtConfig, Rule,
+    AccessConfig, ApiKeysConfig, AuditTrailConfig, AuthConfig, Expect, ForwardConfig, JwtConfig,
+    PolicyTest, Rule,
 };
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
@@ -87,6 +88,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Redline extension: the audit trail's files (`flows[].audit`, denials).
     pub audit_trail: AuditTrailConfig,
+    /// Redline extension: expected access decisions, checked by `redline check`.
+    pub policy_tests: Vec<PolicyTest>,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -235,6 +238,7 @@ impl Default for Config {
             upstream_connections: UpstreamConnections::default(),
             auth: AuthConfig::default(),
             audit_trail: AuditTrailConfig::default(),
+            policy_tests: Vec::new(),
             source: None,
         }
     }

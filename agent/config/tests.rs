@@ -974,6 +974,11 @@ fn full_example_sets_every_section() {
     assert_eq!(jwt.roles_claim, "realm_access.roles");
     assert_eq!(jwt.jwks_min_refresh, secs(10));
     assert_eq!(c.audit_trail.max_file_size, 64 * 1024 * 1024);
+    assert_eq!(c.policy_tests.len(), 2);
+    assert_eq!(
+        c.policy_tests[1].expect,
+        crate::config::Expect::Unauthenticated
+    );
     assert_eq!(jwt.algorithms, ["RS256", "ES256", "EdDSA"]);
     assert_eq!(c.auth.api_keys.as_ref().unwrap().header, "x-api-key");
     assert_eq!(c.auth.forward, crate::config::ForwardConfig::default());

@@ -532,3 +532,76 @@ fn verify(files: &[std::path::PathBuf]) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// `redline check` runs `policy_tests:` (exit 2 on a mismatch); `--explain` judges one request.
+#[test]
+fn policy_is_testable_with_redline_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("redline.yaml");
+    let yaml = |expect_admin: &str| {
+        format!(
+            r#"upstream: http://127.0.0.1:3000
+auth:
+  jwt: {{ jwks_file: jwks.json, roles_claim: realm_access.roles }}
+flows:
+  - name: users-admin
+    match: ["GET /api/users/{{id}}", "DELETE /api/users/{{id}}"]
+    access: {{ GET: authenticated, DELETE: [admin] }}
+policy_tests:
+  - name: viewer cannot delete
+    request: DELETE /api/users/5
+    claims: {{ sub: a, realm_access: {{ roles: [viewer] }} }}
+    expect: forbidden
+  - name: anonymous read
+    request: GET /api/users/5
+    expect: unauthenticated
+  - name: admin deletes
+    request: DELETE /api/users/5
+    claims: {{ sub: root, realm_access: {{ roles: [admin] }} }}
+    expect: {expect_admin}
+"#
+        )
+    };
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_redline"))
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    std::fs::write(&config, yaml("allow")).unwrap();
+    let (code, out) = check(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("access: GET: authenticated, DELETE: any of [admin]"),
+        "{out}"
+    );
+    assert!(out.contains("3 of 3 passed"), "{out}");
+
+    let claims = r#"{"sub":"a","realm_access":{"roles":["viewer"]}}"#;
+    let (code, out) = check(&["--explain", "DELETE /api/users/5", "--claims", claims]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(r#"flow users-admin, rule "DELETE: any of [admin]": forbidden (403)"#),
+        "{out}"
+    );
+    let (_, out) = check(&["--explain", "GET /elsewhere"]);
+    assert!(
+        out.contains("flow unmatched") && out.contains("allow"),
+        "{out}"
+    );
+
+    // A policy change that breaks an expectation fails the check.
+    std::fs::write(&config, yaml("forbidden")).unwrap();
+    let (code, out) = check(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("FAIL  admin deletes: expected forbidden"),
+        "{out}"
+    );
+}
