@@ -99,6 +99,8 @@ pub struct FlowState {
     /// Requests in flight, counted only while the flow caps them
     /// (`max_concurrent_requests`); a request gives back its place where it took it.
     pub in_flight: AtomicUsize,
+    /// Requests its access rule let through and turned away (`/api/flows`).
+    pub access_counts: [AtomicU64; 2],
 }
 
 impl FlowState {
@@ -346,6 +348,7 @@ impl Shared {
             exemplars: Exemplars::default(),
             slo: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
+            access_counts: Default::default(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -414,6 +417,7 @@ fn empty_runtime() -> Runtime {
                 exemplars: Exemplars::default(),
                 slo: OnceLock::new(),
                 in_flight: AtomicUsize::new(0),
+                access_counts: Default::default(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,

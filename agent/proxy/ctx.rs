@@ -160,6 +160,8 @@ impl RequestCtx {
         }
         let verdict = decision.verdict;
         self.decision = Some(decision);
+        let denied = usize::from(verdict != Verdict::Allow);
+        self.flow().state.access_counts[denied].fetch_add(1, Relaxed);
         match verdict {
             Verdict::Allow => Ok(()),
             denied => Err(super::phases::denied(denied)),

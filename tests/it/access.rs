@@ -340,6 +340,37 @@ async fn tokens_minted_by_pyjwt_are_judged_per_flow_in_both_engines() {
         window["errors"], 0,
         "denials counted as the app's errors: {window}"
     );
+
+    // /api/flows shows each flow's rule and its decisions; no token or key shows anywhere.
+    let flows = fast.json("/api/flows").await;
+    let admin = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "admin")
+        .unwrap();
+    assert_eq!(admin["access"]["rule"], "*: any of [admin]", "{admin}");
+    assert_eq!(admin["access"]["allowed"], 3, "{admin}");
+    assert_eq!(admin["access"]["denied"], 3, "{admin}");
+    let plain = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "plain")
+        .unwrap();
+    assert_eq!(plain["access"]["rule"], serde_json::Value::Null);
+    let config = fast.json("/api/config").await.to_string();
+    let log = eventually(Duration::from_secs(10), "access log lines", || async {
+        let lines = fast.stdout.lock().unwrap().join("\n");
+        (lines.matches("\"request_id\"").count() >= 20).then_some(lines)
+    })
+    .await;
+    for shown in [flows.to_string(), config, log] {
+        for secret in [&minted.tokens["rs256_admin"], &"k-live-123".to_string()] {
+            let sig = secret.rsplit('.').next().unwrap();
+            assert!(!shown.contains(sig), "a credential is shown: {shown}");
+        }
+    }
 }
 
 /// What the test issuer serves: (status, JWKS body).
