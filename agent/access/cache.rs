@@ -35,6 +35,10 @@ impl IdentityCache {
 
     /// Remember a verified identity until `exp`.
     pub fn put(&self, hash: [u8; 32], identity: Arc<Identity>, exp: u64, now: u64) {
+        // Past `exp` but within the leeway: valid now, not worth remembering.
+        if exp <= now {
+            return;
+        }
         if self.map.len() >= CAPACITY {
             self.map.retain(|_, (_, e)| *e > now);
             if self.map.len() >= CAPACITY {

@@ -112,6 +112,11 @@ impl KeySource {
         });
     }
 
+    /// Keys held now (no fetch is started).
+    pub fn len(&self) -> usize {
+        self.keys.load().len()
+    }
+
     /// A token named a key the set lacks: fetch again unless a fetch was made too
     /// recently. `true` when the set may have changed since `seen` (try again).
     pub async fn refresh_for_unknown_key(&self, seen: u64) -> bool {

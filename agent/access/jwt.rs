@@ -30,7 +30,7 @@ pub struct Verifier {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.current().len())
+            .field("keys", &self.keys.len())
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
     }

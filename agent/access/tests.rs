@@ -87,3 +87,29 @@ fn the_shipped_full_example_passes_its_own_policy_tests() {
     let (report, failed) = run_policy_tests(&config);
     assert_eq!(failed, 0, "{report}");
 }
+
+#[test]
+fn the_identity_cache_is_bounded_and_forgets_expired_tokens() {
+    let cache = IdentityCache::default();
+    let id = Arc::new(Identity::new("a".into(), vec![]).unwrap());
+    for i in 0..cache::CAPACITY as u64 + 10 {
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&i.to_le_bytes());
+        cache.put(hash, id.clone(), 100, 50);
+    }
+    assert_eq!(
+        cache.len(),
+        cache::CAPACITY,
+        "full: new tokens are not cached"
+    );
+    // At 200 every entry has expired: the next token makes room by dropping them.
+    cache.put([9; 32], id.clone(), 300, 200);
+    assert_eq!(cache.len(), 1);
+    assert!(cache.get(&[9; 32], 250).is_some());
+    assert!(cache.get(&[9; 32], 300).is_none(), "never served past exp");
+    cache.put([8; 32], id, 200, 200);
+    assert!(
+        cache.get(&[8; 32], 100).is_none(),
+        "an expired token is not cached"
+    );
+}
