@@ -113,3 +113,42 @@ fn the_identity_cache_is_bounded_and_forgets_expired_tokens() {
         "an expired token is not cached"
     );
 }
+
+/// HS256 is for development: it verifies only when listed, and only with a `kty: oct` key.
+#[tokio::test]
+async fn hs256_needs_to_be_listed_and_an_oct_key() {
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"development-only-secret-of-32-bytes!";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let jwks = json!({"keys": [{"kty": "oct", "k": k, "kid": "h1", "alg": "HS256"}]});
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    let claims = json!({"sub": "dev", "roles": ["admin"], "exp": exp});
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("h1".into());
+    let token = encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+    let config = |algorithms: &[&str]| crate::config::JwtConfig {
+        jwks_file: Some(jwks_file.clone()),
+        jwks_url: None,
+        jwks_refresh: std::time::Duration::from_secs(300),
+        jwks_min_refresh: std::time::Duration::from_secs(10),
+        issuer: None,
+        audience: None,
+        algorithms: algorithms.iter().map(|a| a.to_string()).collect(),
+        leeway: std::time::Duration::from_secs(30),
+        roles_claim: "roles".into(),
+    };
+    let listed = jwt::Verifier::new(&config(&["HS256"])).unwrap();
+    let (id, _) = listed.verify(&token).await.unwrap();
+    assert_eq!(
+        (id.subject.as_str(), id.roles.as_slice()),
+        ("dev", &["admin".to_string()][..])
+    );
+    let default = jwt::Verifier::new(&config(&["RS256", "ES256", "EdDSA"])).unwrap();
+    let refused = default.verify(&token).await.unwrap_err();
+    assert!(refused.contains("not accepted"), "{refused}");
+}

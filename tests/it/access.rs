@@ -464,6 +464,8 @@ async fn audit_records_survive_kill_9_and_tampering_is_caught() {
     );
     let mut rl = Redline::start(&yaml);
     let answered = load(&rl).await;
+    let m = rl.metrics().await;
+    assert_eq!(sample(&m, "redline_audit_dropped_total"), Some(0.0), "{m}");
     let killed_at = std::time::Instant::now();
     rl.child.kill().unwrap();
     rl.child.wait().unwrap();
