@@ -1057,3 +1057,41 @@ fn default_alerts_cover_all_traffic_until_flows_exist() {
     let dup = "alerting:\n  default_alerts:\n    - when: \"error_rate > 1%\"\n    - when: \"error_rate > 2%\"\n";
     assert_err(dup, 4, 7, "already defined by default_alerts[0]");
 }
+
+// ---------------------------------------------------------------- access and audit
+
+#[test]
+fn access_and_audit_settings_that_cannot_work_are_refused_at_their_line() {
+    let flow = "flows:\n  - name: a\n    match: /x\n";
+    assert_err(
+        &format!("{flow}    access: [admin]\n"),
+        4,
+        13,
+        "configures neither jwt nor api_keys",
+    );
+    assert!(Config::parse(&format!("{flow}    access: public\n"), "t.yaml").is_ok());
+    assert_err(
+        &format!("{flow}    audit: true\n"),
+        4,
+        12,
+        "set `data_dir:`",
+    );
+    assert_err(
+        "auth:\n  jwt: { issuer: x }\n",
+        2,
+        8,
+        "exactly one of jwks_file and jwks_url",
+    );
+    assert_err(
+        &format!("{flow}    access: {{ GET: [admin], get: public }}\n"),
+        4,
+        13,
+        "listed twice",
+    );
+    assert_err(
+        &format!("{flow}    access: everyone\n"),
+        4,
+        13,
+        "unknown access rule",
+    );
+}
