@@ -152,3 +152,42 @@ async fn hs256_needs_to_be_listed_and_an_oct_key() {
     let refused = default.verify(&token).await.unwrap_err();
     assert!(refused.contains("not accepted"), "{refused}");
 }
+
+/// Without `auth.jwt`, an app's own bearer token does not stand in the way of an API key.
+#[tokio::test]
+async fn api_keys_alone_leave_authorization_to_the_app() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.yaml");
+    let hash: String = sha2::Sha256::digest(b"k1")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!("- {{ name: ci, sha256: {hash}, roles: [deploy] }}\n"),
+    )
+    .unwrap();
+    let config: AuthConfig =
+        yaml_serde::from_str(&format!("api_keys: {{ file: {} }}", file.display())).unwrap();
+    let access = Access::new(&config).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(
+        AUTHORIZATION,
+        HeaderValue::from_static("Bearer app-session"),
+    );
+    assert!(matches!(access.identify(&h, 0).await, Credential::Missing));
+    h.insert("x-api-key", HeaderValue::from_static("k1"));
+    let Credential::Valid(id) = access.identify(&h, 0).await else {
+        panic!("the key was not accepted");
+    };
+    assert_eq!(
+        (id.subject.as_str(), id.roles_value.to_str().unwrap()),
+        ("ci", "deploy")
+    );
+    h.insert("x-api-key", HeaderValue::from_static("k2"));
+    assert!(matches!(
+        access.identify(&h, 0).await,
+        Credential::Invalid(_)
+    ));
+}
