@@ -187,6 +187,7 @@ impl Admin {
                         .collect::<Vec<_>>()
                 );
                 v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
+                v["access"] = access_json(cfg.access.as_ref(), cfg.audit, &rt.state);
                 v["alerts"] =
                     crate::alerting::api::flow_alerts(&self.shared, &self.alerts, &cfg.name);
                 v
@@ -273,6 +274,21 @@ fn flow_json(state: &FlowState, now_ms: u64) -> Value {
         "active_requests": state.active.total(),
         "windows": windows,
         "alerts": [],
+    })
+}
+
+/// A flow's access rule (`null`: no check), whether it is audited, and the decisions so far.
+fn access_json(
+    rule: Option<&crate::config::AccessConfig>,
+    audit: bool,
+    state: &FlowState,
+) -> Value {
+    let [allowed, denied] = &state.access_counts;
+    json!({
+        "rule": rule.map(|r| r.to_string()),
+        "audit": audit,
+        "allowed": allowed.load(std::sync::atomic::Ordering::Relaxed),
+        "denied": denied.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 

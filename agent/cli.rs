@@ -44,10 +44,19 @@ pub enum Command {
     /// Validate a config file; print the flows, patterns, timeouts and alerts it defines.
     ///
     /// Exits 0 when valid, 2 with file:line:column and what was expected otherwise.
+    /// Runs the file's `policy_tests:` too (exit 2 on a mismatch); `--explain` prints the
+    /// access decision for one request instead.
     Check {
         /// Config file to check.
         #[arg(long, short, env = "REDLINE_CONFIG")]
         config: PathBuf,
+        /// Print the access decision and the rule for one request, e.g. "DELETE /api/users/5".
+        #[arg(long, value_name = "METHOD /PATH")]
+        explain: Option<String>,
+        /// The caller's claims as JSON for --explain, e.g. '{"sub":"a","roles":["viewer"]}'
+        /// (default: no credential).
+        #[arg(long, requires = "explain")]
+        claims: Option<String>,
     },
     /// Print the flows' alerts as Prometheus alerting rules (YAML) for fleet-wide evaluation.
     ///
@@ -71,6 +80,12 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Work with the audit trail (`data_dir/audit/audit-*.jsonl`).
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Self-contained demo: a flaky app, Redline in front of it, traffic, and alerts printed here.
     ///
     /// Listens on 127.0.0.1:8080 (proxy) and 127.0.0.1:9901 (dashboard), or on free
@@ -85,6 +100,20 @@ pub enum Command {
         /// `run`, `compare` or `record`.
         #[command(subcommand)]
         command: crate::baseline::BaselineCommand,
+    },
+}
+
+/// `redline audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files, in order (e.g. `data_dir/audit/audit-*.jsonl`).
+    ///
+    /// Reports the first altered, removed or reordered record (file:line) and exits 1;
+    /// exits 0 when the chain is intact (gaps Redline itself recorded are listed).
+    Verify {
+        /// Audit files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

@@ -45,6 +45,12 @@ pub enum ErrorType {
     /// Redline refused the request to protect the upstream: no upstream connection came
     /// free within the queue's limits. Counts as an error: users were refused.
     Overloaded,
+    /// A flow's `access` rule needs a caller and the request carried no valid credential
+    /// (401). The client's doing: not an error of the flow.
+    Unauthenticated,
+    /// A verified caller the flow's `access` rule does not admit (403). Not an error of
+    /// the flow either: the app was never asked.
+    Forbidden,
 }
 
 impl ErrorType {
@@ -60,6 +66,8 @@ impl ErrorType {
             ErrorType::BadRequest => "bad_request".into(),
             ErrorType::ClientTimeout => "client_timeout".into(),
             ErrorType::Overloaded => "overloaded".into(),
+            ErrorType::Unauthenticated => "unauthenticated".into(),
+            ErrorType::Forbidden => "forbidden".into(),
         }
     }
 
@@ -72,6 +80,8 @@ impl ErrorType {
                 | ErrorType::ClientClosed
                 | ErrorType::BadRequest
                 | ErrorType::ClientTimeout
+                | ErrorType::Unauthenticated
+                | ErrorType::Forbidden
         )
     }
 
@@ -89,6 +99,8 @@ impl ErrorType {
             6 => ErrorType::BadRequest,
             7 => ErrorType::ClientTimeout,
             8 => ErrorType::Overloaded,
+            9 => ErrorType::Unauthenticated,
+            10 => ErrorType::Forbidden,
             _ => ErrorType::None,
         }
     }
@@ -349,6 +361,8 @@ mod tests {
             ErrorType::BadRequest,
             ErrorType::ClientTimeout,
             ErrorType::Overloaded,
+            ErrorType::Unauthenticated,
+            ErrorType::Forbidden,
         ] {
             assert_eq!(ErrorType::from_code(kind.code()), kind);
         }

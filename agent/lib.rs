@@ -13,9 +13,10 @@
 //! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
 //!
 //! ```text
-//! error / stats / metrics / trace / redact / watchdog / audit / http_json / shutdown / netfmt / fdlimit
+//! error / stats / metrics / trace / redact / watchdog / audit / audit_trail / http_json / shutdown / netfmt / fdlimit
 //! flows / access_log
 //! config
+//! access
 //! state / auth
 //! telemetry / dashboard / reload / learn
 //! proxy
@@ -26,11 +27,13 @@
 //! app / demo / cli / rules_export / init / baseline
 //! ```
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod alerting;
 pub mod app;
 pub mod audit;
+pub mod audit_trail;
 pub mod auth;
 pub mod baseline;
 pub mod cli;

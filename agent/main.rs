@@ -5,19 +5,47 @@ use std::sync::Arc;
 
 use clap::Parser;
 use redline::app::{self, Hooks};
-use redline::cli::{Cli, Command, RunArgs};
+use redline::cli::{AuditCommand, Cli, Command, RunArgs};
 use redline::config::Config;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            explain,
+            claims,
+        } => match explain {
+            Some(request) => explain_one(&config, &request, claims.as_deref()),
+            None => check(&config),
+        },
         Command::Rules { config } => rules(&config),
         Command::Run(args) => run(args),
         Command::Demo { duration } => demo(duration),
         Command::Baseline { command } => redline::baseline::command::main(command),
         Command::Init { from, out } => init(&from, out.as_deref()),
+        Command::Audit {
+            action: AuditCommand::Verify { files },
+        } => audit_verify(&files),
+    }
+}
+
+/// `redline audit verify`: 0 intact, 1 broken (first break named), 2 unreadable.
+fn audit_verify(files: &[std::path::PathBuf]) -> ExitCode {
+    match redline::audit_trail::verify_files(files) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.broken.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -71,6 +99,41 @@ fn check(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             print!("{}", config.describe());
+            if config.policy_tests.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            let (report, failed) = redline::access::run_policy_tests(&config);
+            let total = config.policy_tests.len();
+            println!(
+                "\npolicy tests:\n{report}{} of {total} passed",
+                total - failed
+            );
+            if failed > 0 {
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `redline check --explain`: the decision for one request; exit 2 when it cannot be judged.
+fn explain_one(path: &std::path::Path, request: &str, claims: Option<&str>) -> ExitCode {
+    let judged = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let claims = claims
+                .map(serde_json::from_str::<serde_json::Value>)
+                .transpose()
+                .map_err(|e| format!("--claims is not JSON: {e}"))?;
+            redline::access::explain(&config, request, claims.as_ref())
+        });
+    match judged {
+        Ok(explained) => {
+            println!("{}", explained.render(request));
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -268,6 +268,8 @@ pub struct Registry {
     pub telemetry_retries: LabeledFamily,
     /// `redline_access_log_dropped_total`: lines dropped because stdout could not keep up.
     pub access_log_dropped: AtomicU64,
+    /// `redline_audit_dropped_total`: audit records lost (queue full, disk error).
+    pub audit_dropped: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -355,6 +357,7 @@ impl Registry {
             telemetry_dropped,
             telemetry_retries,
             access_log_dropped: AtomicU64::new(0),
+            audit_dropped: Arc::default(),
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
+use crate::access::Access;
 use crate::access_log::AccessLog;
+use crate::audit_trail::AuditTrail;
 use crate::config::Config;
 use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
@@ -101,6 +103,8 @@ pub struct FlowState {
     /// Request shapes for `redline baseline record`; set only with `baseline.record.enabled`,
     /// so a disabled recorder costs the request path one empty `OnceLock` check.
     pub shapes: OnceLock<Shapes>,
+    /// Requests its access rule let through and turned away (`/api/flows`).
+    pub access_counts: [AtomicU64; 2],
 }
 
 impl FlowState {
@@ -126,6 +130,10 @@ pub struct FlowRuntime {
     pub slow_threshold: Option<Duration>,
     /// Most requests of this flow in flight at once; more are shed (503 `overloaded`).
     pub max_concurrent: Option<usize>,
+    /// `flows[].access`; `None` (most flows) costs one branch per request.
+    pub access: Option<Arc<crate::config::AccessConfig>>,
+    /// `flows[].audit`: every request goes to the audit trail (denials always do).
+    pub audit: bool,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -155,6 +163,8 @@ pub struct Runtime {
     pub upstream_port: u16,
     /// Redaction rules for logs and exports.
     pub redactor: Arc<Redactor>,
+    /// Caller identification (`auth:`) and the identity headers stripped from every request.
+    pub access: Arc<Access>,
 }
 
 /// Errors that prevent a configuration from becoming a runtime.
@@ -168,6 +178,17 @@ pub enum BuildError {
     /// The upstream URL does not make a request URI.
     #[error("upstream {0:?} is not a usable http://host:port URL")]
     BadUpstream(String),
+    /// `auth:` names a file that cannot be used.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    /// A flow restricts access but nothing can identify callers.
+    #[error(
+        "flow {0:?} has an access rule other than public, but `auth:` configures neither jwt nor api_keys"
+    )]
+    NoIdentification(String),
+    /// The audit trail's directory cannot be used.
+    #[error("cannot open the audit trail under data_dir: {0}")]
+    Audit(std::io::Error),
 }
 
 /// State shared by the proxy, the admin API and background tasks.
@@ -197,6 +218,8 @@ pub struct Shared {
     /// Proxied requests in flight, counted only while `limits.max_concurrent_requests`
     /// caps them.
     pub in_flight: AtomicUsize,
+    /// The audit trail under `data_dir/audit/` (none without a `data_dir`).
+    pub audit_trail: Option<AuditTrail>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -215,6 +238,9 @@ impl Shared {
         let mut bounds = config.telemetry.metrics.buckets.clone();
         bounds.extend(config.latency_thresholds().iter().map(|d| d.as_secs_f64()));
         let registry = Arc::new(Registry::new(&bounds));
+        let audit = (config.data_dir.as_deref(), config.audit_trail.max_file_size);
+        let audit_trail = AuditTrail::for_config(audit, registry.audit_dropped.clone())
+            .map_err(BuildError::Audit)?;
         let templates = RouteTemplates::new(config.routes.max_templates, config.routes.templating);
         let placeholder = Shared {
             runtime: ArcSwap::from_pointee(empty_runtime()),
@@ -227,6 +253,7 @@ impl Shared {
             started: Instant::now(),
             upstream_unavailable: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            audit_trail,
         };
         let shared = Arc::new(placeholder);
         let runtime = shared.build_runtime(config)?;
@@ -243,6 +270,9 @@ impl Shared {
         let bad = || BuildError::BadUpstream(upstream.uri.to_string());
         let upstream_scheme = upstream.uri.scheme().cloned().ok_or_else(bad)?;
         let upstream_authority = upstream.uri.authority().cloned().ok_or_else(bad)?;
+        let access = Arc::new(Access::new(&config.auth)?);
+        crate::access::check_identification(&config, &access)
+            .map_err(BuildError::NoIdentification)?;
         let patterns: Vec<_> = config.flows.iter().map(|f| f.patterns.clone()).collect();
         let router = Router::new(&patterns);
         let flows: Vec<FlowRuntime> = config
@@ -265,6 +295,8 @@ impl Shared {
                     timeout: config.flow_timeout(i),
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
+                    access: f.access.clone().map(Arc::new),
+                    audit: f.audit,
                 }
             })
             .collect();
@@ -282,6 +314,8 @@ impl Shared {
             timeout: config.timeout,
             slow_threshold: None,
             max_concurrent: None,
+            access: None,
+            audit: false,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -298,6 +332,7 @@ impl Shared {
             upstream_scheme,
             upstream_authority,
             redactor,
+            access,
         })
     }
 
@@ -319,6 +354,7 @@ impl Shared {
             slo: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             shapes: OnceLock::new(),
+            access_counts: Default::default(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -425,16 +461,20 @@ fn empty_runtime() -> Runtime {
                 slo: OnceLock::new(),
                 in_flight: AtomicUsize::new(0),
                 shapes: OnceLock::new(),
+                access_counts: Default::default(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_concurrent: None,
+            access: None,
+            audit: false,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),
         upstream_host: Arc::from("127.0.0.1"),
         upstream_port: 80,
         redactor: Arc::new(Redactor::default()),
+        access: Arc::new(Access::new(&Default::default()).expect("no files to read")),
     }
 }
 

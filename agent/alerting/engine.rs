@@ -140,6 +140,8 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         slo: None,
         max_concurrent_requests: None,
         baseline: None,
+        access: None,
+        audit: false,
     }
 }
 

@@ -367,6 +367,7 @@ mod tests {
             slo: Default::default(),
             in_flight: Default::default(),
             shapes: Default::default(),
+            access_counts: Default::default(),
         }
     }
 

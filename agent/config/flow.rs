@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::access::AccessConfig;
 use super::alert::{AlertRule, Slo};
 use super::baseline::FlowBaseline;
 use super::de::{OneOrMany, Parse, opt_positive_duration};
@@ -48,6 +49,13 @@ pub struct FlowConfig {
     /// Requests `redline baseline run --config` sends for this flow; the proxy ignores it.
     #[serde(default)]
     pub baseline: Option<FlowBaseline>,
+    /// Who may call this flow (`public`, `authenticated`, roles, or per method); no check
+    /// at all when unset.
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
+    /// Write one audit-trail record per request of this flow (denials are always recorded).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

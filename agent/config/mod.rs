@@ -3,6 +3,7 @@
 //! Values are parsed inside serde visitors (see `de`) so every error points at the offending
 //! scalar; checks spanning several nodes run afterwards and locate their node with `locate`.
 
+mod access;
 mod alert;
 mod baseline;
 mod de;
@@ -25,6 +26,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use access::{
+    AccessConfig, ApiKeysConfig, AuditTrailConfig, AuthConfig, Expect, ForwardConfig, JwtConfig,
+    PolicyTest, Rule,
+};
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use baseline::{BaselineConfig, BaselineRequest, FlowBaseline, NEVER_RECORDED, RecordConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
@@ -83,6 +88,12 @@ pub struct Config {
     pub upstream_connections: UpstreamConnections,
     /// Request shapes kept for `redline baseline record` (off by default).
     pub baseline: BaselineConfig,
+    /// Redline extension: how callers are identified (JWTs, API keys) for `flows[].access`.
+    pub auth: AuthConfig,
+    /// Redline extension: the audit trail's files (`flows[].audit`, denials).
+    pub audit_trail: AuditTrailConfig,
+    /// Redline extension: expected access decisions, checked by `redline check`.
+    pub policy_tests: Vec<PolicyTest>,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -230,6 +241,9 @@ impl Default for Config {
             limits: Limits::default(),
             upstream_connections: UpstreamConnections::default(),
             baseline: BaselineConfig::default(),
+            auth: AuthConfig::default(),
+            audit_trail: AuditTrailConfig::default(),
+            policy_tests: Vec::new(),
             source: None,
         }
     }

@@ -171,6 +171,12 @@ fn describe_flow(flow: &FlowConfig, timeout: std::time::Duration, lines: &mut Ve
     if let Some(runbook) = &flow.runbook {
         lines.push(format!("    runbook: {runbook}"));
     }
+    if let Some(access) = &flow.access {
+        lines.push(format!("    access: {access}"));
+    }
+    if flow.audit {
+        lines.push("    audit: every request recorded".into());
+    }
     for rule in &flow.alerts {
         lines.push(format!("    alert {}", describe_rule(rule)));
     }

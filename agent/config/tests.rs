@@ -965,6 +965,34 @@ fn full_example_sets_every_section() {
     assert_eq!(c.baseline, crate::config::BaselineConfig::default());
     assert!(!c.baseline.record.enabled, "recording is off by default");
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
+    assert!(c.flows[0].audit);
+    let access = c.flows[0].access.as_ref().unwrap();
+    assert_eq!(
+        access.rule_for("GET").unwrap().1,
+        &crate::config::Rule::Authenticated
+    );
+    assert_eq!(
+        c.flows[1]
+            .access
+            .as_ref()
+            .unwrap()
+            .rule_for("GET")
+            .unwrap()
+            .1,
+        &crate::config::Rule::Public
+    );
+    let jwt = c.auth.jwt.as_ref().unwrap();
+    assert_eq!(jwt.roles_claim, "realm_access.roles");
+    assert_eq!(jwt.jwks_min_refresh, secs(10));
+    assert_eq!(c.audit_trail.max_file_size, 64 * 1024 * 1024);
+    assert_eq!(c.policy_tests.len(), 2);
+    assert_eq!(
+        c.policy_tests[1].expect,
+        crate::config::Expect::Unauthenticated
+    );
+    assert_eq!(jwt.algorithms, ["RS256", "ES256", "EdDSA"]);
+    assert_eq!(c.auth.api_keys.as_ref().unwrap().header, "x-api-key");
+    assert_eq!(c.auth.forward, crate::config::ForwardConfig::default());
 }
 
 // ---------------------------------------------------------------- trace links
@@ -1039,4 +1067,42 @@ fn default_alerts_cover_all_traffic_until_flows_exist() {
 
     let dup = "alerting:\n  default_alerts:\n    - when: \"error_rate > 1%\"\n    - when: \"error_rate > 2%\"\n";
     assert_err(dup, 4, 7, "already defined by default_alerts[0]");
+}
+
+// ---------------------------------------------------------------- access and audit
+
+#[test]
+fn access_and_audit_settings_that_cannot_work_are_refused_at_their_line() {
+    let flow = "flows:\n  - name: a\n    match: /x\n";
+    assert_err(
+        &format!("{flow}    access: [admin]\n"),
+        4,
+        13,
+        "configures neither jwt nor api_keys",
+    );
+    assert!(Config::parse(&format!("{flow}    access: public\n"), "t.yaml").is_ok());
+    assert_err(
+        &format!("{flow}    audit: true\n"),
+        4,
+        12,
+        "set `data_dir:`",
+    );
+    assert_err(
+        "auth:\n  jwt: { issuer: x }\n",
+        2,
+        8,
+        "exactly one of jwks_file and jwks_url",
+    );
+    assert_err(
+        &format!("{flow}    access: {{ GET: [admin], get: public }}\n"),
+        4,
+        13,
+        "listed twice",
+    );
+    assert_err(
+        &format!("{flow}    access: everyone\n"),
+        4,
+        13,
+        "unknown access rule",
+    );
 }

@@ -17,7 +17,10 @@ pub(super) fn check(config: &Config, text: &str, origin: &str) -> Result<(), Con
         .or_else(|| unique_alerts(config))
         .or_else(|| unique_default_alerts(config))
         .or_else(|| unique_receiver_names(config))
-        .or_else(|| receiver_rules(config));
+        .or_else(|| receiver_rules(config))
+        .or_else(|| access_needs_identification(config))
+        .or_else(|| audit_needs_data_dir(config))
+        .or_else(|| jwks_source(config));
     match failure {
         None => Ok(()),
         Some(f) => {
@@ -25,6 +28,52 @@ pub(super) fn check(config: &Config, text: &str, origin: &str) -> Result<(), Con
             Err(ConfigError::at(origin, line, column, f.message))
         }
     }
+}
+
+/// A rule other than `public` cannot be met without a way to identify callers.
+fn access_needs_identification(config: &Config) -> Option<Failure<'static>> {
+    if config.auth.jwt.is_some() || config.auth.api_keys.is_some() {
+        return None;
+    }
+    let public = |a: &super::AccessConfig| a.rules.iter().all(|(_, r)| *r == super::Rule::Public);
+    let (i, flow) = config
+        .flows
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.access.as_ref().is_some_and(|a| !public(a)))?;
+    Some(Failure {
+        path: vec![Step::Key("flows"), Step::Index(i), Step::Key("access")],
+        message: format!(
+            "flows[{i}].access: flow {:?} restricts access, but `auth:` configures neither jwt nor api_keys, so no caller could be admitted",
+            flow.name
+        ),
+    })
+}
+
+/// The audit trail lives under `data_dir`: `audit: true` without one would record nothing.
+fn audit_needs_data_dir(config: &Config) -> Option<Failure<'static>> {
+    if config.data_dir.is_some() {
+        return None;
+    }
+    let i = config.flows.iter().position(|f| f.audit)?;
+    Some(Failure {
+        path: vec![Step::Key("flows"), Step::Index(i), Step::Key("audit")],
+        message: format!(
+            "flows[{i}].audit: the audit trail is written under data_dir; set `data_dir:`"
+        ),
+    })
+}
+
+/// Keys come from exactly one place.
+fn jwks_source(config: &Config) -> Option<Failure<'static>> {
+    let jwt = config.auth.jwt.as_ref()?;
+    if jwt.jwks_file.is_some() != jwt.jwks_url.is_some() {
+        return None;
+    }
+    Some(Failure {
+        path: vec![Step::Key("auth"), Step::Key("jwt")],
+        message: "auth.jwt: set exactly one of jwks_file and jwks_url".into(),
+    })
 }
 
 /// Index of the first item whose key was already seen, with the first index.

@@ -364,6 +364,14 @@ function axisStart(docs) {
   return Number.isFinite(first) ? Math.min(first, last - MIN_SPAN_MS) : 0;
 }
 
+// The flow's access rule and how many requests it let through or turned away (never a token).
+function accessLine(access) {
+  if (!access || !access.rule) return null;
+  const audit = access.audit ? ' · audited' : '';
+  return h('p', { className: 'access', 'data-access': access.rule },
+    'Access: ' + access.rule + ' · ' + access.allowed + ' allowed, ' + access.denied + ' denied' + audit);
+}
+
 function renderCharts(flows, series, alerts) {
   const docs = flows.map((f, i) => (series[i] && series[i].ok && series[i].body ? series[i].body : { points: [] }));
   const start = axisStart(docs);
@@ -378,6 +386,7 @@ function renderCharts(flows, series, alerts) {
     h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts))),
     h('p', { className: 'owner' }, f.owner ? 'Owner: ' + f.owner : (f.name === 'unmatched' ? 'Requests no flow matches' : 'No owner set'),
       total === 0 ? ' · no requests in the last 15 min' : ''),
+    accessLine(f.access),
     h('div', { className: 'charts' },
       figure('Requests/s', fmtRps(w.rps), chart('rps', points, limits.rps, fmtRps)),
       figure('Errors', fmtPct(w.error_rate), chart('error_rate', points, limits.error_rate, (v) => fmtPct(v / 100))),

@@ -103,6 +103,14 @@ const ACCESS_LOG_DROPPED: Family = describe(
     "Access log lines dropped because the writer could not keep up.",
 );
 
+const AUDIT_DROPPED: Family = describe(
+    "redline_audit_dropped_total",
+    "redline.audit.dropped",
+    "{record}",
+    Kind::Counter,
+    "Audit records dropped (writer behind or disk error); the trail marks each gap.",
+);
+
 const BUILD_INFO: Family = describe(
     "redline_build_info",
     "redline.build.info",
@@ -134,6 +142,7 @@ impl Registry {
         .map(|f| f.snapshot())
         .collect();
         out.push(ACCESS_LOG_DROPPED.single(self.access_log_dropped.load(Relaxed) as f64));
+        out.push(AUDIT_DROPPED.single(self.audit_dropped.load(Relaxed) as f64));
         let mut build = BUILD_INFO;
         build.series = vec![Series {
             labels: vec![("version", env!("CARGO_PKG_VERSION").to_string())],

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
+use crate::access::{Credential, Decision, Identity, Verdict, decide};
 use crate::access_log::Entry;
+use crate::config::Rule;
 use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
 use crate::state::{FlowRuntime, Runtime, Shared};
@@ -49,6 +51,10 @@ pub struct RequestCtx {
     finished: bool,
     /// Places taken among capped requests in flight, given back at `finish`.
     slots: Slots,
+    /// The caller the flow's access rule verified, if any (forwarded upstream when allowed).
+    pub identity: Option<Arc<Identity>>,
+    /// The flow's access decision, when the flow has a rule.
+    pub decision: Option<Decision>,
     _active: ActiveGuard,
 }
 
@@ -130,6 +136,8 @@ impl RequestCtx {
             bytes_out: 0,
             finished: false,
             slots: Slots::default(),
+            identity: None,
+            decision: None,
             _active: active,
             runtime,
         }
@@ -154,6 +162,37 @@ impl RequestCtx {
             self.slots.flow = true;
         }
         Ok(())
+    }
+
+    /// Access control (phase 2, after load shedding): the flow's `access` rule against the
+    /// caller's credential. A denial is answered by Redline, so nothing goes upstream. A
+    /// flow without a rule returns at the first branch; a `public` rule reads no credential.
+    pub async fn authorize(&mut self, headers: &http::HeaderMap) -> Result<(), Error> {
+        let Some(rule) = self.flow().access.clone() else {
+            return Ok(());
+        };
+        let public = matches!(rule.rule_for(self.method.as_str()), Some((_, Rule::Public)));
+        let who = if public {
+            Credential::Missing
+        } else {
+            let access = self.runtime.access.clone();
+            let now = unix_ms(SystemTime::now()) / 1000;
+            access.identify(headers, now).await
+        };
+        let decision = decide(&rule, self.method.as_str(), &who);
+        match &who {
+            Credential::Valid(id) => self.identity = Some(id.clone()),
+            Credential::Invalid(why) => tracing::debug!(reason = %why, "Credential refused."),
+            Credential::Missing => {}
+        }
+        let verdict = decision.verdict;
+        self.decision = Some(decision);
+        let denied = usize::from(verdict != Verdict::Allow);
+        self.flow().state.access_counts[denied].fetch_add(1, Relaxed);
+        match verdict {
+            Verdict::Allow => Ok(()),
+            denied => Err(super::phases::denied(denied)),
+        }
     }
 
     fn release_slots(&mut self) {
@@ -271,6 +310,12 @@ impl RequestCtx {
         if let Some(telemetry) = self.telemetry.as_deref().filter(|t| t.exports_logs()) {
             self.log_otlp(telemetry, status, duration, error, kept);
         }
+        if let Some(trail) = &self.shared.audit_trail {
+            let denied = self.decision.as_ref().map(|d| d.verdict != Verdict::Allow);
+            if denied == Some(true) || self.flow().audit {
+                trail.record(self.audit_entry(status));
+            }
+        }
     }
 
     /// The access record as an OTLP log record, linked to the request's trace and SERVER
@@ -305,6 +350,34 @@ impl RequestCtx {
             span_id: self.trace.span_id,
             sampled: kept,
         });
+    }
+
+    /// This request's audit record: who, from where, what, and the decision.
+    fn audit_entry(&self, status: u16) -> crate::audit_trail::Entry {
+        let id = self.identity.as_deref();
+        crate::audit_trail::Entry {
+            time_ms: unix_ms(self.started_wall),
+            flow: self.flow().state.name.to_string(),
+            subject: id.map(|i| i.subject.clone()),
+            roles: id.map(|i| i.roles.clone()).unwrap_or_default(),
+            client: self.client.to_string(),
+            method: self.method.to_string(),
+            route: self.route_metrics.route.to_string(),
+            path: (self.runtime.redactor)
+                .path_and_query(self.uri.path(), self.uri.query())
+                .into_owned(),
+            status,
+            request_id: self.request_id.to_str().unwrap_or("").to_string(),
+            trace_id: self.trace.trace_id_hex(),
+            decision: self
+                .decision
+                .as_ref()
+                .map_or("allow", |d| d.verdict.as_str()),
+            rule: self
+                .decision
+                .as_ref()
+                .map_or_else(|| "none".into(), |d| d.rule.clone()),
+        }
     }
 
     /// Remember the trace of a failed or slow request for alerts, and hand the spans to the

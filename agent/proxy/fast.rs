@@ -191,7 +191,11 @@ async fn forward(
         }
     }
     let mut out = take_out();
-    if let Err(shed) = ctx.admit_load() {
+    let mut admitted_load = ctx.admit_load();
+    if admitted_load.is_ok() {
+        admitted_load = ctx.authorize(&parts.headers).await;
+    }
+    if let Err(shed) = admitted_load {
         // Its body, if any, was read: the connection can take the next request.
         let resp = super::upstream_failed(ctx, &shed);
         let close = close || drain.is_signaled();

@@ -125,7 +125,11 @@ impl Proxy {
                 return Ok(resp);
             }
         };
-        if let Err(shed) = ctx.admit_load() {
+        let mut admitted_load = ctx.admit_load();
+        if admitted_load.is_ok() {
+            admitted_load = ctx.authorize(&parts.headers).await;
+        }
+        if let Err(shed) = admitted_load {
             let unread = !http_body::Body::is_end_stream(&body);
             let mut resp = upstream_failed(ctx, &shed);
             if unread && parts.version < Version::HTTP_2 {
@@ -247,6 +251,10 @@ fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<P
     let mut resp = local_error(ctx, status, Some(failure.kind()), failure.what());
     if let Some(after) = phases::retry_after(failure) {
         resp.headers_mut().insert(header::RETRY_AFTER, after);
+    }
+    if let Some(challenge) = phases::www_authenticate(failure) {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
     }
     resp
 }

@@ -33,6 +33,7 @@ use super::RequestCtx;
 use super::headers;
 pub use super::request_body::ClientFault;
 use super::wire;
+use crate::access::{Identity, Verdict};
 use crate::error::{Error, ErrorType};
 
 /// The form of a request target (RFC 9112 §3.2).
@@ -353,6 +354,7 @@ pub fn rewrite(
     };
     let uri = origin_form(std::mem::take(&mut parts.uri));
     headers::strip_hop_by_hop(&mut parts.headers);
+    forward_identity(&mut parts.headers, runtime, ctx.identity.as_deref());
     headers::set_forwarded(&mut parts.headers, client.ip(), host.as_ref());
     let host = host.unwrap_or_else(|| {
         HeaderValue::from_str(runtime.upstream_authority.as_str())
@@ -370,6 +372,24 @@ pub fn rewrite(
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+}
+
+/// The identity headers are the app's to trust, so whatever a client sent in them is
+/// removed on every flow, with or without an access rule; only a verified identity is
+/// written back.
+fn forward_identity(
+    headers: &mut HeaderMap,
+    runtime: &crate::state::Runtime,
+    who: Option<&Identity>,
+) {
+    let access = &runtime.access;
+    // `remove` drops every line of a repeated header.
+    headers.remove(&access.subject_header);
+    headers.remove(&access.roles_header);
+    if let Some(who) = who {
+        headers.insert(access.subject_header.clone(), who.subject_value.clone());
+        headers.insert(access.roles_header.clone(), who.roles_value.clone());
+    }
 }
 
 /// Only the path and query survive: an absolute-form target cannot pick another host.
@@ -438,6 +458,42 @@ pub fn client_failed(fault: ClientFault) -> Error {
     }
 }
 
+/// Why a request without any credential was refused (401 without an `error` parameter).
+pub const NO_CREDENTIAL: &str = "this flow needs a bearer token or an API key";
+
+/// Why a request with a credential that did not verify was refused.
+pub const INVALID_CREDENTIAL: &str = "the credential is invalid, expired or not for this service";
+
+/// Phase 2 for denials: the error a refused caller is answered with (401 or 403).
+pub fn denied(verdict: Verdict) -> Error {
+    match verdict {
+        Verdict::Unauthenticated { token_given: false } => {
+            Error::new(ErrorType::Unauthenticated, NO_CREDENTIAL)
+        }
+        Verdict::Unauthenticated { token_given: true } => {
+            Error::new(ErrorType::Unauthenticated, INVALID_CREDENTIAL)
+        }
+        _ => Error::new(
+            ErrorType::Forbidden,
+            "the caller's roles do not allow this request",
+        ),
+    }
+}
+
+/// Phase 6 for 401s: the RFC 6750 §3 challenge. A request that sent no credential gets no
+/// `error` parameter (§3.1: the client may not know authentication is needed); one whose
+/// credential failed gets `invalid_token`.
+pub fn www_authenticate(failure: &Error) -> Option<HeaderValue> {
+    if failure.kind() != ErrorType::Unauthenticated {
+        return None;
+    }
+    Some(if failure.what() == NO_CREDENTIAL {
+        HeaderValue::from_static("Bearer")
+    } else {
+        HeaderValue::from_static("Bearer error=\"invalid_token\"")
+    })
+}
+
 /// Phase 6 for failures: when a client refused for overload may try again (`Retry-After`,
 /// seconds): soon, since the queue it did not fit in drains as fast as the app answers.
 pub fn retry_after(failure: &Error) -> Option<HeaderValue> {
@@ -452,6 +508,8 @@ pub fn status_of(failure: &Error) -> StatusCode {
         ErrorType::BadRequest => StatusCode::BAD_REQUEST,
         ErrorType::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorType::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorType::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorType::Forbidden => StatusCode::FORBIDDEN,
         ErrorType::ClientClosed => StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)
             .unwrap_or(StatusCode::BAD_REQUEST),
         _ => StatusCode::BAD_GATEWAY,

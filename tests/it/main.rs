@@ -1,5 +1,6 @@
 //! Redline's integration tests: one binary, real sockets, the real `redline` executable.
 
+mod access;
 mod admin;
 mod alerting_engine;
 mod architecture;
