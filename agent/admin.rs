@@ -92,10 +92,10 @@ impl Admin {
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = metrics::Format::negotiate(accept);
-        let body = self
-            .shared
-            .registry
-            .render_with(format, |out| self.gate.render(out));
+        let body = self.shared.registry.render_with(format, |out| {
+            self.gate.render(out);
+            crate::proxy::retry::render(&self.shared, format, out);
+        });
         let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.
         resp.headers_mut()

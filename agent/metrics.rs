@@ -14,7 +14,9 @@ use dashmap::DashMap;
 mod exposition;
 mod histogram;
 
-pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds};
+pub use exposition::{
+    Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds, header, write_labels,
+};
 pub use histogram::{Exemplar, Histogram};
 
 /// Default bucket boundaries, in seconds: the OpenTelemetry advice for `http.server.request.duration`.

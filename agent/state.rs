@@ -14,6 +14,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
+use crate::resilience::{FlowResilience, RetryPolicy};
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
@@ -97,6 +98,8 @@ pub struct FlowState {
     /// Requests in flight, counted only while the flow caps them
     /// (`max_concurrent_requests`); a request gives back its place where it took it.
     pub in_flight: AtomicUsize,
+    /// Retry budget and counters (and what else protects the flow), kept across reloads.
+    pub resilience: FlowResilience,
 }
 
 impl FlowState {
@@ -122,6 +125,8 @@ pub struct FlowRuntime {
     pub slow_threshold: Option<Duration>,
     /// Most requests of this flow in flight at once; more are shed (503 `overloaded`).
     pub max_concurrent: Option<usize>,
+    /// How failed tries are repeated; `None` (the default) when retries are off.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -260,6 +265,7 @@ impl Shared {
                     timeout: config.flow_timeout(i),
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
+                    retry: config.flow_retries(i),
                 }
             })
             .collect();
@@ -277,6 +283,8 @@ impl Shared {
             timeout: config.timeout,
             slow_threshold: None,
             max_concurrent: None,
+            // Unmatched traffic follows the global block: the app's own endpoints.
+            retry: config.retries.policy(),
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -313,6 +321,7 @@ impl Shared {
             exemplars: Exemplars::default(),
             slo: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
+            resilience: FlowResilience::default(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -381,10 +390,12 @@ fn empty_runtime() -> Runtime {
                 exemplars: Exemplars::default(),
                 slo: OnceLock::new(),
                 in_flight: AtomicUsize::new(0),
+                resilience: FlowResilience::default(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_concurrent: None,
+            retry: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

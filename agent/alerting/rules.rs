@@ -366,6 +366,7 @@ mod tests {
             exemplars: Exemplars::default(),
             slo: Default::default(),
             in_flight: Default::default(),
+            resilience: Default::default(),
         }
     }
 

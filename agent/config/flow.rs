@@ -44,6 +44,10 @@ pub struct FlowConfig {
     /// when unset).
     #[serde(default)]
     pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// This flow's retries, replacing the global `retries:` block as a whole (keys it
+    /// leaves out take the built-in defaults, not the global block's).
+    #[serde(default)]
+    pub retries: Option<super::RetryConfig>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

@@ -9,6 +9,7 @@ mod flow;
 mod locate;
 mod receiver;
 mod report;
+mod retries;
 mod suggest;
 mod telemetry;
 mod units;
@@ -28,6 +29,7 @@ pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
+pub use retries::{BudgetConfig, MAX_ATTEMPTS, RetryConfig};
 pub use telemetry::{
     AccessLogFormat, DEFAULT_BUCKETS, MetricsConfig, OtlpConfig, OtlpProtocol, TelemetryConfig,
     TracesConfig,
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// Redline extension: connections to the upstream (caps, queue, connect timeout).
     pub upstream_connections: UpstreamConnections,
+    /// Redline extension: retries of failed tries, for flows without their own `retries:`.
+    pub retries: RetryConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -225,6 +229,7 @@ impl Default for Config {
             data_dir: None,
             limits: Limits::default(),
             upstream_connections: UpstreamConnections::default(),
+            retries: RetryConfig::default(),
             source: None,
         }
     }
@@ -429,6 +434,15 @@ impl Config {
             .get(flow_index)
             .and_then(|f| f.timeout)
             .unwrap_or(self.timeout)
+    }
+
+    /// The retry policy of a flow: its own `retries:`, else the global one; `None` when off.
+    pub fn flow_retries(&self, flow_index: usize) -> Option<crate::resilience::RetryPolicy> {
+        self.flows
+            .get(flow_index)
+            .and_then(|f| f.retries.as_ref())
+            .unwrap_or(&self.retries)
+            .policy()
     }
 
     /// The alert rules judged on the `unmatched` flow: `alerting.default_alerts` while no

@@ -128,6 +128,7 @@ impl Config {
                 "queue_timeout": dur(self.upstream_connections.queue_timeout),
                 "connect_timeout": dur(self.upstream_connections.connect_timeout),
             },
+            "retries": retries_json(&self.retries),
             "source": self.source,
         })
     }
@@ -198,6 +199,20 @@ fn describe_slo(slo: &Slo) -> String {
     )
 }
 
+fn retries_json(r: &super::RetryConfig) -> Value {
+    json!({
+        "attempts": r.attempts,
+        "per_try_timeout": r.per_try_timeout.map(dur),
+        "retry_on": r.retry_on,
+        "backoff_base": dur(r.backoff_base),
+        "backoff_max": dur(r.backoff_max),
+        "budget": {
+            "ratio": format_percent(r.budget.ratio),
+            "min_per_second": r.budget.min_per_second,
+        },
+    })
+}
+
 fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
     json!({
         "name": f.name,
@@ -206,6 +221,7 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
         "runbook": f.runbook,
         "timeout": dur(timeout),
         "max_concurrent_requests": f.max_concurrent_requests,
+        "retries": f.retries.as_ref().map(retries_json),
         "alerts": f.alerts.iter().map(rule_json).collect::<Vec<_>>(),
         "slo": f.slo.map(|s| json!({
             "objective": format_percent(s.objective),

@@ -953,7 +953,42 @@ fn full_example_sets_every_section() {
         c.flows[0].max_concurrent_requests.map(|n| n.get()),
         Some(200)
     );
+    assert_eq!(c.retries, RetryConfig::default());
+    let retries = c.flows[0].retries.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            retries.attempts,
+            retries.per_try_timeout,
+            retries.budget.ratio
+        ),
+        (3, Some(secs(2)), 0.2)
+    );
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
+}
+
+#[test]
+fn retries_are_off_by_default_and_a_flow_block_replaces_the_global_one() {
+    let c = ok(
+        "retries: { attempts: 2, retry_on: [503] }\nflows:\n  - name: a\n    match: /a\n    retries: { per_try_timeout: 1s }\n  - name: b\n    match: /b\n",
+    );
+    assert_eq!(
+        c.flow_retries(0),
+        None,
+        "the flow's own block has attempts 1"
+    );
+    let b = c.flow_retries(1).expect("the global block");
+    assert_eq!(b.attempts, 2);
+    assert!(b.retries_status(503) && !b.retries_status(502));
+    assert_eq!(ok("flows: []\n").retries.policy(), None);
+    for bad in [
+        "retries: { attempts: 0 }\n",
+        "retries: { attempts: 11 }\n",
+        "retries: { retry_on: [200] }\n",
+        "retries: { budget: { ratio: 120% } }\n",
+        "retries: { tries: 2 }\n",
+    ] {
+        assert!(Config::parse(bad, "t.yaml").is_err(), "{bad}");
+    }
 }
 
 // ---------------------------------------------------------------- trace links

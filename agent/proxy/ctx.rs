@@ -150,6 +150,11 @@ impl RequestCtx {
             .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i])
     }
 
+    /// The shared clock's now (milliseconds), as the flow's windows and budgets count time.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
     /// When the request arrived.
     pub fn started(&self) -> Instant {
         self.started

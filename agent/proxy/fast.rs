@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 
 use super::direct::{self, Conn, Head};
 use super::phases::{self, Refusal};
+use super::retry;
 use super::wire::{self, Framing};
 use super::{Proxy, RequestCtx};
 use crate::error::ErrorType;
@@ -170,6 +171,7 @@ async fn forward(
     let close = admitted.close;
     let head_request = parts.method == Method::HEAD;
     let retryable = parts.method.is_idempotent();
+    let method = parts.method.clone();
     let runtime = proxy.shared.runtime.load_full();
     let mut ctx = RequestCtx::start(
         &proxy.shared,
@@ -211,14 +213,18 @@ async fn forward(
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
     let limits = ctx.runtime().config.upstream_connections;
-    let exchange = direct::exchange(
-        &authority,
-        &out,
-        head_request,
-        retryable,
-        &proxy.gate,
-        &limits,
-    );
+    let tries = retry::Tries::start(&ctx, &method, body == 0);
+    let attempt = || {
+        direct::exchange(
+            &authority,
+            &out,
+            head_request,
+            retryable,
+            &proxy.gate,
+            &limits,
+        )
+    };
+    let exchange = retry::exchange(&ctx, tries, |(_, head)| head.status.as_u16(), attempt);
     let answer = tokio::select! {
         biased;
         answer = crate::watchdog::limit(ctx.started(), timeout, exchange) => answer,
@@ -228,6 +234,10 @@ async fn forward(
             return false;
         }
     };
+    let answer = answer.map(|(result, resends)| {
+        ctx.span.resent(resends);
+        result
+    });
     out.clear();
     let close = close || drain.is_signaled();
     let failure = match answer {

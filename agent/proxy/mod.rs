@@ -26,6 +26,7 @@ pub mod headers;
 pub mod phases;
 pub mod reach;
 pub mod request_body;
+pub mod retry;
 pub mod upstream;
 mod wire;
 
@@ -131,13 +132,32 @@ impl Proxy {
         let upgrade =
             headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let upgrading = upgrade.is_some();
         let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade, admitted.body);
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
         let limits = ctx.runtime().config.upstream_connections;
-        let sending = upstream::send(&authority, upstream_req, idempotent, &self.gate, &limits);
-        let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
+        // Only a body-less request without upgrade is sent again: from a copy of its head.
+        let bodyless = http_body::Body::is_end_stream(upstream_req.body()) && !upgrading;
+        let tries = retry::Tries::start(&ctx, upstream_req.method(), bodyless);
+        let mut first = Some(upstream_req);
+        let template = tries.as_ref().and(first.as_ref()).map(upstream::head_of);
+        let attempt = || {
+            let req = match &template {
+                Some(t) => upstream::head_of(t),
+                None => first.take().unwrap_or_else(upstream::empty_request),
+            };
+            upstream::send(&authority, req, idempotent, &self.gate, &limits)
+        };
+        let status = |(resp, _): &(Response<Incoming>, upstream::Lease)| resp.status().as_u16();
+        let sending = retry::exchange(&ctx, tries, status, attempt);
+        let answer = crate::watchdog::limit(ctx.started(), timeout, sending).await;
+        let answer = answer.map(|(result, resends)| {
+            ctx.span.resent(resends);
+            result
+        });
+        let failure = match answer {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
                 // The client's body broke first; the upstream only saw it end early. Its

@@ -90,6 +90,8 @@ pub struct RequestSpan {
     pub tracestate: Option<HeaderValue>,
     upstream_started: Option<Instant>,
     captured: Option<Captured>,
+    /// Tries after the first (`http.request.resend_count` on the CLIENT span).
+    resends: u32,
 }
 
 impl RequestSpan {
@@ -99,12 +101,20 @@ impl RequestSpan {
             tracestate,
             upstream_started: None,
             captured: capture.map(|p| Captured::new(p.version, &p.headers)),
+            resends: 0,
         }
     }
 
     /// The upstream request is about to be sent: the CLIENT span starts now.
     pub fn upstream_sent(&mut self) {
         self.upstream_started = Some(Instant::now());
+    }
+
+    /// The upstream request was sent `n` more times after the first (retries). The one
+    /// CLIENT span covers every try and carries the count: one span per try would need a
+    /// span id and trace header per try.
+    pub fn resent(&mut self, n: u32) {
+        self.resends = n;
     }
 
     /// Whether the upstream was called (so there is a CLIENT span).
@@ -170,6 +180,7 @@ pub struct SpanRecord {
     client_start_ns: Option<u64>,
     request_id: HeaderValue,
     runtime: Arc<Runtime>,
+    resends: u32,
 }
 
 impl SpanRecord {
@@ -197,6 +208,7 @@ impl SpanRecord {
             client_start_ns,
             request_id: o.request_id.clone(),
             runtime: o.runtime.clone(),
+            resends: span.resends,
         })
     }
 
@@ -321,6 +333,13 @@ impl SpanRecord {
         attr_str(b, key!("network.protocol.version"), "1.1");
         if let Some(status) = self.upstream_status {
             attr_int(b, key!("http.response.status_code"), i64::from(status));
+        }
+        if self.resends > 0 {
+            attr_int(
+                b,
+                key!("http.request.resend_count"),
+                i64::from(self.resends),
+            );
         }
         let error_type = self.client_error_type();
         if let Some(e) = &error_type {
@@ -535,6 +554,29 @@ mod tests {
 
     fn s(v: &str) -> Option<any_value::Value> {
         Some(any_value::Value::StringValue(v.into()))
+    }
+
+    #[test]
+    fn a_retried_call_carries_its_resend_count_on_the_client_span_only() {
+        let mut rec = record("GET", "/api/orders/7", Some(200), true, ErrorType::None);
+        assert_eq!(rec.resends, 0);
+        let first = spans(record(
+            "GET",
+            "/api/orders/7",
+            Some(200),
+            true,
+            ErrorType::None,
+        ));
+        assert!(
+            first
+                .iter()
+                .all(|s| attr(s, "http.request.resend_count").is_none())
+        );
+        rec.resends = 2;
+        let all = spans(rec);
+        let two = Some(any_value::Value::IntValue(2));
+        assert_eq!(attr(&all[1], "http.request.resend_count"), two);
+        assert_eq!(attr(&all[0], "http.request.resend_count"), None);
     }
 
     #[test]
