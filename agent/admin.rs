@@ -94,7 +94,7 @@ impl Admin {
         let format = metrics::Format::negotiate(accept);
         let body = self.shared.registry.render_with(format, |out| {
             self.gate.render(out);
-            crate::proxy::retry::render(&self.shared, format, out);
+            crate::proxy::protection::render(&self.shared, format, out);
         });
         let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.
@@ -179,6 +179,11 @@ impl Admin {
                         .collect::<Vec<_>>()
                 );
                 v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
+                // null without a breaker, else closed | open | half_open.
+                v["circuit"] = json!(
+                    rt.breaker
+                        .map(|_| rt.state.resilience.breaker.state().label())
+                );
                 v["alerts"] =
                     crate::alerting::api::flow_alerts(&self.shared, &self.alerts, &cfg.name);
                 v

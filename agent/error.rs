@@ -45,6 +45,9 @@ pub enum ErrorType {
     /// Redline refused the request to protect the upstream: no upstream connection came
     /// free within the queue's limits. Counts as an error: users were refused.
     Overloaded,
+    /// The flow's circuit is open: Redline refused the request without calling the app,
+    /// which failed recently. Counts as an error: users were refused.
+    CircuitOpen,
 }
 
 impl ErrorType {
@@ -60,6 +63,7 @@ impl ErrorType {
             ErrorType::BadRequest => "bad_request".into(),
             ErrorType::ClientTimeout => "client_timeout".into(),
             ErrorType::Overloaded => "overloaded".into(),
+            ErrorType::CircuitOpen => "circuit_open".into(),
         }
     }
 
@@ -89,6 +93,7 @@ impl ErrorType {
             6 => ErrorType::BadRequest,
             7 => ErrorType::ClientTimeout,
             8 => ErrorType::Overloaded,
+            9 => ErrorType::CircuitOpen,
             _ => ErrorType::None,
         }
     }
@@ -349,6 +354,7 @@ mod tests {
             ErrorType::BadRequest,
             ErrorType::ClientTimeout,
             ErrorType::Overloaded,
+            ErrorType::CircuitOpen,
         ] {
             assert_eq!(ErrorType::from_code(kind.code()), kind);
         }

@@ -14,7 +14,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
-use crate::resilience::{FlowResilience, RetryPolicy};
+use crate::resilience::{BreakerPolicy, FlowResilience, RetryPolicy};
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
@@ -127,6 +127,8 @@ pub struct FlowRuntime {
     pub max_concurrent: Option<usize>,
     /// How failed tries are repeated; `None` (the default) when retries are off.
     pub retry: Option<RetryPolicy>,
+    /// When the flow's circuit opens; `None` (the default) when it has no breaker.
+    pub breaker: Option<BreakerPolicy>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -266,6 +268,7 @@ impl Shared {
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
                     retry: config.flow_retries(i),
+                    breaker: f.circuit_breaker.map(|b| b.policy()),
                 }
             })
             .collect();
@@ -285,6 +288,7 @@ impl Shared {
             max_concurrent: None,
             // Unmatched traffic follows the global block: the app's own endpoints.
             retry: config.retries.policy(),
+            breaker: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -396,6 +400,7 @@ fn empty_runtime() -> Runtime {
             slow_threshold: None,
             max_concurrent: None,
             retry: None,
+            breaker: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

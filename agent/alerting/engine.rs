@@ -140,6 +140,7 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         slo: None,
         max_concurrent_requests: None,
         retries: None,
+        circuit_breaker: None,
     }
 }
 

@@ -48,6 +48,9 @@ pub struct FlowConfig {
     /// leaves out take the built-in defaults, not the global block's).
     #[serde(default)]
     pub retries: Option<super::RetryConfig>,
+    /// This flow's circuit breaker; none when unset.
+    #[serde(default)]
+    pub circuit_breaker: Option<super::BreakerConfig>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

@@ -4,6 +4,7 @@
 //! scalar; checks spanning several nodes run afterwards and locate their node with `locate`.
 
 mod alert;
+mod breaker;
 mod de;
 mod flow;
 mod locate;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
+pub use breaker::BreakerConfig;
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};

@@ -222,6 +222,14 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
         "timeout": dur(timeout),
         "max_concurrent_requests": f.max_concurrent_requests,
         "retries": f.retries.as_ref().map(retries_json),
+        "circuit_breaker": f.circuit_breaker.map(|b| json!({
+            "consecutive_failures": b.consecutive_failures,
+            "error_rate": format_percent(b.error_rate),
+            "window": dur(b.window),
+            "min_requests": b.min_requests,
+            "open_for": dur(b.open_for),
+            "max_open_for": dur(b.max_open_for),
+        })),
         "alerts": f.alerts.iter().map(rule_json).collect::<Vec<_>>(),
         "slo": f.slo.map(|s| json!({
             "objective": format_percent(s.objective),

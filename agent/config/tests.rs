@@ -954,6 +954,8 @@ fn full_example_sets_every_section() {
         Some(200)
     );
     assert_eq!(c.retries, RetryConfig::default());
+    assert_eq!(c.flows[0].circuit_breaker, Some(BreakerConfig::default()));
+    assert_eq!(c.flows[1].circuit_breaker, None);
     let retries = c.flows[0].retries.clone().unwrap_or_default();
     assert_eq!(
         (
@@ -986,6 +988,8 @@ fn retries_are_off_by_default_and_a_flow_block_replaces_the_global_one() {
         "retries: { retry_on: [200] }\n",
         "retries: { budget: { ratio: 120% } }\n",
         "retries: { tries: 2 }\n",
+        "flows: [{ name: a, match: /a, circuit_breaker: { window: 2m } }]\n",
+        "flows: [{ name: a, match: /a, circuit_breaker: { error_rate: 150% } }]\n",
     ] {
         assert!(Config::parse(bad, "t.yaml").is_err(), "{bad}");
     }

@@ -14,6 +14,7 @@ use http::HeaderValue;
 use crate::access_log::Entry;
 use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
+use crate::resilience::{Admission, Verdict};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
 use crate::telemetry::Telemetry;
@@ -49,6 +50,9 @@ pub struct RequestCtx {
     finished: bool,
     /// Places taken among capped requests in flight, given back at `finish`.
     slots: Slots,
+    /// Let through the flow's circuit breaker (`Some(true)`: as its probe); its outcome
+    /// is reported at `finish`. `None` when the flow has no breaker or refused it.
+    circuit: Option<bool>,
     _active: ActiveGuard,
 }
 
@@ -103,6 +107,7 @@ impl RequestCtx {
             bytes_out: 0,
             finished: false,
             slots: Slots::default(),
+            circuit: None,
             _active: active,
             runtime,
         }
@@ -126,7 +131,47 @@ impl RequestCtx {
             }
             self.slots.flow = true;
         }
+        self.admit_circuit()
+    }
+
+    /// The flow's circuit breaker (phase 2, after the caps): an open circuit refuses the
+    /// request with 503 `circuit_open` and `Retry-After` until its probe is due. Flows
+    /// without a breaker pay one branch.
+    fn admit_circuit(&mut self) -> Result<(), Error> {
+        let Some(policy) = self.flow().breaker else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        match self.flow().state.resilience.breaker.admit(now, &policy) {
+            Admission::Pass => self.circuit = Some(false),
+            Admission::Probe => self.circuit = Some(true),
+            Admission::Refuse(wait) => {
+                let open = Error::new(
+                    ErrorType::CircuitOpen,
+                    "the flow's circuit is open: the app failed recently",
+                );
+                return Err(open.after(Some(wait)));
+            }
+        }
         Ok(())
+    }
+
+    /// Tell the flow's breaker how a request it let through ended.
+    fn report_circuit(&mut self, error: ErrorType) {
+        let (Some(probe), Some(policy)) = (self.circuit.take(), self.flow().breaker) else {
+            return;
+        };
+        let verdict = match error {
+            ErrorType::None => Verdict::Success,
+            ErrorType::Timeout
+            | ErrorType::UpstreamUnavailable
+            | ErrorType::UpstreamError
+            | ErrorType::Status => Verdict::Failure,
+            _ => Verdict::Unknown,
+        };
+        let now = self.now_ms();
+        let breaker = &self.flow().state.resilience.breaker;
+        breaker.record(now, verdict, probe, &policy);
     }
 
     fn release_slots(&mut self) {
@@ -215,6 +260,7 @@ impl RequestCtx {
         } else {
             ErrorType::None
         });
+        self.report_circuit(error);
         // Spans first: whether the trace was kept decides the histogram's exemplar.
         let kept = self.record_trace(error, duration);
         let seconds = duration.as_secs_f64();

@@ -24,6 +24,7 @@ pub mod fast;
 pub mod gate;
 pub mod headers;
 pub mod phases;
+pub mod protection;
 pub mod reach;
 pub mod request_body;
 pub mod retry;

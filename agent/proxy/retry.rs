@@ -20,9 +20,7 @@ use http::Method;
 use super::RequestCtx;
 use super::phases::may_retry;
 use crate::error::{Error, ErrorType, Retry};
-use crate::metrics::{Format, header, write_labels};
 use crate::resilience::{RetryPolicy, RetryResult};
-use crate::state::Shared;
 
 /// One request's tries under its flow's retry policy.
 #[derive(Debug)]
@@ -139,42 +137,6 @@ where
         // path, is kept when its whole body already arrived).
         drop(result);
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// `redline_retries_total{flow,result}` for every flow that retries or has retried
-/// (counters live in each flow's state, so the request path never takes a lock).
-pub fn render(shared: &Shared, format: Format, out: &mut String) {
-    use std::fmt::Write;
-    const NAME: &str = "redline_retries_total";
-    header(
-        out,
-        format,
-        NAME,
-        "counter",
-        "Retry decisions on failed tries: retried, budget_exhausted (the flow's retry budget was spent), attempts_exhausted (the last attempt failed too).",
-        "",
-    );
-    let runtime = shared.runtime.load();
-    let retrying = |name: &str| {
-        runtime
-            .flows
-            .iter()
-            .chain(std::iter::once(&runtime.unmatched))
-            .any(|f| f.retry.is_some() && &*f.state.name == name)
-    };
-    let mut flows = shared.all_flows();
-    flows.sort_by(|a, b| a.name.cmp(&b.name));
-    for flow in flows {
-        let counts = RetryResult::ALL.map(|r| flow.resilience.retries(r));
-        if counts.iter().all(|&n| n == 0) && !retrying(&flow.name) {
-            continue;
-        }
-        for (result, n) in RetryResult::ALL.iter().zip(counts) {
-            out.push_str(NAME);
-            write_labels(out, [("flow", &*flow.name), ("result", result.label())]);
-            let _ = writeln!(out, " {n}");
-        }
     }
 }
 

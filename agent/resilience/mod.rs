@@ -1,14 +1,16 @@
-//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget.
+//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker.
 //!
 //! This module is at the lowest layer on purpose: it holds plain numbers and atomics, no
 //! configuration types, so `state` can keep one [`FlowResilience`] per flow (surviving
 //! reloads, like the flow's windows) and `proxy` can decide with it on the request path.
 
+pub mod breaker;
 mod budget;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+pub use breaker::{Admission, Breaker, BreakerPolicy, CircuitState, Verdict};
 pub use budget::RetryBudget;
 
 /// How a flow's failed tries are repeated (`retries:`), resolved from the configuration.
@@ -96,6 +98,8 @@ pub struct FlowResilience {
     pub budget: RetryBudget,
     /// `redline_retries_total{result}`, one counter per [`RetryResult`].
     retries: [AtomicU64; 3],
+    /// The flow's circuit (used only when it has a `circuit_breaker:`).
+    pub breaker: Breaker,
 }
 
 impl FlowResilience {
