@@ -14,7 +14,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
-use crate::resilience::{BreakerPolicy, FlowResilience, RetryPolicy};
+use crate::resilience::{BreakerPolicy, FallbackPolicy, FlowResilience, RetryPolicy};
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
@@ -129,6 +129,8 @@ pub struct FlowRuntime {
     pub retry: Option<RetryPolicy>,
     /// When the flow's circuit opens; `None` (the default) when it has no breaker.
     pub breaker: Option<BreakerPolicy>,
+    /// What users get when the app fails; `None` (the default) passes failures on.
+    pub fallback: Option<Arc<FallbackPolicy>>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -269,6 +271,7 @@ impl Shared {
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
                     retry: config.flow_retries(i),
                     breaker: f.circuit_breaker.map(|b| b.policy()),
+                    fallback: f.fallback.as_ref().and_then(|b| b.policy()).map(Arc::new),
                 }
             })
             .collect();
@@ -289,6 +292,7 @@ impl Shared {
             // Unmatched traffic follows the global block: the app's own endpoints.
             retry: config.retries.policy(),
             breaker: None,
+            fallback: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -401,6 +405,7 @@ fn empty_runtime() -> Runtime {
             max_concurrent: None,
             retry: None,
             breaker: None,
+            fallback: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

@@ -141,6 +141,7 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         max_concurrent_requests: None,
         retries: None,
         circuit_breaker: None,
+        fallback: None,
     }
 }
 

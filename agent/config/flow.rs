@@ -51,6 +51,9 @@ pub struct FlowConfig {
     /// This flow's circuit breaker; none when unset.
     #[serde(default)]
     pub circuit_breaker: Option<super::BreakerConfig>,
+    /// What users get when the app fails (stale or static); none when unset.
+    #[serde(default)]
+    pub fallback: Option<super::FallbackConfig>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

@@ -6,6 +6,7 @@
 mod alert;
 mod breaker;
 mod de;
+mod fallback;
 mod flow;
 mod locate;
 mod receiver;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use breaker::BreakerConfig;
+pub use fallback::{FallbackConfig, StaleConfig, StaticConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
@@ -399,7 +401,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::whole_file(&origin, format!("cannot read config file: {e}"))
         })?;
-        let mut config = Config::parse(&text, &origin)?;
+        let mut config = fallback::with_base(path.parent(), || Config::parse(&text, &origin))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

@@ -956,6 +956,13 @@ fn full_example_sets_every_section() {
     assert_eq!(c.retries, RetryConfig::default());
     assert_eq!(c.flows[0].circuit_breaker, Some(BreakerConfig::default()));
     assert_eq!(c.flows[1].circuit_breaker, None);
+    let fallback = c.flows[0].fallback.clone().unwrap_or_default();
+    let body = fallback.static_response.and_then(|s| s.body_file);
+    assert!(
+        body.is_some_and(|b| b.starts_with(b"{")),
+        "read beside full.yaml"
+    );
+    assert_eq!(fallback.stale_if_error, Some(StaleConfig::default()));
     let retries = c.flows[0].retries.clone().unwrap_or_default();
     assert_eq!(
         (

@@ -53,7 +53,19 @@ pub struct RequestCtx {
     /// Let through the flow's circuit breaker (`Some(true)`: as its probe); its outcome
     /// is reported at `finish`. `None` when the flow has no breaker or refused it.
     circuit: Option<bool>,
+    /// Its response may be kept for `stale_if_error` (computed once, at start).
+    storable: bool,
+    /// The response being kept, while its body passes (`begin_capture`).
+    capture: Option<Box<Capture>>,
     _active: ActiveGuard,
+}
+
+/// A response being kept for `stale_if_error` while it passes.
+struct Capture {
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+    body: Vec<u8>,
+    /// The body's announced length: only a whole body is kept.
+    length: usize,
 }
 
 /// Which in-flight counts a request was admitted into (only those that are capped).
@@ -87,6 +99,7 @@ impl RequestCtx {
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         let active = flow_rt.state.active.start(method_idx);
         let (trace, span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
+        let storable = super::fallback::request_storable(flow_rt, parts);
         RequestCtx {
             shared: shared.clone(),
             telemetry: telemetry.cloned(),
@@ -108,6 +121,8 @@ impl RequestCtx {
             finished: false,
             slots: Slots::default(),
             circuit: None,
+            storable,
+            capture: None,
             _active: active,
             runtime,
         }
@@ -246,6 +261,83 @@ impl RequestCtx {
         self.bytes_out += n as u64;
     }
 
+    /// Response body bytes passed to the client, copied when the response is being kept.
+    pub fn body_out(&mut self, bytes: &[u8]) {
+        self.bytes_out += bytes.len() as u64;
+        if let Some(c) = self.capture.as_mut() {
+            c.body.extend_from_slice(bytes);
+        }
+    }
+
+    /// The request's method.
+    pub fn method(&self) -> &http::Method {
+        &self.method
+    }
+
+    /// The request's target, path and query: what a stale response is kept under.
+    pub fn target(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
+    /// Start keeping the response (status, headers, body of `length` bytes) for
+    /// `stale_if_error`, when the request and the response allow it (see `fallback`).
+    pub fn begin_capture<'h>(
+        &mut self,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        length: Option<u64>,
+    ) {
+        if !self.storable || status != 200 {
+            return;
+        }
+        let Some(p) = self.flow().fallback.as_ref().and_then(|f| f.stale) else {
+            return;
+        };
+        if length.is_none_or(|n| n > p.max_body as u64) {
+            return;
+        }
+        let mut kept = Vec::new();
+        for (n, v) in headers {
+            if !super::fallback::storable([(n, v)]) {
+                return;
+            }
+            if super::fallback::kept_header(n) {
+                if let (Ok(n), Ok(v)) =
+                    (http::HeaderName::from_bytes(n), HeaderValue::from_bytes(v))
+                {
+                    kept.push((n, v));
+                }
+            }
+        }
+        let length = length.unwrap_or(0) as usize;
+        self.capture = Some(Box::new(Capture {
+            headers: kept,
+            body: Vec::with_capacity(length),
+            length,
+        }));
+    }
+
+    /// Keep the captured response if it ended whole.
+    fn keep_capture(&mut self, error: ErrorType) {
+        let Some(c) = self.capture.take() else {
+            return;
+        };
+        let Some(p) = self.flow().fallback.as_ref().and_then(|f| f.stale) else {
+            return;
+        };
+        if error != ErrorType::None || c.body.len() != c.length {
+            return;
+        }
+        let entry = crate::resilience::StaleEntry {
+            status: 200,
+            headers: c.headers,
+            body: bytes::Bytes::from(c.body),
+            stored_ms: self.now_ms(),
+        };
+        let store = &self.flow().state.resilience.stale;
+        store.put(self.target(), entry, p.max_size, p.max_age_ms);
+    }
+
     /// End the request: record metrics, window sample and access log line. Idempotent.
     pub fn finish(&mut self, error: Option<ErrorType>) {
         if self.finished {
@@ -261,6 +353,7 @@ impl RequestCtx {
             ErrorType::None
         });
         self.report_circuit(error);
+        self.keep_capture(error);
         // Spans first: whether the trace was kept decides the histogram's exemplar.
         let kept = self.record_trace(error, duration);
         let seconds = duration.as_secs_f64();

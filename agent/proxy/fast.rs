@@ -382,7 +382,18 @@ async fn respond(
     authority: &http::uri::Authority,
     close: bool,
 ) -> bool {
-    ctx.upstream_responded(head.status.as_u16());
+    let status = head.status.as_u16();
+    if head.status.is_server_error() {
+        // The app failed: its connection is dropped, its failure recorded, the user spared.
+        if let Some(chosen) = super::fallback::choose(&ctx, ErrorType::Status) {
+            let resp = super::fallback::answer(ctx, chosen, ErrorType::Status, status);
+            return write_local(client, resp, out, close).await;
+        }
+    }
+    ctx.upstream_responded(status);
+    if let Framing::Length(n) = head.framing {
+        ctx.begin_capture(status, conn.headers(), Some(n));
+    }
     response_head(out, &conn, &head, &ctx.request_id, close);
     conn.buf.advance(head.len);
     let passed = match head.framing {

@@ -20,6 +20,7 @@
 pub mod body;
 pub mod ctx;
 mod direct;
+pub mod fallback;
 pub mod fast;
 pub mod gate;
 pub mod headers;
@@ -209,7 +210,20 @@ impl Proxy {
             let error = upstream::broken("101 to a request without upgrade");
             return upstream_failed(ctx, &error);
         }
-        ctx.upstream_responded(resp.status().as_u16());
+        let status = resp.status().as_u16();
+        if resp.status().is_server_error() {
+            // The app failed: its connection is dropped, its failure recorded, the user spared.
+            if let Some(chosen) = fallback::choose(&ctx, ErrorType::Status) {
+                return fallback::answer(ctx, chosen, ErrorType::Status, status);
+            }
+        }
+        ctx.upstream_responded(status);
+        let length = http_body::Body::size_hint(resp.body()).exact();
+        let pairs = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        ctx.begin_capture(status, pairs, length);
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_side, upstream_side));
@@ -255,6 +269,9 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<ProxyBody> {
     tracing::debug!(error = %failure, "No upstream response.");
     let status = phases::status_of(failure);
+    if let Some(chosen) = fallback::choose(&ctx, failure.kind()) {
+        return fallback::answer(ctx, chosen, failure.kind(), status.as_u16());
+    }
     let mut resp = local_error(ctx, status, Some(failure.kind()), failure.what());
     if let Some(after) = phases::retry_after(failure) {
         resp.headers_mut().insert(header::RETRY_AFTER, after);

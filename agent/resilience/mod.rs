@@ -1,4 +1,4 @@
-//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker.
+//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker, the stale store.
 //!
 //! This module is at the lowest layer on purpose: it holds plain numbers and atomics, no
 //! configuration types, so `state` can keep one [`FlowResilience`] per flow (surviving
@@ -6,12 +6,14 @@
 
 pub mod breaker;
 mod budget;
+pub mod stale;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 pub use breaker::{Admission, Breaker, BreakerPolicy, CircuitState, Verdict};
 pub use budget::RetryBudget;
+pub use stale::{StaleEntry, StaleStore};
 
 /// How a flow's failed tries are repeated (`retries:`), resolved from the configuration.
 /// Only flows with more than one attempt get one, so "retries off" is a `None`.
@@ -62,6 +64,39 @@ impl RetryPolicy {
     }
 }
 
+/// A flow's fallbacks (`fallback:`), resolved.
+#[derive(Debug, Clone)]
+pub struct FallbackPolicy {
+    /// Serve the last good response of the same target.
+    pub stale: Option<StalePolicy>,
+    /// Else serve this.
+    pub static_response: Option<StaticFallback>,
+}
+
+/// `fallback.stale_if_error`, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct StalePolicy {
+    /// Oldest response served.
+    pub max_age_ms: u64,
+    /// Largest body kept.
+    pub max_body: usize,
+    /// All bodies kept, together.
+    pub max_size: usize,
+    /// Keep responses to requests with credentials too.
+    pub allow_credentials: bool,
+}
+
+/// `fallback.static`, resolved: the response as it is sent.
+#[derive(Debug, Clone)]
+pub struct StaticFallback {
+    /// Its status.
+    pub status: http::StatusCode,
+    /// Its headers, `Content-Type` and `Retry-After` included.
+    pub headers: http::HeaderMap,
+    /// Its body.
+    pub body: bytes::Bytes,
+}
+
 /// Why a retry was or was not made: the `result` label of `redline_retries_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryResult {
@@ -100,12 +135,48 @@ pub struct FlowResilience {
     retries: [AtomicU64; 3],
     /// The flow's circuit (used only when it has a `circuit_breaker:`).
     pub breaker: Breaker,
+    /// Last good responses (used only with `fallback.stale_if_error`).
+    pub stale: StaleStore,
+    /// `redline_fallbacks_total{kind}`: stale, static.
+    fallbacks: [AtomicU64; 2],
+}
+
+/// Which fallback answered a failed request: the `kind` label and `x-redline-fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackKind {
+    /// The last good response to the same target.
+    Stale,
+    /// The flow's configured static response.
+    Static,
+}
+
+impl FallbackKind {
+    /// Both kinds, in label order.
+    pub const ALL: [FallbackKind; 2] = [FallbackKind::Stale, FallbackKind::Static];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            FallbackKind::Stale => "stale",
+            FallbackKind::Static => "static",
+        }
+    }
 }
 
 impl FlowResilience {
     /// Count one retry decision (failure path only: never on a request that succeeded first).
     pub fn count(&self, result: RetryResult) {
         self.retries[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Count one fallback served.
+    pub fn count_fallback(&self, kind: FallbackKind) {
+        self.fallbacks[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Fallbacks of one kind served.
+    pub fn fallbacks(&self, kind: FallbackKind) -> u64 {
+        self.fallbacks[kind as usize].load(Relaxed)
     }
 
     /// The count of one retry result.

@@ -92,6 +92,8 @@ pub struct RequestSpan {
     captured: Option<Captured>,
     /// Tries after the first (`http.request.resend_count` on the CLIENT span).
     resends: u32,
+    /// The fallback that answered (`redline.fallback` on the SERVER span).
+    fallback: Option<&'static str>,
 }
 
 impl RequestSpan {
@@ -102,6 +104,7 @@ impl RequestSpan {
             upstream_started: None,
             captured: capture.map(|p| Captured::new(p.version, &p.headers)),
             resends: 0,
+            fallback: None,
         }
     }
 
@@ -115,6 +118,11 @@ impl RequestSpan {
     /// span id and trace header per try.
     pub fn resent(&mut self, n: u32) {
         self.resends = n;
+    }
+
+    /// A fallback (`stale`, `static`) answered instead of the app's failure.
+    pub fn fallback(&mut self, kind: &'static str) {
+        self.fallback = Some(kind);
     }
 
     /// Whether the upstream was called (so there is a CLIENT span).
@@ -181,6 +189,7 @@ pub struct SpanRecord {
     request_id: HeaderValue,
     runtime: Arc<Runtime>,
     resends: u32,
+    fallback: Option<&'static str>,
 }
 
 impl SpanRecord {
@@ -209,6 +218,7 @@ impl SpanRecord {
             request_id: o.request_id.clone(),
             runtime: o.runtime.clone(),
             resends: span.resends,
+            fallback: span.fallback,
         })
     }
 
@@ -297,6 +307,9 @@ impl SpanRecord {
             attr_str(b, key!("error.type"), e);
         }
         attr_str(b, key!("redline.flow"), &self.flow);
+        if let Some(kind) = self.fallback {
+            attr_str(b, key!("redline.fallback"), kind);
+        }
         let id = text(&self.request_id);
         wire::attr_str_array(b, key!("http.request.header.x-request-id"), &id);
         let failed = self.error.is_error();

@@ -1,9 +1,10 @@
 //! Failures and fallbacks (issue 17): resource exhaustion, slow request bodies, upstream
-//! connection limits, retries with a budget, circuit breaking. Each case runs the real binary against upstreams the test starts.
+//! connection limits, retries with a budget, circuit breaking, fallbacks. Each case runs the real binary against upstreams the test starts.
 
 mod body_timeout;
 mod breaker;
 mod descriptors;
+mod fallbacks;
 mod retries;
 mod shedding;
 mod upstream_conns;
