@@ -120,6 +120,9 @@ impl Admin {
             (&Method::GET, path) if dashboard::is_series_path(path) => {
                 dashboard::series(&self.shared, path)
             }
+            (_, path) if crate::proxy::faults::owns(path) => {
+                crate::proxy::faults::handle(&self.shared, req).await
+            }
             (_, path) if crate::alerting::api::owns(path) => {
                 crate::alerting::api::handle(&self.shared, &self.alerts, req).await
             }

@@ -132,6 +132,7 @@ pub struct Error {
     what: Cow<'static, str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     after: Option<Duration>,
+    answered: Option<u16>,
 }
 
 impl Error {
@@ -143,6 +144,7 @@ impl Error {
             what: what.into(),
             source: None,
             after: None,
+            answered: None,
         }
     }
 
@@ -169,6 +171,18 @@ impl Error {
     pub fn after(mut self, delay: Option<Duration>) -> Self {
         self.after = delay;
         self
+    }
+
+    /// The same failure, answered to the client with `status` (an injected abort).
+    #[must_use]
+    pub fn answered(mut self, status: u16) -> Self {
+        self.answered = Some(status);
+        self
+    }
+
+    /// The status the failure is answered with, when it names one.
+    pub fn answered_status(&self) -> Option<u16> {
+        self.answered
     }
 
     /// The delay the other side asked for before another try, when it named one.

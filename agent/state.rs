@@ -14,7 +14,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
-use crate::resilience::{BreakerPolicy, FallbackPolicy, FlowResilience, RetryPolicy};
+use crate::resilience::{BreakerPolicy, FallbackPolicy, FaultRule, FlowResilience, RetryPolicy};
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
 
@@ -131,6 +131,8 @@ pub struct FlowRuntime {
     pub breaker: Option<BreakerPolicy>,
     /// What users get when the app fails; `None` (the default) passes failures on.
     pub fallback: Option<Arc<FallbackPolicy>>,
+    /// The configuration's fault for this flow (`fault:`); the API's are in its state.
+    pub fault: Option<Arc<FaultRule>>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -272,6 +274,7 @@ impl Shared {
                     retry: config.flow_retries(i),
                     breaker: f.circuit_breaker.map(|b| b.policy()),
                     fallback: f.fallback.as_ref().and_then(|b| b.policy()).map(Arc::new),
+                    fault: f.fault.as_ref().and_then(|x| x.rule()).map(Arc::new),
                 }
             })
             .collect();
@@ -293,6 +296,7 @@ impl Shared {
             retry: config.retries.policy(),
             breaker: None,
             fallback: None,
+            fault: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -406,6 +410,7 @@ fn empty_runtime() -> Runtime {
             retry: None,
             breaker: None,
             fallback: None,
+            fault: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

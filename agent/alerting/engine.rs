@@ -142,6 +142,7 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         retries: None,
         circuit_breaker: None,
         fallback: None,
+        fault: None,
     }
 }
 

@@ -177,3 +177,64 @@ impl StaticConfig {
         }
     }
 }
+
+/// `flows[].fault:` (a Redline extension): a fault injected into this flow's requests for
+/// as long as the configuration says so, to rehearse a failure.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping such as { abort: 503, percent: 10% } or { delay: 2s }"
+)]
+pub struct FaultConfig {
+    /// Wait this long before going upstream (counts toward the flow's timeout).
+    #[serde(deserialize_with = "opt_positive_duration")]
+    pub delay: Option<Duration>,
+    /// Answer with this status instead of calling the app.
+    #[serde(deserialize_with = "opt_status")]
+    pub abort: Option<u16>,
+    /// Share of the flow's requests hit (default 100%).
+    #[serde(deserialize_with = "fault_percent")]
+    pub percent: f64,
+    /// Only requests carrying this header.
+    pub header: Option<String>,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            delay: None,
+            abort: None,
+            percent: 1.0,
+            header: None,
+        }
+    }
+}
+
+fn opt_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    Parse::new("a status such as 503", parse_status).optional(d)
+}
+
+fn fault_percent<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Parse::new("a percentage such as 10%", super::units::parse_percent).one(d)
+}
+
+impl FaultConfig {
+    /// The rule the proxy runs (`None` when it neither delays nor aborts).
+    pub fn rule(&self) -> Option<crate::resilience::FaultRule> {
+        if self.delay.is_none() && self.abort.is_none() {
+            return None;
+        }
+        Some(crate::resilience::FaultRule {
+            id: "config".into(),
+            delay: self.delay,
+            abort: self.abort,
+            ratio: self.percent,
+            header: self
+                .header
+                .as_deref()
+                .and_then(|h| HeaderName::try_from(h).ok()),
+            expires_ms: None,
+        })
+    }
+}

@@ -54,6 +54,9 @@ pub struct FlowConfig {
     /// What users get when the app fails (stale or static); none when unset.
     #[serde(default)]
     pub fallback: Option<super::FallbackConfig>,
+    /// A fault injected into this flow's requests, to rehearse a failure; none when unset.
+    #[serde(default)]
+    pub fault: Option<super::FaultConfig>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

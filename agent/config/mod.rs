@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use breaker::BreakerConfig;
-pub use fallback::{FallbackConfig, StaleConfig, StaticConfig};
+pub use fallback::{FallbackConfig, FaultConfig, StaleConfig, StaticConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};

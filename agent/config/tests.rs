@@ -963,6 +963,16 @@ fn full_example_sets_every_section() {
         "read beside full.yaml"
     );
     assert_eq!(fallback.stale_if_error, Some(StaleConfig::default()));
+    let fault = c.flows[0]
+        .fault
+        .as_ref()
+        .and_then(FaultConfig::rule)
+        .unwrap();
+    assert_eq!((fault.abort, fault.ratio), (Some(503), 0.1));
+    assert_eq!(
+        fault.header.map(|h| h.to_string()).as_deref(),
+        Some("x-redline-rehearsal")
+    );
     let retries = c.flows[0].retries.clone().unwrap_or_default();
     assert_eq!(
         (

@@ -14,7 +14,7 @@ use http::HeaderValue;
 use crate::access_log::Entry;
 use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
-use crate::resilience::{Admission, Verdict};
+use crate::resilience::{Admission, Fault, Verdict};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
 use crate::telemetry::Telemetry;
@@ -57,7 +57,16 @@ pub struct RequestCtx {
     storable: bool,
     /// The response being kept, while its body passes (`begin_capture`).
     capture: Option<Box<Capture>>,
+    /// The fault injected into this request, if one hit it (picked at start).
+    fault: Option<Fault>,
     _active: ActiveGuard,
+}
+
+/// The fault for a request of `flow`: the configuration's rule, else the API's. One
+/// branch and one load while neither is set.
+fn pick_fault(flow: &FlowRuntime, headers: &http::HeaderMap, now_ms: u64) -> Option<Fault> {
+    let configured = flow.fault.as_ref().and_then(|r| r.roll(now_ms, headers));
+    configured.or_else(|| flow.state.resilience.faults.pick(now_ms, headers))
 }
 
 /// A response being kept for `stale_if_error` while it passes.
@@ -98,8 +107,12 @@ impl RequestCtx {
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         let active = flow_rt.state.active.start(method_idx);
-        let (trace, span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
+        let (trace, mut span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
         let storable = super::fallback::request_storable(flow_rt, parts);
+        let fault = pick_fault(flow_rt, &parts.headers, shared.clock.now_ms());
+        if fault.is_some() {
+            span.fault_injected();
+        }
         RequestCtx {
             shared: shared.clone(),
             telemetry: telemetry.cloned(),
@@ -123,6 +136,7 @@ impl RequestCtx {
             circuit: None,
             storable,
             capture: None,
+            fault,
             _active: active,
             runtime,
         }
@@ -267,6 +281,11 @@ impl RequestCtx {
         if let Some(c) = self.capture.as_mut() {
             c.body.extend_from_slice(bytes);
         }
+    }
+
+    /// The fault injected into this request, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
     }
 
     /// The request's method.

@@ -22,6 +22,7 @@ pub mod ctx;
 mod direct;
 pub mod fallback;
 pub mod fast;
+pub mod faults;
 pub mod gate;
 pub mod headers;
 pub mod phases;

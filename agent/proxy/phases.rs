@@ -456,6 +456,12 @@ pub fn retry_after(failure: &Error) -> Option<HeaderValue> {
 /// Phase 6 for failures: the status a request that got no upstream response is answered
 /// with, from its error's kind.
 pub fn status_of(failure: &Error) -> StatusCode {
+    if let Some(status) = failure
+        .answered_status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        return status;
+    }
     match failure.kind() {
         ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorType::BadRequest => StatusCode::BAD_REQUEST,

@@ -101,7 +101,18 @@ pub fn try_timed_out(limit: Duration) -> Error {
     .retry(Retry::IfIdempotent)
 }
 
-/// Run `attempt` once, or (with `tries`) as often as the policy and budget allow,
+/// An injected abort: answered with `status`, recorded as the app's answer would be (a
+/// 5xx is the flow's error), never retried.
+fn injected(status: u16) -> Error {
+    let kind = if status >= 500 {
+        ErrorType::Status
+    } else {
+        ErrorType::None
+    };
+    Error::new(kind, "fault injected (abort)").answered(status)
+}
+
+/// Run `attempt` once (after the request's injected fault, if any), or (with `tries`) as often as the policy and budget allow,
 /// each try bounded by the per-try timeout and separated by the backoff. `status` reads
 /// an answer's status, to judge it against `retry_on`. Returns the last try's result
 /// and how many tries were resent.
@@ -115,6 +126,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    if let Some(fault) = ctx.fault() {
+        if let Some(delay) = fault.delay {
+            // Inside the flow's timeout: a delay past it is a real timeout.
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(status) = fault.abort {
+            return (Err(injected(status)), 0);
+        }
+    }
     let Some(mut tries) = tries else {
         return (attempt().await, 0);
     };

@@ -1,4 +1,4 @@
-//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker, the stale store.
+//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker, the stale store, injected faults.
 //!
 //! This module is at the lowest layer on purpose: it holds plain numbers and atomics, no
 //! configuration types, so `state` can keep one [`FlowResilience`] per flow (surviving
@@ -6,6 +6,7 @@
 
 pub mod breaker;
 mod budget;
+pub mod fault;
 pub mod stale;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use breaker::{Admission, Breaker, BreakerPolicy, CircuitState, Verdict};
 pub use budget::RetryBudget;
+pub use fault::{Fault, FaultRule, Faults};
 pub use stale::{StaleEntry, StaleStore};
 
 /// How a flow's failed tries are repeated (`retries:`), resolved from the configuration.
@@ -139,6 +141,8 @@ pub struct FlowResilience {
     pub stale: StaleStore,
     /// `redline_fallbacks_total{kind}`: stale, static.
     fallbacks: [AtomicU64; 2],
+    /// Faults added through the admin API.
+    pub faults: Faults,
 }
 
 /// Which fallback answered a failed request: the `kind` label and `x-redline-fallback`.

@@ -94,6 +94,8 @@ pub struct RequestSpan {
     resends: u32,
     /// The fallback that answered (`redline.fallback` on the SERVER span).
     fallback: Option<&'static str>,
+    /// A fault was injected (`redline.fault.injected` on the SERVER span).
+    fault: bool,
 }
 
 impl RequestSpan {
@@ -105,6 +107,7 @@ impl RequestSpan {
             captured: capture.map(|p| Captured::new(p.version, &p.headers)),
             resends: 0,
             fallback: None,
+            fault: false,
         }
     }
 
@@ -123,6 +126,11 @@ impl RequestSpan {
     /// A fallback (`stale`, `static`) answered instead of the app's failure.
     pub fn fallback(&mut self, kind: &'static str) {
         self.fallback = Some(kind);
+    }
+
+    /// A fault was injected into this request (rehearsal).
+    pub fn fault_injected(&mut self) {
+        self.fault = true;
     }
 
     /// Whether the upstream was called (so there is a CLIENT span).
@@ -190,6 +198,7 @@ pub struct SpanRecord {
     runtime: Arc<Runtime>,
     resends: u32,
     fallback: Option<&'static str>,
+    fault: bool,
 }
 
 impl SpanRecord {
@@ -219,6 +228,7 @@ impl SpanRecord {
             runtime: o.runtime.clone(),
             resends: span.resends,
             fallback: span.fallback,
+            fault: span.fault,
         })
     }
 
@@ -309,6 +319,9 @@ impl SpanRecord {
         attr_str(b, key!("redline.flow"), &self.flow);
         if let Some(kind) = self.fallback {
             attr_str(b, key!("redline.fallback"), kind);
+        }
+        if self.fault {
+            wire::attr_bool(b, key!("redline.fault.injected"), true);
         }
         let id = text(&self.request_id);
         wire::attr_str_array(b, key!("http.request.header.x-request-id"), &id);
@@ -586,7 +599,12 @@ mod tests {
                 .all(|s| attr(s, "http.request.resend_count").is_none())
         );
         rec.resends = 2;
+        rec.fault = true;
+        rec.fallback = Some("stale");
         let all = spans(rec);
+        let yes = Some(any_value::Value::BoolValue(true));
+        assert_eq!(attr(&all[0], "redline.fault.injected"), yes);
+        assert_eq!(attr(&all[0], "redline.fallback"), s("stale"));
         let two = Some(any_value::Value::IntValue(2));
         assert_eq!(attr(&all[1], "http.request.resend_count"), two);
         assert_eq!(attr(&all[0], "http.request.resend_count"), None);

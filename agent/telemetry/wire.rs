@@ -159,6 +159,13 @@ pub fn attr_int(buf: &mut Vec<u8>, key: &Key, value: i64) {
     varint(buf, 3, raw);
 }
 
+/// `KeyValue { key, value: AnyValue { bool_value } }` as a `Span.attributes` entry.
+#[inline]
+pub fn attr_bool(buf: &mut Vec<u8>, key: &Key, value: bool) {
+    key_value_head(buf, key, key_len(2) + 1);
+    varint(buf, 2, u64::from(value));
+}
+
 /// `KeyValue { key, value: AnyValue { array_value: [string_value] } }` as a `Span.attributes` entry.
 pub fn attr_str_array(buf: &mut Vec<u8>, key: &Key, value: &str) {
     let item = field_len(1, value.len());
