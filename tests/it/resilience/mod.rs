@@ -4,6 +4,7 @@
 mod body_timeout;
 mod breaker;
 mod descriptors;
+mod end_to_end;
 mod fallbacks;
 mod faults;
 mod retries;
