@@ -230,6 +230,27 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
             "open_for": dur(b.open_for),
             "max_open_for": dur(b.max_open_for),
         })),
+        "fallback": f.fallback.as_ref().map(|b| json!({
+            "stale_if_error": b.stale_if_error.map(|s| json!({
+                "max_age": dur(s.max_age),
+                "max_body": s.max_body,
+                "max_size": s.max_size,
+                "allow_credentials": s.allow_credentials,
+            })),
+            "static": b.static_response.as_ref().map(|s| json!({
+                "status": s.status,
+                "body_bytes": s.body_file.as_ref().map(|b| b.len()),
+                "content_type": s.content_type,
+                "retry_after": s.retry_after.map(dur),
+                "headers": s.headers,
+            })),
+        })),
+        "fault": f.fault.as_ref().map(|x| json!({
+            "delay": x.delay.map(dur),
+            "abort": x.abort,
+            "percent": format_percent(x.percent),
+            "header": x.header,
+        })),
         "alerts": f.alerts.iter().map(rule_json).collect::<Vec<_>>(),
         "slo": f.slo.map(|s| json!({
             "objective": format_percent(s.objective),
