@@ -171,7 +171,6 @@ async fn forward(
     let close = admitted.close;
     let head_request = parts.method == Method::HEAD;
     let retryable = parts.method.is_idempotent();
-    let method = parts.method.clone();
     let runtime = proxy.shared.runtime.load_full();
     let mut ctx = RequestCtx::start(
         &proxy.shared,
@@ -203,6 +202,7 @@ async fn forward(
     }
     phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
     wire::encode_request_head(&mut out, &parts);
+    let tries = retry::Tries::start(&ctx, &parts.method, body == 0);
     drop(parts);
     if body > 0 {
         out.extend_from_slice(&buf[..body]);
@@ -213,7 +213,6 @@ async fn forward(
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
     let limits = ctx.runtime().config.upstream_connections;
-    let tries = retry::Tries::start(&ctx, &method, body == 0);
     let attempt = || {
         direct::exchange(
             &authority,
