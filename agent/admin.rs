@@ -94,7 +94,8 @@ impl Admin {
             .and_then(|v| v.to_str().ok());
         let format = metrics::Format::negotiate(accept);
         let body = self.shared.registry.render_with(format, |out| {
-            crate::metrics::render_families(out, format, &self.gate.families())
+            crate::metrics::render_families(out, format, &self.gate.families());
+            crate::proxy::protection::render(&self.shared, format, out);
         });
         let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.
@@ -120,6 +121,9 @@ impl Admin {
             (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
             (&Method::GET, path) if dashboard::is_series_path(path) => {
                 dashboard::series(&self.shared, path)
+            }
+            (_, path) if crate::proxy::faults::owns(path) => {
+                crate::proxy::faults::handle(&self.shared, req).await
             }
             (_, path) if crate::alerting::api::owns(path) => {
                 crate::alerting::api::handle(&self.shared, &self.alerts, req).await
@@ -188,6 +192,11 @@ impl Admin {
                 );
                 v["timeout_ms"] = json!(rt.timeout.as_millis() as u64);
                 v["access"] = access_json(cfg.access.as_ref(), cfg.audit, &rt.state);
+                // null without a breaker, else closed | open | half_open.
+                v["circuit"] = json!(
+                    rt.breaker
+                        .map(|_| rt.state.resilience.breaker.state().label())
+                );
                 v["alerts"] =
                     crate::alerting::api::flow_alerts(&self.shared, &self.alerts, &cfg.name);
                 v

@@ -51,6 +51,9 @@ pub enum ErrorType {
     /// A verified caller the flow's `access` rule does not admit (403). Not an error of
     /// the flow either: the app was never asked.
     Forbidden,
+    /// The flow's circuit is open: Redline refused the request without calling the app,
+    /// which failed recently. Counts as an error: users were refused.
+    CircuitOpen,
 }
 
 impl ErrorType {
@@ -68,6 +71,7 @@ impl ErrorType {
             ErrorType::Overloaded => "overloaded".into(),
             ErrorType::Unauthenticated => "unauthenticated".into(),
             ErrorType::Forbidden => "forbidden".into(),
+            ErrorType::CircuitOpen => "circuit_open".into(),
         }
     }
 
@@ -101,6 +105,7 @@ impl ErrorType {
             8 => ErrorType::Overloaded,
             9 => ErrorType::Unauthenticated,
             10 => ErrorType::Forbidden,
+            11 => ErrorType::CircuitOpen,
             _ => ErrorType::None,
         }
     }
@@ -139,6 +144,7 @@ pub struct Error {
     what: Cow<'static, str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     after: Option<Duration>,
+    answered: Option<u16>,
 }
 
 impl Error {
@@ -150,6 +156,7 @@ impl Error {
             what: what.into(),
             source: None,
             after: None,
+            answered: None,
         }
     }
 
@@ -176,6 +183,18 @@ impl Error {
     pub fn after(mut self, delay: Option<Duration>) -> Self {
         self.after = delay;
         self
+    }
+
+    /// The same failure, answered to the client with `status` (an injected abort).
+    #[must_use]
+    pub fn answered(mut self, status: u16) -> Self {
+        self.answered = Some(status);
+        self
+    }
+
+    /// The status the failure is answered with, when it names one.
+    pub fn answered_status(&self) -> Option<u16> {
+        self.answered
     }
 
     /// The delay the other side asked for before another try, when it named one.
@@ -363,6 +382,7 @@ mod tests {
             ErrorType::Overloaded,
             ErrorType::Unauthenticated,
             ErrorType::Forbidden,
+            ErrorType::CircuitOpen,
         ] {
             assert_eq!(ErrorType::from_code(kind.code()), kind);
         }

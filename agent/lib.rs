@@ -13,7 +13,7 @@
 //! non-test source file over 600 lines. ARCHITECTURE.md says what each module does.
 //!
 //! ```text
-//! error / stats / metrics / trace / redact / watchdog / audit / audit_trail / http_json / shutdown / netfmt / fdlimit
+//! error / stats / metrics / trace / redact / watchdog / audit / audit_trail / http_json / shutdown / netfmt / fdlimit / resilience
 //! flows / access_log
 //! config
 //! access
@@ -54,6 +54,7 @@ pub mod notify;
 pub mod proxy;
 pub mod redact;
 pub mod reload;
+pub mod resilience;
 pub mod rules_export;
 pub mod server;
 pub mod shutdown;

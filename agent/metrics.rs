@@ -16,7 +16,8 @@ mod families;
 mod histogram;
 
 pub use exposition::{
-    Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds, render_families,
+    Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, format_seconds, header, render_families,
+    write_labels,
 };
 pub use families::{Family, Kind, Series, Source, describe};
 pub use histogram::{Exemplar, Histogram};

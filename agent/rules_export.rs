@@ -94,7 +94,7 @@ fn render_with_bounds(config: &Config, bounds: &[f64]) -> Result<String, RulesEr
     let groups = config
         .flows
         .iter()
-        .filter(|f| !f.alerts.is_empty() || f.slo.is_some())
+        .filter(|f| !f.alerts.is_empty() || f.slo.is_some() || f.circuit_breaker.is_some())
         .map(|flow| Group {
             name: format!("redline-flow-{}", flow.name),
             interval: prom_duration(config.alerting.eval_interval),
@@ -163,7 +163,30 @@ fn flow_rules(config: &Config, flow: &FlowConfig) -> Vec<Rule> {
     if let Some(slo) = &flow.slo {
         rules.extend(slo_alerts(config, flow, slo));
     }
+    if flow.circuit_breaker.is_some() {
+        rules.push(circuit_rule(config, flow));
+    }
     rules
+}
+
+/// `FlowCircuitOpen`, as the engine judges it: any replica's circuit of the flow not
+/// closed (`redline_circuit_state` 1 open, 2 half-open), held 30 s after it closes.
+fn circuit_rule(config: &Config, flow: &FlowConfig) -> Rule {
+    let name = &flow.name;
+    Rule::Alert {
+        alert: crate::alerting::rules::CIRCUIT_ALERT.to_string(),
+        expr: format!("max by (flow) (redline_circuit_state{{flow=\"{name}\"}}) > 0"),
+        for_: "0s".into(),
+        keep_firing_for: "30s".into(),
+        labels: labels(config, flow, "warning"),
+        annotations: annotations(
+            config,
+            flow,
+            format!(
+                "{name}: circuit open: the app failed, so requests are refused (or served a fallback) without calling it until a probe succeeds"
+            ),
+        ),
+    }
 }
 
 fn labels(config: &Config, flow: &FlowConfig, severity: &str) -> BTreeMap<String, String> {

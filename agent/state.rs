@@ -16,6 +16,7 @@ use crate::flows::router::Router;
 use crate::flows::templates::RouteTemplates;
 use crate::metrics::{ActiveRequests, Registry, RouteMetrics};
 use crate::redact::Redactor;
+use crate::resilience::{BreakerPolicy, FallbackPolicy, FaultRule, FlowResilience, RetryPolicy};
 use crate::stats::shapes::Shapes;
 use crate::stats::slo::SloCounter;
 use crate::stats::{Clock, FlowWindow};
@@ -105,6 +106,8 @@ pub struct FlowState {
     pub shapes: OnceLock<Shapes>,
     /// Requests its access rule let through and turned away (`/api/flows`).
     pub access_counts: [AtomicU64; 2],
+    /// Retry budget and counters (and what else protects the flow), kept across reloads.
+    pub resilience: FlowResilience,
 }
 
 impl FlowState {
@@ -134,6 +137,14 @@ pub struct FlowRuntime {
     pub access: Option<Arc<crate::config::AccessConfig>>,
     /// `flows[].audit`: every request goes to the audit trail (denials always do).
     pub audit: bool,
+    /// How failed tries are repeated; `None` (the default) when retries are off.
+    pub retry: Option<RetryPolicy>,
+    /// When the flow's circuit opens; `None` (the default) when it has no breaker.
+    pub breaker: Option<BreakerPolicy>,
+    /// What users get when the app fails; `None` (the default) passes failures on.
+    pub fallback: Option<Arc<FallbackPolicy>>,
+    /// The configuration's fault for this flow (`fault:`); the API's are in its state.
+    pub fault: Option<Arc<FaultRule>>,
 }
 
 /// An immutable snapshot built from one configuration; swapped atomically on reload.
@@ -297,6 +308,10 @@ impl Shared {
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
                     access: f.access.clone().map(Arc::new),
                     audit: f.audit,
+                    retry: config.flow_retries(i),
+                    breaker: f.circuit_breaker.map(|b| b.policy()),
+                    fallback: f.fallback.as_ref().and_then(|b| b.policy()).map(Arc::new),
+                    fault: f.fault.as_ref().and_then(|x| x.rule()).map(Arc::new),
                 }
             })
             .collect();
@@ -316,6 +331,11 @@ impl Shared {
             max_concurrent: None,
             access: None,
             audit: false,
+            // Unmatched traffic follows the global block: the app's own endpoints.
+            retry: config.retries.policy(),
+            breaker: None,
+            fallback: None,
+            fault: None,
         };
         let redactor = Arc::new(Redactor::new(
             &config.redact.query_params,
@@ -355,6 +375,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             shapes: OnceLock::new(),
             access_counts: Default::default(),
+            resilience: FlowResilience::default(),
         });
         self.flows.insert(name, state.clone());
         state
@@ -462,12 +483,17 @@ fn empty_runtime() -> Runtime {
                 in_flight: AtomicUsize::new(0),
                 shapes: OnceLock::new(),
                 access_counts: Default::default(),
+                resilience: FlowResilience::default(),
             }),
             timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_concurrent: None,
             access: None,
             audit: false,
+            retry: None,
+            breaker: None,
+            fallback: None,
+            fault: None,
         },
         upstream_scheme: http::uri::Scheme::HTTP,
         upstream_authority: http::uri::Authority::from_static("127.0.0.1:80"),

@@ -142,6 +142,10 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         baseline: None,
         access: None,
         audit: false,
+        retries: None,
+        circuit_breaker: None,
+        fallback: None,
+        fault: None,
     }
 }
 

@@ -25,7 +25,17 @@ pub enum Condition {
         /// The multi-window pairs, fastest first.
         pairs: &'static [BurnPair],
     },
+    /// The flow's circuit breaker is open or half-open (`FlowCircuitOpen`): read from the
+    /// breaker's state rather than a window, since the breaker already judged the failures.
+    CircuitOpen,
 }
+
+/// Name of the alert of a flow whose circuit is open.
+pub const CIRCUIT_ALERT: &str = "FlowCircuitOpen";
+
+/// How long a closed circuit must stay closed before its alert resolves: a probe that
+/// closes it and a failure that opens it again should not page twice.
+const CIRCUIT_KEEP_FIRING: Duration = Duration::from_secs(30);
 
 /// A rule ready to evaluate.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +91,23 @@ pub fn compile(flow: &FlowConfig) -> Vec<RuleDef> {
         .collect();
     if let Some(s) = &flow.slo {
         rules.extend(slo_rules(&flow.name, s.objective));
+    }
+    if flow.circuit_breaker.is_some() {
+        let key = AlertKey {
+            flow: flow.name.clone(),
+            alertname: CIRCUIT_ALERT.to_string(),
+            severity: "warning".to_string(),
+        };
+        let over = Duration::from_millis(SLOT_MS);
+        let keep = CIRCUIT_KEEP_FIRING;
+        rules.push(rule_with(
+            key,
+            Condition::CircuitOpen,
+            over,
+            Duration::ZERO,
+            keep,
+            0,
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     rules.retain(|r| seen.insert(r.key.clone()));
@@ -141,6 +168,16 @@ impl RuleDef {
                     pair: None,
                 },
             },
+            Condition::CircuitOpen => {
+                let state = flow.resilience.breaker.state();
+                let open = state != crate::resilience::CircuitState::Closed;
+                Evaluation {
+                    verdict: if open { Verdict::Breach } else { Verdict::Ok },
+                    value: Some(state as u8 as f64),
+                    requests: flow.window.summary(now_ms, self.over).requests,
+                    pair: None,
+                }
+            }
         }
     }
 
@@ -197,7 +234,7 @@ impl RuleDef {
     /// Width of the slots this rule's counts come in.
     pub fn slot_ms(&self) -> u64 {
         match self.condition {
-            Condition::Threshold(_) => SLOT_MS,
+            Condition::Threshold(_) | Condition::CircuitOpen => SLOT_MS,
             Condition::Burn { .. } => crate::stats::coarse::COARSE_SLOT_MS,
         }
     }
@@ -218,6 +255,8 @@ impl RuleDef {
                 }
             }
             Condition::Burn { .. } => flow.slo.get().map_or(0, |c| c.counter().sum(to_ms, span).1),
+            // The refused and the failed both count as errors of the flow.
+            Condition::CircuitOpen => flow.window.summary(to_ms, span).errors,
         }
     }
 
@@ -226,6 +265,15 @@ impl RuleDef {
     pub fn summary(&self, eval: &Evaluation, resolved: bool) -> String {
         let flow = &self.key.flow;
         let n = eval.requests;
+        if self.condition == Condition::CircuitOpen {
+            return match resolved {
+                false => format!(
+                    "{flow}: circuit open: the app failed, so requests are refused (or served a fallback) without calling it until a probe succeeds ({n} requests over {})",
+                    format_duration(self.over)
+                ),
+                true => format!("{flow}: circuit closed: a probe succeeded"),
+            };
+        }
         let Some(value) = eval.value.filter(|_| eval.verdict != Verdict::Unknown) else {
             return format!(
                 "{flow}: {}: no data over {} ({n} requests, fewer than {} needed)",
@@ -242,7 +290,7 @@ impl RuleDef {
         };
         let extra = match &self.condition {
             Condition::Burn { objective, .. } => format!("SLO {}, ", format_percent(*objective)),
-            Condition::Threshold(_) => String::new(),
+            Condition::Threshold(_) | Condition::CircuitOpen => String::new(),
         };
         format!(
             "{flow}: {} {} {op} {} over {} ({extra}{n} requests)",
@@ -260,6 +308,7 @@ impl RuleDef {
             Condition::Threshold(When::TimeoutRate(_)) => "timeout rate",
             Condition::Threshold(When::RpsBelow(_)) => "rps",
             Condition::Burn { .. } => "error budget burn rate",
+            Condition::CircuitOpen => "circuit state",
         }
     }
 
@@ -272,6 +321,11 @@ impl RuleDef {
             }
             Condition::Threshold(When::RpsBelow(_)) => trim(&format!("{value:.3}")),
             Condition::Burn { .. } => format!("{}x", trim(&format!("{value:.1}"))),
+            Condition::CircuitOpen => match value as u8 {
+                0 => "closed".into(),
+                1 => "open".into(),
+                _ => "half_open".into(),
+            },
         }
     }
 
@@ -284,6 +338,7 @@ impl RuleDef {
                 let pair = pairs.get(eval.pair.unwrap_or(0));
                 pair.map_or_else(String::new, |p| format!("{}x", p.factor))
             }
+            Condition::CircuitOpen => "closed".into(),
         }
     }
 
@@ -297,7 +352,7 @@ impl RuleDef {
                 ),
                 None => format_duration(self.over),
             },
-            Condition::Threshold(_) => format_duration(self.over),
+            Condition::Threshold(_) | Condition::CircuitOpen => format_duration(self.over),
         }
     }
 }
@@ -368,6 +423,7 @@ mod tests {
             in_flight: Default::default(),
             shapes: Default::default(),
             access_counts: Default::default(),
+            resilience: Default::default(),
         }
     }
 

@@ -56,6 +56,19 @@ pub struct FlowConfig {
     /// Write one audit-trail record per request of this flow (denials are always recorded).
     #[serde(default)]
     pub audit: bool,
+    /// This flow's retries, replacing the global `retries:` block as a whole (keys it
+    /// leaves out take the built-in defaults, not the global block's).
+    #[serde(default)]
+    pub retries: Option<super::RetryConfig>,
+    /// This flow's circuit breaker; none when unset.
+    #[serde(default)]
+    pub circuit_breaker: Option<super::BreakerConfig>,
+    /// What users get when the app fails (stale or static); none when unset.
+    #[serde(default)]
+    pub fallback: Option<super::FallbackConfig>,
+    /// A fault injected into this flow's requests, to rehearse a failure; none when unset.
+    #[serde(default)]
+    pub fault: Option<super::FaultConfig>,
 }
 
 /// Check a flow name; shared with anything that accepts flow names from users.

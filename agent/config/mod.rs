@@ -6,11 +6,14 @@
 mod access;
 mod alert;
 mod baseline;
+mod breaker;
 mod de;
+mod fallback;
 mod flow;
 mod locate;
 mod receiver;
 mod report;
+mod retries;
 mod suggest;
 mod telemetry;
 mod units;
@@ -32,9 +35,12 @@ pub use access::{
 };
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use baseline::{BaselineConfig, BaselineRequest, FlowBaseline, NEVER_RECORDED, RecordConfig};
+pub use breaker::BreakerConfig;
+pub use fallback::{FallbackConfig, FaultConfig, StaleConfig, StaticConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
 pub use report::{REDACTED, redact_url};
+pub use retries::{BudgetConfig, MAX_ATTEMPTS, RetryConfig};
 pub use telemetry::{
     AccessLogFormat, DEFAULT_BUCKETS, MetricsConfig, OtlpConfig, OtlpProtocol, TelemetryConfig,
     TracesConfig,
@@ -94,6 +100,8 @@ pub struct Config {
     pub audit_trail: AuditTrailConfig,
     /// Redline extension: expected access decisions, checked by `redline check`.
     pub policy_tests: Vec<PolicyTest>,
+    /// Redline extension: retries of failed tries, for flows without their own `retries:`.
+    pub retries: RetryConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -244,6 +252,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             audit_trail: AuditTrailConfig::default(),
             policy_tests: Vec::new(),
+            retries: RetryConfig::default(),
             source: None,
         }
     }
@@ -411,7 +420,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::whole_file(&origin, format!("cannot read config file: {e}"))
         })?;
-        let mut config = Config::parse(&text, &origin)?;
+        let mut config = fallback::with_base(path.parent(), || Config::parse(&text, &origin))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -448,6 +457,15 @@ impl Config {
             .get(flow_index)
             .and_then(|f| f.timeout)
             .unwrap_or(self.timeout)
+    }
+
+    /// The retry policy of a flow: its own `retries:`, else the global one; `None` when off.
+    pub fn flow_retries(&self, flow_index: usize) -> Option<crate::resilience::RetryPolicy> {
+        self.flows
+            .get(flow_index)
+            .and_then(|f| f.retries.as_ref())
+            .unwrap_or(&self.retries)
+            .policy()
     }
 
     /// The alert rules judged on the `unmatched` flow: `alerting.default_alerts` while no

@@ -133,6 +133,7 @@ impl Config {
                 "per_flow": self.baseline.record.per_flow,
                 "headers": self.baseline.record.headers,
             } },
+            "retries": retries_json(&self.retries),
             "source": self.source,
         })
     }
@@ -209,6 +210,20 @@ fn describe_slo(slo: &Slo) -> String {
     )
 }
 
+fn retries_json(r: &super::RetryConfig) -> Value {
+    json!({
+        "attempts": r.attempts,
+        "per_try_timeout": r.per_try_timeout.map(dur),
+        "retry_on": r.retry_on,
+        "backoff_base": dur(r.backoff_base),
+        "backoff_max": dur(r.backoff_max),
+        "budget": {
+            "ratio": format_percent(r.budget.ratio),
+            "min_per_second": r.budget.min_per_second,
+        },
+    })
+}
+
 fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
     json!({
         "name": f.name,
@@ -217,6 +232,36 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
         "runbook": f.runbook,
         "timeout": dur(timeout),
         "max_concurrent_requests": f.max_concurrent_requests,
+        "retries": f.retries.as_ref().map(retries_json),
+        "circuit_breaker": f.circuit_breaker.map(|b| json!({
+            "consecutive_failures": b.consecutive_failures,
+            "error_rate": format_percent(b.error_rate),
+            "window": dur(b.window),
+            "min_requests": b.min_requests,
+            "open_for": dur(b.open_for),
+            "max_open_for": dur(b.max_open_for),
+        })),
+        "fallback": f.fallback.as_ref().map(|b| json!({
+            "stale_if_error": b.stale_if_error.map(|s| json!({
+                "max_age": dur(s.max_age),
+                "max_body": s.max_body,
+                "max_size": s.max_size,
+                "allow_credentials": s.allow_credentials,
+            })),
+            "static": b.static_response.as_ref().map(|s| json!({
+                "status": s.status,
+                "body_bytes": s.body_file.as_ref().map(|b| b.len()),
+                "content_type": s.content_type,
+                "retry_after": s.retry_after.map(dur),
+                "headers": s.headers,
+            })),
+        })),
+        "fault": f.fault.as_ref().map(|x| json!({
+            "delay": x.delay.map(dur),
+            "abort": x.abort,
+            "percent": format_percent(x.percent),
+            "header": x.header,
+        })),
         "alerts": f.alerts.iter().map(rule_json).collect::<Vec<_>>(),
         "slo": f.slo.map(|s| json!({
             "objective": format_percent(s.objective),

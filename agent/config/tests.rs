@@ -964,6 +964,35 @@ fn full_example_sets_every_section() {
     );
     assert_eq!(c.baseline, crate::config::BaselineConfig::default());
     assert!(!c.baseline.record.enabled, "recording is off by default");
+    assert_eq!(c.retries, RetryConfig::default());
+    assert_eq!(c.flows[0].circuit_breaker, Some(BreakerConfig::default()));
+    assert_eq!(c.flows[1].circuit_breaker, None);
+    let fallback = c.flows[0].fallback.clone().unwrap_or_default();
+    let body = fallback.static_response.and_then(|s| s.body_file);
+    assert!(
+        body.is_some_and(|b| b.starts_with(b"{")),
+        "read beside full.yaml"
+    );
+    assert_eq!(fallback.stale_if_error, Some(StaleConfig::default()));
+    let fault = c.flows[0]
+        .fault
+        .as_ref()
+        .and_then(FaultConfig::rule)
+        .unwrap();
+    assert_eq!((fault.abort, fault.ratio), (Some(503), 0.1));
+    assert_eq!(
+        fault.header.map(|h| h.to_string()).as_deref(),
+        Some("x-redline-rehearsal")
+    );
+    let retries = c.flows[0].retries.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            retries.attempts,
+            retries.per_try_timeout,
+            retries.budget.ratio
+        ),
+        (3, Some(secs(2)), 0.2)
+    );
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/redline")));
     assert!(c.flows[0].audit);
     let access = c.flows[0].access.as_ref().unwrap();
@@ -993,6 +1022,33 @@ fn full_example_sets_every_section() {
     assert_eq!(jwt.algorithms, ["RS256", "ES256", "EdDSA"]);
     assert_eq!(c.auth.api_keys.as_ref().unwrap().header, "x-api-key");
     assert_eq!(c.auth.forward, crate::config::ForwardConfig::default());
+}
+
+#[test]
+fn retries_are_off_by_default_and_a_flow_block_replaces_the_global_one() {
+    let c = ok(
+        "retries: { attempts: 2, retry_on: [503] }\nflows:\n  - name: a\n    match: /a\n    retries: { per_try_timeout: 1s }\n  - name: b\n    match: /b\n",
+    );
+    assert_eq!(
+        c.flow_retries(0),
+        None,
+        "the flow's own block has attempts 1"
+    );
+    let b = c.flow_retries(1).expect("the global block");
+    assert_eq!(b.attempts, 2);
+    assert!(b.retries_status(503) && !b.retries_status(502));
+    assert_eq!(ok("flows: []\n").retries.policy(), None);
+    for bad in [
+        "retries: { attempts: 0 }\n",
+        "retries: { attempts: 11 }\n",
+        "retries: { retry_on: [200] }\n",
+        "retries: { budget: { ratio: 120% } }\n",
+        "retries: { tries: 2 }\n",
+        "flows: [{ name: a, match: /a, circuit_breaker: { window: 2m } }]\n",
+        "flows: [{ name: a, match: /a, circuit_breaker: { error_rate: 150% } }]\n",
+    ] {
+        assert!(Config::parse(bad, "t.yaml").is_err(), "{bad}");
+    }
 }
 
 // ---------------------------------------------------------------- trace links

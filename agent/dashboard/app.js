@@ -168,6 +168,16 @@ function badge(st) {
     h('span', { 'aria-hidden': 'true', text: icon + ' ' }), word);
 }
 
+// A flow's circuit breaker, when it has one and it is not closed (`circuit` of /api/flows).
+const CIRCUITS = { open: ['⊘', 'CIRCUIT OPEN'], half_open: ['◐', 'CIRCUIT HALF-OPEN'] };
+
+function circuitBadge(f) {
+  const c = CIRCUITS[f.circuit];
+  if (!c) return null;
+  return h('span', { className: 'badge circuit ' + f.circuit, 'data-circuit': f.circuit },
+    h('span', { 'aria-hidden': 'true', text: c[0] + ' ' }), c[1]);
+}
+
 function normalizeAlerts(resp) {
   if (!resp || !resp.ok || !resp.body) return [];
   const raw = Array.isArray(resp.body) ? resp.body : (resp.body.alerts || []);
@@ -331,7 +341,7 @@ function renderFlows(flows, alerts) {
     return h('tr', { 'data-flow': f.name, 'data-state': st, className: isTarget(f.name) ? 'highlight' : null },
       h('th', { scope: 'row' }, h('a', { href: '#flow=' + encodeURIComponent(f.name), text: f.name })),
       h('td', { text: f.owner || (f.name === 'unmatched' ? 'routes no flow matches' : '–') }),
-      h('td', {}, f.name === 'unmatched' ? '–' : badge(st)),
+      h('td', {}, f.name === 'unmatched' ? '–' : badge(st), circuitBadge(f)),
       h('td', { className: 'num', 'data-col': 'rps' }, fmtRps(w.rps)),
       h('td', { className: 'num', 'data-col': 'error_rate' }, dash(fmtPct(w.error_rate), noReq)),
       h('td', { className: 'num', 'data-col': 'timeout_rate' }, dash(fmtPct(w.timeout_rate), noReq)),
@@ -383,7 +393,7 @@ function renderCharts(flows, series, alerts) {
     return h('article', {
       className: 'card' + (isTarget(f.name) ? ' highlight' : ''), id: 'flow-' + f.name, 'data-flow': f.name,
     },
-    h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts))),
+    h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts)), circuitBadge(f)),
     h('p', { className: 'owner' }, f.owner ? 'Owner: ' + f.owner : (f.name === 'unmatched' ? 'Requests no flow matches' : 'No owner set'),
       total === 0 ? ' · no requests in the last 15 min' : ''),
     accessLine(f.access),

@@ -62,7 +62,9 @@ impl Format {
 }
 
 /// `# HELP` and `# TYPE` (and for OpenMetrics `# UNIT`) of a family named `name` in the plain format.
-fn header(out: &mut String, format: Format, name: &str, kind: &str, help: &str, unit: &str) {
+/// `# HELP` and `# TYPE` (and `# UNIT`) of a family; an OpenMetrics counter's family name
+/// drops `_total`. Public for families rendered outside the registry.
+pub fn header(out: &mut String, format: Format, name: &str, kind: &str, help: &str, unit: &str) {
     let family = match format {
         Format::OpenMetrics if kind == "counter" => name.strip_suffix("_total").unwrap_or(name),
         _ => name,
@@ -234,10 +236,8 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-pub(super) fn write_labels<'a>(
-    out: &mut String,
-    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
-) {
+/// `{k="v",…}` with the values escaped.
+pub fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
     out.push('{');
     for (i, (k, v)) in labels.into_iter().enumerate() {
         if i > 0 {

@@ -87,7 +87,7 @@ impl Body for ProxyBody {
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(ctx)) = (frame.data_ref(), this.ctx.as_mut()) {
-                    ctx.add_bytes_out(data.len());
+                    ctx.body_out(data);
                 }
                 if this.is_end_stream() {
                     this.finish(None);

@@ -16,6 +16,7 @@ use crate::access_log::Entry;
 use crate::config::Rule;
 use crate::error::{Error, ErrorType, Retry};
 use crate::metrics::{ActiveGuard, Exemplar, RouteMetrics, method_index};
+use crate::resilience::{Admission, Fault, Verdict as Outcome};
 use crate::state::{FlowRuntime, Runtime, Shared};
 use crate::stats::Sample;
 use crate::telemetry::Telemetry;
@@ -55,7 +56,31 @@ pub struct RequestCtx {
     pub identity: Option<Arc<Identity>>,
     /// The flow's access decision, when the flow has a rule.
     pub decision: Option<Decision>,
+    /// Let through the flow's circuit breaker (`Some(true)`: as its probe); its outcome
+    /// is reported at `finish`. `None` when the flow has no breaker or refused it.
+    circuit: Option<bool>,
+    /// Its response may be kept for `stale_if_error` (computed once, at start).
+    storable: bool,
+    /// The response being kept, while its body passes (`begin_capture`).
+    capture: Option<Box<Capture>>,
+    /// The fault injected into this request, if one hit it (picked at start).
+    fault: Option<Fault>,
     _active: ActiveGuard,
+}
+
+/// The fault for a request of `flow`: the configuration's rule, else the API's. One
+/// branch and one load while neither is set.
+fn pick_fault(flow: &FlowRuntime, headers: &http::HeaderMap, now_ms: u64) -> Option<Fault> {
+    let configured = flow.fault.as_ref().and_then(|r| r.roll(now_ms, headers));
+    configured.or_else(|| flow.state.resilience.faults.pick(now_ms, headers))
+}
+
+/// A response being kept for `stale_if_error` while it passes.
+struct Capture {
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+    body: Vec<u8>,
+    /// The body's announced length: only a whole body is kept.
+    length: usize,
 }
 
 /// Which in-flight counts a request was admitted into (only those that are capped).
@@ -115,7 +140,12 @@ impl RequestCtx {
             record_shape(shapes, parts, &runtime.redactor);
         }
         let active = flow_rt.state.active.start(method_idx);
-        let (trace, span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
+        let (trace, mut span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
+        let storable = super::fallback::request_storable(flow_rt, parts);
+        let fault = pick_fault(flow_rt, &parts.headers, shared.clock.now_ms());
+        if fault.is_some() {
+            span.fault_injected();
+        }
         RequestCtx {
             shared: shared.clone(),
             telemetry: telemetry.cloned(),
@@ -138,6 +168,10 @@ impl RequestCtx {
             slots: Slots::default(),
             identity: None,
             decision: None,
+            circuit: None,
+            storable,
+            capture: None,
+            fault,
             _active: active,
             runtime,
         }
@@ -160,6 +194,28 @@ impl RequestCtx {
                 return Err(shed("too many requests of this flow in flight"));
             }
             self.slots.flow = true;
+        }
+        self.admit_circuit()
+    }
+
+    /// The flow's circuit breaker (phase 2, after the caps): an open circuit refuses the
+    /// request with 503 `circuit_open` and `Retry-After` until its probe is due. Flows
+    /// without a breaker pay one branch.
+    fn admit_circuit(&mut self) -> Result<(), Error> {
+        let Some(policy) = self.flow().breaker else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        match self.flow().state.resilience.breaker.admit(now, &policy) {
+            Admission::Pass => self.circuit = Some(false),
+            Admission::Probe => self.circuit = Some(true),
+            Admission::Refuse(wait) => {
+                let open = Error::new(
+                    ErrorType::CircuitOpen,
+                    "the flow's circuit is open: the app failed recently",
+                );
+                return Err(open.after(Some(wait)));
+            }
         }
         Ok(())
     }
@@ -195,6 +251,24 @@ impl RequestCtx {
         }
     }
 
+    /// Tell the flow's breaker how a request it let through ended.
+    fn report_circuit(&mut self, error: ErrorType) {
+        let (Some(probe), Some(policy)) = (self.circuit.take(), self.flow().breaker) else {
+            return;
+        };
+        let verdict = match error {
+            ErrorType::None => Outcome::Success,
+            ErrorType::Timeout
+            | ErrorType::UpstreamUnavailable
+            | ErrorType::UpstreamError
+            | ErrorType::Status => Outcome::Failure,
+            _ => Outcome::Unknown,
+        };
+        let now = self.now_ms();
+        let breaker = &self.flow().state.resilience.breaker;
+        breaker.record(now, verdict, probe, &policy);
+    }
+
     fn release_slots(&mut self) {
         let slots = std::mem::take(&mut self.slots);
         if slots.all {
@@ -214,6 +288,11 @@ impl RequestCtx {
     pub fn flow(&self) -> &FlowRuntime {
         self.flow
             .map_or(&self.runtime.unmatched, |i| &self.runtime.flows[i])
+    }
+
+    /// The shared clock's now (milliseconds), as the flow's windows and budgets count time.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
     }
 
     /// When the request arrived.
@@ -262,6 +341,88 @@ impl RequestCtx {
         self.bytes_out += n as u64;
     }
 
+    /// Response body bytes passed to the client, copied when the response is being kept.
+    pub fn body_out(&mut self, bytes: &[u8]) {
+        self.bytes_out += bytes.len() as u64;
+        if let Some(c) = self.capture.as_mut() {
+            c.body.extend_from_slice(bytes);
+        }
+    }
+
+    /// The fault injected into this request, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    /// The request's method.
+    pub fn method(&self) -> &http::Method {
+        &self.method
+    }
+
+    /// The request's target, path and query: what a stale response is kept under.
+    pub fn target(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
+    /// Start keeping the response (status, headers, body of `length` bytes) for
+    /// `stale_if_error`, when the request and the response allow it (see `fallback`).
+    pub fn begin_capture<'h>(
+        &mut self,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        length: Option<u64>,
+    ) {
+        if !self.storable || status != 200 {
+            return;
+        }
+        let Some(p) = self.flow().fallback.as_ref().and_then(|f| f.stale) else {
+            return;
+        };
+        if length.is_none_or(|n| n > p.max_body as u64) {
+            return;
+        }
+        let mut kept = Vec::new();
+        for (n, v) in headers {
+            if !super::fallback::storable([(n, v)]) {
+                return;
+            }
+            if super::fallback::kept_header(n) {
+                if let (Ok(n), Ok(v)) =
+                    (http::HeaderName::from_bytes(n), HeaderValue::from_bytes(v))
+                {
+                    kept.push((n, v));
+                }
+            }
+        }
+        let length = length.unwrap_or(0) as usize;
+        self.capture = Some(Box::new(Capture {
+            headers: kept,
+            body: Vec::with_capacity(length),
+            length,
+        }));
+    }
+
+    /// Keep the captured response if it ended whole.
+    fn keep_capture(&mut self, error: ErrorType) {
+        let Some(c) = self.capture.take() else {
+            return;
+        };
+        let Some(p) = self.flow().fallback.as_ref().and_then(|f| f.stale) else {
+            return;
+        };
+        if error != ErrorType::None || c.body.len() != c.length {
+            return;
+        }
+        let entry = crate::resilience::StaleEntry {
+            status: 200,
+            headers: c.headers,
+            body: bytes::Bytes::from(c.body),
+            stored_ms: self.now_ms(),
+        };
+        let store = &self.flow().state.resilience.stale;
+        store.put(self.target(), entry, p.max_size, p.max_age_ms);
+    }
+
     /// End the request: record metrics, window sample and access log line. Idempotent.
     pub fn finish(&mut self, error: Option<ErrorType>) {
         if self.finished {
@@ -276,6 +437,8 @@ impl RequestCtx {
         } else {
             ErrorType::None
         });
+        self.report_circuit(error);
+        self.keep_capture(error);
         // Spans first: whether the trace was kept decides the histogram's exemplar.
         let kept = self.record_trace(error, duration);
         let seconds = duration.as_secs_f64();

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 
 use super::direct::{self, Conn, Head};
 use super::phases::{self, Refusal};
+use super::retry;
 use super::wire::{self, Framing};
 use super::{Proxy, RequestCtx};
 use crate::error::ErrorType;
@@ -205,6 +206,7 @@ async fn forward(
     }
     phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
     wire::encode_request_head(&mut out, &parts);
+    let tries = retry::Tries::start(&ctx, &parts.method, body == 0);
     drop(parts);
     if body > 0 {
         out.extend_from_slice(&buf[..body]);
@@ -215,14 +217,17 @@ async fn forward(
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
     let limits = ctx.runtime().config.upstream_connections;
-    let exchange = direct::exchange(
-        &authority,
-        &out,
-        head_request,
-        retryable,
-        &proxy.gate,
-        &limits,
-    );
+    let attempt = || {
+        direct::exchange(
+            &authority,
+            &out,
+            head_request,
+            retryable,
+            &proxy.gate,
+            &limits,
+        )
+    };
+    let exchange = retry::exchange(&ctx, tries, |(_, head)| head.status.as_u16(), attempt);
     let answer = tokio::select! {
         biased;
         answer = crate::watchdog::limit(ctx.started(), timeout, exchange) => answer,
@@ -232,6 +237,10 @@ async fn forward(
             return false;
         }
     };
+    let answer = answer.map(|(result, resends)| {
+        ctx.span.resent(resends);
+        result
+    });
     out.clear();
     let close = close || drain.is_signaled();
     let failure = match answer {
@@ -376,7 +385,18 @@ async fn respond(
     authority: &http::uri::Authority,
     close: bool,
 ) -> bool {
-    ctx.upstream_responded(head.status.as_u16());
+    let status = head.status.as_u16();
+    if head.status.is_server_error() {
+        // The app failed: its connection is dropped, its failure recorded, the user spared.
+        if let Some(chosen) = super::fallback::choose(&ctx, ErrorType::Status) {
+            let resp = super::fallback::answer(ctx, chosen, ErrorType::Status, status);
+            return write_local(client, resp, out, close).await;
+        }
+    }
+    ctx.upstream_responded(status);
+    if let Framing::Length(n) = head.framing {
+        ctx.begin_capture(status, conn.headers(), Some(n));
+    }
     response_head(out, &conn, &head, &ctx.request_id, close);
     conn.buf.advance(head.len);
     let passed = match head.framing {

@@ -20,12 +20,16 @@
 pub mod body;
 pub mod ctx;
 mod direct;
+pub mod fallback;
 pub mod fast;
+pub mod faults;
 pub mod gate;
 pub mod headers;
 pub mod phases;
+pub mod protection;
 pub mod reach;
 pub mod request_body;
+pub mod retry;
 pub mod upstream;
 mod wire;
 
@@ -145,13 +149,32 @@ impl Proxy {
         let upgrade =
             headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let upgrading = upgrade.is_some();
         let upstream_req = self.upstream_request(req, &mut ctx, client, upgrade, admitted.body);
         let timeout = ctx.flow().timeout;
         let authority = ctx.runtime().upstream_authority.clone();
         ctx.span.upstream_sent();
         let limits = ctx.runtime().config.upstream_connections;
-        let sending = upstream::send(&authority, upstream_req, idempotent, &self.gate, &limits);
-        let failure = match crate::watchdog::limit(ctx.started(), timeout, sending).await {
+        // Only a body-less request without upgrade is sent again: from a copy of its head.
+        let bodyless = http_body::Body::is_end_stream(upstream_req.body()) && !upgrading;
+        let tries = retry::Tries::start(&ctx, upstream_req.method(), bodyless);
+        let mut first = Some(upstream_req);
+        let template = tries.as_ref().and(first.as_ref()).map(upstream::head_of);
+        let attempt = || {
+            let req = match &template {
+                Some(t) => upstream::head_of(t),
+                None => first.take().unwrap_or_else(upstream::empty_request),
+            };
+            upstream::send(&authority, req, idempotent, &self.gate, &limits)
+        };
+        let status = |(resp, _): &(Response<Incoming>, upstream::Lease)| resp.status().as_u16();
+        let sending = retry::exchange(&ctx, tries, status, attempt);
+        let answer = crate::watchdog::limit(ctx.started(), timeout, sending).await;
+        let answer = answer.map(|(result, resends)| {
+            ctx.span.resent(resends);
+            result
+        });
+        let failure = match answer {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {
                 // The client's body broke first; the upstream only saw it end early. Its
@@ -202,7 +225,20 @@ impl Proxy {
             let error = upstream::broken("101 to a request without upgrade");
             return upstream_failed(ctx, &error);
         }
-        ctx.upstream_responded(resp.status().as_u16());
+        let status = resp.status().as_u16();
+        if resp.status().is_server_error() {
+            // The app failed: its connection is dropped, its failure recorded, the user spared.
+            if let Some(chosen) = fallback::choose(&ctx, ErrorType::Status) {
+                return fallback::answer(ctx, chosen, ErrorType::Status, status);
+            }
+        }
+        ctx.upstream_responded(status);
+        let length = http_body::Body::size_hint(resp.body()).exact();
+        let pairs = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        ctx.begin_capture(status, pairs, length);
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_side, upstream_side));
@@ -248,6 +284,9 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 fn upstream_failed(ctx: RequestCtx, failure: &crate::error::Error) -> Response<ProxyBody> {
     tracing::debug!(error = %failure, "No upstream response.");
     let status = phases::status_of(failure);
+    if let Some(chosen) = fallback::choose(&ctx, failure.kind()) {
+        return fallback::answer(ctx, chosen, failure.kind(), status.as_u16());
+    }
     let mut resp = local_error(ctx, status, Some(failure.kind()), failure.what());
     if let Some(after) = phases::retry_after(failure) {
         resp.headers_mut().insert(header::RETRY_AFTER, after);

@@ -496,18 +496,33 @@ pub fn www_authenticate(failure: &Error) -> Option<HeaderValue> {
 
 /// Phase 6 for failures: when a client refused for overload may try again (`Retry-After`,
 /// seconds): soon, since the queue it did not fit in drains as fast as the app answers.
+/// An open circuit says when its probe is due (whole seconds, rounded up).
 pub fn retry_after(failure: &Error) -> Option<HeaderValue> {
-    (failure.kind() == ErrorType::Overloaded).then_some(HeaderValue::from_static("1"))
+    match failure.kind() {
+        ErrorType::Overloaded => Some(HeaderValue::from_static("1")),
+        ErrorType::CircuitOpen => {
+            let wait = failure.retry_after().unwrap_or(Duration::from_secs(1));
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            Some(HeaderValue::from(u64::try_from(secs).unwrap_or(u64::MAX)))
+        }
+        _ => None,
+    }
 }
 
 /// Phase 6 for failures: the status a request that got no upstream response is answered
 /// with, from its error's kind.
 pub fn status_of(failure: &Error) -> StatusCode {
+    if let Some(status) = failure
+        .answered_status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        return status;
+    }
     match failure.kind() {
         ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorType::BadRequest => StatusCode::BAD_REQUEST,
         ErrorType::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
-        ErrorType::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorType::Overloaded | ErrorType::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         ErrorType::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorType::Forbidden => StatusCode::FORBIDDEN,
         ErrorType::ClientClosed => StatusCode::from_u16(super::ctx::CLIENT_CLOSED_STATUS)

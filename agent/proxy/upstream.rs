@@ -174,14 +174,20 @@ fn exchange_failed(e: hyper::Error) -> Error {
     broken("upstream exchange failed").caused_by(e).retry(retry)
 }
 
-/// A body-less copy of `req`'s head, to send again.
-fn head_of(req: &Request<CountingBody>) -> Request<CountingBody> {
+/// A body-less copy of `req`'s head, to send again (a retry's try).
+pub(super) fn head_of(req: &Request<CountingBody>) -> Request<CountingBody> {
     let mut copy = Request::new(CountingBody::empty());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     copy
+}
+
+/// A body-less `GET /`: what a try gets should the first request already be gone (never:
+/// without retries there is one try, with them every try sends a copy).
+pub(super) fn empty_request() -> Request<CountingBody> {
+    Request::new(CountingBody::empty())
 }
 
 fn lease(authority: &Authority, sender: Sender, gate: &Arc<Gate>) -> Lease {

@@ -90,6 +90,12 @@ pub struct RequestSpan {
     pub tracestate: Option<HeaderValue>,
     upstream_started: Option<Instant>,
     captured: Option<Captured>,
+    /// Tries after the first (`http.request.resend_count` on the CLIENT span).
+    resends: u32,
+    /// The fallback that answered (`redline.fallback` on the SERVER span).
+    fallback: Option<&'static str>,
+    /// A fault was injected (`redline.fault.injected` on the SERVER span).
+    fault: bool,
 }
 
 impl RequestSpan {
@@ -99,12 +105,32 @@ impl RequestSpan {
             tracestate,
             upstream_started: None,
             captured: capture.map(|p| Captured::new(p.version, &p.headers)),
+            resends: 0,
+            fallback: None,
+            fault: false,
         }
     }
 
     /// The upstream request is about to be sent: the CLIENT span starts now.
     pub fn upstream_sent(&mut self) {
         self.upstream_started = Some(Instant::now());
+    }
+
+    /// The upstream request was sent `n` more times after the first (retries). The one
+    /// CLIENT span covers every try and carries the count: one span per try would need a
+    /// span id and trace header per try.
+    pub fn resent(&mut self, n: u32) {
+        self.resends = n;
+    }
+
+    /// A fallback (`stale`, `static`) answered instead of the app's failure.
+    pub fn fallback(&mut self, kind: &'static str) {
+        self.fallback = Some(kind);
+    }
+
+    /// A fault was injected into this request (rehearsal).
+    pub fn fault_injected(&mut self) {
+        self.fault = true;
     }
 
     /// Whether the upstream was called (so there is a CLIENT span).
@@ -170,6 +196,9 @@ pub struct SpanRecord {
     client_start_ns: Option<u64>,
     request_id: HeaderValue,
     runtime: Arc<Runtime>,
+    resends: u32,
+    fallback: Option<&'static str>,
+    fault: bool,
 }
 
 impl SpanRecord {
@@ -197,6 +226,9 @@ impl SpanRecord {
             client_start_ns,
             request_id: o.request_id.clone(),
             runtime: o.runtime.clone(),
+            resends: span.resends,
+            fallback: span.fallback,
+            fault: span.fault,
         })
     }
 
@@ -285,6 +317,12 @@ impl SpanRecord {
             attr_str(b, key!("error.type"), e);
         }
         attr_str(b, key!("redline.flow"), &self.flow);
+        if let Some(kind) = self.fallback {
+            attr_str(b, key!("redline.fallback"), kind);
+        }
+        if self.fault {
+            wire::attr_bool(b, key!("redline.fault.injected"), true);
+        }
         let id = text(&self.request_id);
         wire::attr_str_array(b, key!("http.request.header.x-request-id"), &id);
         let failed = self.error.is_error();
@@ -321,6 +359,13 @@ impl SpanRecord {
         attr_str(b, key!("network.protocol.version"), "1.1");
         if let Some(status) = self.upstream_status {
             attr_int(b, key!("http.response.status_code"), i64::from(status));
+        }
+        if self.resends > 0 {
+            attr_int(
+                b,
+                key!("http.request.resend_count"),
+                i64::from(self.resends),
+            );
         }
         let error_type = self.client_error_type();
         if let Some(e) = &error_type {
@@ -535,6 +580,34 @@ mod tests {
 
     fn s(v: &str) -> Option<any_value::Value> {
         Some(any_value::Value::StringValue(v.into()))
+    }
+
+    #[test]
+    fn a_retried_call_carries_its_resend_count_on_the_client_span_only() {
+        let mut rec = record("GET", "/api/orders/7", Some(200), true, ErrorType::None);
+        assert_eq!(rec.resends, 0);
+        let first = spans(record(
+            "GET",
+            "/api/orders/7",
+            Some(200),
+            true,
+            ErrorType::None,
+        ));
+        assert!(
+            first
+                .iter()
+                .all(|s| attr(s, "http.request.resend_count").is_none())
+        );
+        rec.resends = 2;
+        rec.fault = true;
+        rec.fallback = Some("stale");
+        let all = spans(rec);
+        let yes = Some(any_value::Value::BoolValue(true));
+        assert_eq!(attr(&all[0], "redline.fault.injected"), yes);
+        assert_eq!(attr(&all[0], "redline.fallback"), s("stale"));
+        let two = Some(any_value::Value::IntValue(2));
+        assert_eq!(attr(&all[1], "http.request.resend_count"), two);
+        assert_eq!(attr(&all[0], "http.request.resend_count"), None);
     }
 
     #[test]

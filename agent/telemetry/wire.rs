@@ -141,11 +141,9 @@ pub fn attr_str_parts(buf: &mut Vec<u8>, key: &Key, parts: &[&str]) {
     string_parts(buf, 1, parts);
 }
 
-/// The head of a `Span.attributes` entry: its length, the key, and the length of the
-/// `AnyValue` (`any` bytes) the caller writes next.
-#[inline]
 /// The head of a `KeyValue` attribute in field `tag` (below 16, so one byte): its tag and
 /// length, the key, and the tag and length of an `AnyValue` of `any` bytes.
+#[inline]
 fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &Key, any: usize) {
     let kv = usize::from(key.len) + encoded_len_varint(any as u64) + any;
     buf.push((tag << 3) as u8 | WireType::LengthDelimited as u8);
@@ -166,6 +164,13 @@ pub fn attr_int(buf: &mut Vec<u8>, key: &Key, value: i64) {
         key_len(3) + encoded_len_varint(raw),
     );
     varint(buf, 3, raw);
+}
+
+/// `KeyValue { key, value: AnyValue { bool_value } }` as a `Span.attributes` entry.
+#[inline]
+pub fn attr_bool(buf: &mut Vec<u8>, key: &Key, value: bool) {
+    key_value_head(buf, SPAN_ATTRIBUTES, key, key_len(2) + 1);
+    varint(buf, 2, u64::from(value));
 }
 
 /// `KeyValue { key, value: AnyValue { array_value: [string_value] } }` as a `Span.attributes` entry.

@@ -105,16 +105,16 @@ pub(super) async fn pass_length(
 ) -> Result<bool, Broke> {
     let first = conn.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
     out.extend_from_slice(&conn.buf[..first]);
+    ctx.body_out(&conn.buf[..first]);
     conn.buf.advance(first);
-    ctx.add_bytes_out(first);
     n -= first as u64;
     write(client, out).await?;
     while n > 0 {
         read_more(conn).await?;
         let take = conn.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
         write(client, &conn.buf[..take]).await?;
+        ctx.body_out(&conn.buf[..take]);
         conn.buf.advance(take);
-        ctx.add_bytes_out(take);
         n -= take as u64;
     }
     Ok(true)

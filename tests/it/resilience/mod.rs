@@ -1,7 +1,12 @@
 //! Failures and fallbacks (issue 17): resource exhaustion, slow request bodies, upstream
-//! connection limits. Each case runs the real binary against upstreams the test starts.
+//! connection limits, retries with a budget, circuit breaking, fallbacks, fault injection. Each case runs the real binary against upstreams the test starts.
 
 mod body_timeout;
+mod breaker;
 mod descriptors;
+mod end_to_end;
+mod fallbacks;
+mod faults;
+mod retries;
 mod shedding;
 mod upstream_conns;
