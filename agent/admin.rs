@@ -95,7 +95,8 @@ impl Admin {
         let format = metrics::Format::negotiate(accept);
         let body = self.shared.registry.render_with(format, |out| {
             crate::metrics::render_families(out, format, &self.gate.families());
-            crate::proxy::protection::render(&self.shared, format, out);
+            let protection = crate::proxy::protection::families(&self.shared);
+            crate::metrics::render_families(out, format, &protection);
         });
         let mut resp = text(StatusCode::OK, format.content_type(), body);
         // The answer depends on Accept: tell caches.

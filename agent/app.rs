@@ -98,7 +98,8 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
     // Trace propagation, sampling and span export: the proxy holds the request-path handle.
     // The upstream gate's gauges go out over OTLP with the registry's families.
     let gate = crate::proxy::gate::Gate::new();
-    let sources: Vec<Arc<dyn crate::metrics::Source>> = vec![gate.clone()];
+    let protection = crate::proxy::protection::Protection::new(shared.clone());
+    let sources: Vec<Arc<dyn crate::metrics::Source>> = vec![gate.clone(), Arc::new(protection)];
     let (tracing, telemetry) =
         crate::telemetry::start(&shared, &|name| std::env::var(name).ok(), sources);
     let proxy_listener = bind("proxy", listen).await?;
