@@ -1,4 +1,4 @@
-//! Failures and fallbacks (issue 17): resource exhaustion, slow request bodies, upstream
+//! Failures and fallbacks: resource exhaustion, slow request bodies, upstream
 //! connection limits, retries with a budget, circuit breaking, fallbacks, fault injection. Each case runs the real binary against upstreams the test starts.
 
 mod body_timeout;
