@@ -45,18 +45,25 @@ impl Histogram {
     }
 
     /// Record one observation; `exemplar` (a kept trace) replaces its bucket's last one.
+    #[inline]
     pub fn observe_with(&self, seconds: f64, exemplar: Option<Exemplar>) {
         let idx = self.bounds.partition_point(|b| *b < seconds);
         self.buckets[idx].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add((seconds * 1e9) as u64, Relaxed);
         if let Some(e) = exemplar {
-            let slots = self
-                .exemplars
-                .get_or_init(|| (0..self.buckets.len()).map(|_| Mutex::new(None)).collect());
-            // Contended means another request is writing this bucket's exemplar: either is fine.
-            if let Ok(mut slot) = slots[idx].try_lock() {
-                *slot = Some(e);
-            }
+            self.keep_exemplar(idx, e);
+        }
+    }
+
+    /// Only requests whose trace is exported carry an exemplar: kept off the inlined path.
+    #[cold]
+    fn keep_exemplar(&self, idx: usize, e: Exemplar) {
+        let slots = self
+            .exemplars
+            .get_or_init(|| (0..self.buckets.len()).map(|_| Mutex::new(None)).collect());
+        // Contended means another request is writing this bucket's exemplar: either is fine.
+        if let Ok(mut slot) = slots[idx].try_lock() {
+            *slot = Some(e);
         }
     }
 

@@ -55,8 +55,9 @@ pub struct RequestCtx {
     slots: Slots,
     /// The caller the flow's access rule verified, if any (forwarded upstream when allowed).
     pub identity: Option<Arc<Identity>>,
-    /// The flow's access decision, when the flow has a rule.
-    pub decision: Option<Decision>,
+    /// The flow's access decision, when the flow has a rule (boxed, as the fields below
+    /// that most requests never set: every byte here is moved several times a request).
+    pub decision: Option<Box<Decision>>,
     /// Let through the flow's circuit breaker (`Some(true)`: as its probe); its outcome
     /// is reported at `finish`. `None` when the flow has no breaker or refused it.
     circuit: Option<bool>,
@@ -65,15 +66,26 @@ pub struct RequestCtx {
     /// The response being kept, while its body passes (`begin_capture`).
     capture: Option<Box<Capture>>,
     /// The fault injected into this request, if one hit it (picked at start).
-    fault: Option<Fault>,
+    fault: Option<Box<Fault>>,
     _active: ActiveGuard,
 }
 
 /// The fault for a request of `flow`: the configuration's rule, else the API's. One
-/// branch and one load while neither is set.
-fn pick_fault(flow: &FlowRuntime, headers: &http::HeaderMap, now_ms: u64) -> Option<Fault> {
+/// branch and one load while neither is set: the clock is read only when one is.
+fn pick_fault(
+    flow: &FlowRuntime,
+    headers: &http::HeaderMap,
+    now_ms: impl FnOnce() -> u64,
+) -> Option<Box<Fault>> {
+    let api = &flow.state.resilience.faults;
+    if flow.fault.is_none() && !api.is_armed() {
+        return None;
+    }
+    let now_ms = now_ms();
     let configured = flow.fault.as_ref().and_then(|r| r.roll(now_ms, headers));
-    configured.or_else(|| flow.state.resilience.faults.pick(now_ms, headers))
+    configured
+        .or_else(|| api.pick(now_ms, headers))
+        .map(Box::new)
 }
 
 /// A response being kept for `stale_if_error` while it passes.
@@ -143,7 +155,7 @@ impl RequestCtx {
         let active = flow_rt.state.active.start(method_idx);
         let (trace, mut span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
         let storable = super::fallback::request_storable(flow_rt, parts);
-        let fault = pick_fault(flow_rt, &parts.headers, shared.clock.now_ms());
+        let fault = pick_fault(flow_rt, &parts.headers, || shared.clock.now_ms());
         if fault.is_some() {
             span.fault_injected();
         }
@@ -221,6 +233,11 @@ impl RequestCtx {
         Ok(())
     }
 
+    /// Whether the flow has an `access` rule, so [`RequestCtx::authorize`] has work to do.
+    pub fn has_access_rule(&self) -> bool {
+        self.flow().access.is_some()
+    }
+
     /// Access control (phase 2, after load shedding): the flow's `access` rule against the
     /// caller's credential. A denial is answered by Redline, so nothing goes upstream. A
     /// flow without a rule returns at the first branch; a `public` rule reads no credential.
@@ -243,7 +260,7 @@ impl RequestCtx {
             Credential::Missing => {}
         }
         let verdict = decision.verdict;
-        self.decision = Some(decision);
+        self.decision = Some(Box::new(decision));
         let denied = usize::from(verdict != Verdict::Allow);
         self.flow().state.access_counts[denied].fetch_add(1, Relaxed);
         match verdict {
@@ -352,7 +369,7 @@ impl RequestCtx {
 
     /// The fault injected into this request, if any.
     pub fn fault(&self) -> Option<Fault> {
-        self.fault
+        self.fault.as_deref().copied()
     }
 
     /// The request's method.

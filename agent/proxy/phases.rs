@@ -374,15 +374,19 @@ pub fn rewrite(
     parts.version = Version::HTTP_11;
 }
 
-/// The identity headers are the app's to trust, so whatever a client sent in them is
-/// removed on every flow, with or without an access rule; only a verified identity is
-/// written back.
+/// The identity headers are the app's to trust, so once `auth` can identify callers,
+/// whatever a client sent in them is removed on every flow, with or without an access
+/// rule; only a verified identity is written back. Without `auth`, Redline never writes
+/// them and leaves the request's headers alone (two hashed lookups a request saved).
 fn forward_identity(
     headers: &mut HeaderMap,
     runtime: &crate::state::Runtime,
     who: Option<&Identity>,
 ) {
     let access = &runtime.access;
+    if !access.can_identify() {
+        return;
+    }
     // `remove` drops every line of a repeated header.
     headers.remove(&access.subject_header);
     headers.remove(&access.roles_header);

@@ -70,6 +70,12 @@ pub struct Faults {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Faults {
+    /// Whether any rule was added since the last time all were removed (a cheap check
+    /// before reading the clock for [`Faults::pick`]).
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Relaxed)
+    }
+
     /// The fault for a request, if an active rule hits it.
     pub fn pick(&self, now_ms: u64, headers: &http::HeaderMap) -> Option<Fault> {
         if !self.armed.load(Relaxed) {
