@@ -936,6 +936,40 @@ fn every_example_config_parses() {
     );
 }
 
+/// The load benchmark's configs, with the placeholders `benches/load/run.sh` fills in
+/// (`__UPSTREAM__`, `__DATA_DIR__`) replaced as it does.
+#[test]
+fn every_benchmark_config_parses_once_filled_in() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load/configs");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let mut seen = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let filled = text
+                .replace("__UPSTREAM__", "http://127.0.0.1:18100")
+                .replace("__DATA_DIR__", &data_dir.to_string_lossy());
+            let copy = work.path().join(path.file_name().unwrap());
+            std::fs::write(&copy, filled).unwrap();
+            let config = Config::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.ends_with("resilience.yaml") {
+                // What it is there to measure: retries, breaker and stale fallback on, no faults.
+                let flow = &config.flows[0];
+                assert_eq!(flow.retries.as_ref().map(|r| r.attempts), Some(3));
+                assert!(flow.circuit_breaker.is_some());
+                let fallback = flow.fallback.as_ref();
+                assert!(fallback.is_some_and(|f| f.stale_if_error.is_some()));
+                assert!(config.flows.iter().all(|f| f.fault.is_none()));
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "expected resilience.yaml in {}", dir.display());
+}
+
 #[test]
 fn full_example_sets_every_section() {
     let c = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/full.yaml"))

@@ -23,6 +23,7 @@ mod pool;
 mod prefixed;
 mod relay;
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -218,30 +219,41 @@ async fn forward(
     let authority = ctx.runtime().upstream_authority.clone();
     ctx.span.upstream_sent();
     let limits = ctx.runtime().config.upstream_connections;
-    let attempt = || {
-        direct::exchange(
-            &authority,
-            &out,
-            head_request,
-            retryable,
-            &proxy.gate,
-            &limits,
-        )
+    let (head, first_span, gate) = (&out, ctx.trace.client_span_id, &proxy.gate);
+    let (authority_ref, limits_ref) = (&authority, &limits);
+    let attempt = move |resend: Option<[u8; 8]>| {
+        // A resend names its own CLIENT span as the upstream's parent: a copy of the head
+        // with the span id replaced (a retry may cost a copy; the first try none).
+        let head = match resend {
+            None => Cow::Borrowed(head.as_slice()),
+            Some(span_id) => Cow::Owned(respan(head, &first_span, &span_id)),
+        };
+        async move {
+            direct::exchange(
+                authority_ref,
+                &head,
+                head_request,
+                retryable,
+                gate,
+                limits_ref,
+            )
+            .await
+        }
     };
-    let exchange = retry::exchange(&ctx, tries, |(_, head)| head.status.as_u16(), attempt);
+    let mut sent = retry::Sent::Once;
+    let status = |(_, head): &(Conn, Head)| head.status.as_u16();
+    let exchange = retry::exchange(&ctx, tries, status, attempt, &mut sent);
     let answer = tokio::select! {
         biased;
         answer = crate::watchdog::limit(ctx.started(), timeout, exchange) => answer,
         // Dropping the unfinished context records the request as client_closed.
         () = client_gone(&*client, buf, max_head) => {
+            retry::record(&mut ctx, sent);
             put_out(out);
             return false;
         }
     };
-    let answer = answer.map(|(result, resends)| {
-        ctx.span.resent(resends);
-        result
-    });
+    retry::record(&mut ctx, sent);
     out.clear();
     let close = close || drain.is_signaled();
     let failure = match answer {
@@ -257,6 +269,26 @@ async fn forward(
     let written = write_local(client, resp, &mut out, close).await;
     put_out(out);
     written && !close
+}
+
+/// `head` with every lowercase-hex occurrence of span id `old` (what the trace headers
+/// carry: `traceparent`, `b3`, `x-b3-spanid`) replaced by `new`. The old id is random
+/// and Redline's own, so it appears nowhere else.
+fn respan(head: &[u8], old: &[u8; 8], new: &[u8; 8]) -> Vec<u8> {
+    let (old, new) = (crate::trace::hex(old), crate::trace::hex(new));
+    let (old, new) = (old.as_bytes(), new.as_bytes());
+    let mut out = Vec::with_capacity(head.len());
+    let mut rest = head;
+    while !rest.is_empty() {
+        if rest.starts_with(old) {
+            out.extend_from_slice(new);
+            rest = &rest[old.len()..];
+        } else {
+            out.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    out
 }
 
 /// Answer a refused request with Redline's JSON error, then close: after a framing error

@@ -49,6 +49,7 @@ use request_body::CountingBody;
 use crate::error::ErrorType;
 use crate::state::Shared;
 use crate::telemetry::Telemetry;
+use crate::trace::TraceContext;
 
 /// Forwards requests to the configured upstream and measures them.
 pub struct Proxy {
@@ -161,20 +162,27 @@ impl Proxy {
         let tries = retry::Tries::start(&ctx, upstream_req.method(), bodyless);
         let mut first = Some(upstream_req);
         let template = tries.as_ref().and(first.as_ref()).map(upstream::head_of);
-        let attempt = || {
-            let req = match &template {
+        let attempt = |resend: Option<[u8; 8]>| {
+            let mut req = match &template {
                 Some(t) => upstream::head_of(t),
                 None => first.take().unwrap_or_else(upstream::empty_request),
             };
+            if let Some(span_id) = resend {
+                // This try's own CLIENT span is the upstream's parent.
+                let trace = TraceContext {
+                    client_span_id: span_id,
+                    ..ctx.trace
+                };
+                let headers = req.headers_mut();
+                crate::telemetry::inject(ctx.telemetry(), headers, &trace, &ctx.span);
+            }
             upstream::send(&authority, req, idempotent, &self.gate, &limits)
         };
         let status = |(resp, _): &(Response<Incoming>, upstream::Lease)| resp.status().as_u16();
-        let sending = retry::exchange(&ctx, tries, status, attempt);
+        let mut sent = retry::Sent::Once;
+        let sending = retry::exchange(&ctx, tries, status, attempt, &mut sent);
         let answer = crate::watchdog::limit(ctx.started(), timeout, sending).await;
-        let answer = answer.map(|(result, resends)| {
-            ctx.span.resent(resends);
-            result
-        });
+        retry::record(&mut ctx, sent);
         let failure = match answer {
             Some(Ok((resp, lease))) => return Ok(self.respond(resp, lease, ctx, client_upgrade)),
             Some(Err(e)) => match ctx.client_fault() {

@@ -11,9 +11,13 @@
 //! backoff and spends one retry of the flow's budget (`resilience::RetryBudget`): when
 //! the budget is spent the last answer or failure stands, so retries never multiply an
 //! outage. Flows without retries pay one branch ([`Tries::start`] returns `None`).
+//!
+//! Each try is its own CLIENT span (OpenTelemetry HTTP semantic conventions): a resend
+//! gets a new span id, which its trace headers name as the upstream's parent, and
+//! [`Sent`] tells the request's span state what went upstream ([`record`]).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Method;
 
@@ -21,6 +25,7 @@ use super::RequestCtx;
 use super::phases::may_retry;
 use crate::error::{Error, ErrorType, Retry};
 use crate::resilience::{RetryPolicy, RetryResult};
+use crate::telemetry::EarlierTry;
 
 /// One request's tries under its flow's retry policy.
 #[derive(Debug)]
@@ -45,11 +50,6 @@ impl Tries {
             idempotent: method.is_idempotent(),
             replayable: bodyless,
         })
-    }
-
-    /// Tries after the first that were sent (`http.request.resend_count`).
-    pub fn resends(&self) -> u32 {
-        self.made.saturating_sub(1)
     }
 
     /// After a try that got no answer: the backoff before the next try, or `None`.
@@ -112,47 +112,135 @@ fn injected(status: u16) -> Error {
     Error::new(kind, "fault injected (abort)").answered(status)
 }
 
-/// Run `attempt` once (after the request's injected fault, if any), or (with `tries`) as often as the policy and budget allow,
-/// each try bounded by the per-try timeout and separated by the backoff. `status` reads
-/// an answer's status, to judge it against `retry_on`. Returns the last try's result
-/// and how many tries were resent.
+/// What went upstream for one request, for its CLIENT spans. Kept up to date while the
+/// tries run, so a flow timeout that cuts them short still leaves it right.
+#[derive(Debug, Default)]
+pub enum Sent {
+    /// One try, started when the engine said (`RequestSpan::upstream_sent`).
+    #[default]
+    Once,
+    /// Nothing: an injected abort answered.
+    Nothing,
+    /// One try, started after an injected delay.
+    Delayed(Instant),
+    /// Resent: the tries before the last, and the last's start and CLIENT span id.
+    Again {
+        earlier: Vec<EarlierTry>,
+        start: Instant,
+        span_id: [u8; 8],
+    },
+}
+
+impl Sent {
+    /// A resend starts at `start` after `previous`: returns its new CLIENT span id.
+    fn resend(&mut self, previous: EarlierTry, start: Instant) -> [u8; 8] {
+        let id = crate::trace::new_span_id();
+        match self {
+            Sent::Again {
+                earlier,
+                start: last_start,
+                span_id,
+            } => {
+                earlier.push(previous);
+                (*last_start, *span_id) = (start, id);
+            }
+            _ => {
+                *self = Sent::Again {
+                    earlier: vec![previous],
+                    start,
+                    span_id: id,
+                }
+            }
+        }
+        id
+    }
+}
+
+/// Tell the request's span state what went upstream: the last try's span id becomes the
+/// trace's CLIENT span (the one its trace headers named).
+pub fn record(ctx: &mut RequestCtx, sent: Sent) {
+    match sent {
+        Sent::Once => {}
+        Sent::Nothing => ctx.span.upstream_not_sent(),
+        Sent::Delayed(at) => ctx.span.upstream_sent_at(at),
+        Sent::Again {
+            earlier,
+            start,
+            span_id,
+        } => {
+            ctx.trace.client_span_id = span_id;
+            ctx.span.resent(earlier, start);
+        }
+    }
+}
+
+/// Run `attempt` once (after the request's injected fault, if any), or (with `tries`) as
+/// often as the policy and budget allow, each try bounded by the per-try timeout and
+/// separated by the backoff. `status` reads an answer's status, to judge it against
+/// `retry_on`. `attempt(None)` sends the request as rewritten; `attempt(Some(id))` is a
+/// resend whose trace headers must name CLIENT span `id` as the upstream's parent (asked
+/// only when spans are captured: otherwise nothing would show the new id). `sent` says
+/// what went upstream, also when this future is dropped part-way. Returns the last try's result.
 pub async fn exchange<T, F, Fut>(
     ctx: &RequestCtx,
     tries: Option<Tries>,
     status: fn(&T) -> u16,
     mut attempt: F,
-) -> (Result<T, Error>, u32)
+    sent: &mut Sent,
+) -> Result<T, Error>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Option<[u8; 8]>) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     if let Some(fault) = ctx.fault() {
         if let Some(delay) = fault.delay {
             // Inside the flow's timeout: a delay past it is a real timeout.
             tokio::time::sleep(delay).await;
+            *sent = Sent::Delayed(Instant::now());
         }
         if let Some(status) = fault.abort {
-            return (Err(injected(status)), 0);
+            *sent = Sent::Nothing;
+            return Err(injected(status));
         }
     }
     let Some(mut tries) = tries else {
-        return (attempt().await, 0);
+        return attempt(None).await;
     };
+    let spans = ctx.span.is_captured();
+    let mut resend = None;
+    let mut span_id = ctx.trace.client_span_id;
     loop {
         tries.made += 1;
+        let start = Instant::now();
+        if let Some(previous) = resend.take() {
+            span_id = sent.resend(previous, start);
+        }
+        let fresh = (tries.made > 1 && spans).then_some(span_id);
         let result = match tries.policy.per_try_timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt())
+            Some(limit) => tokio::time::timeout(limit, attempt(fresh))
                 .await
                 .unwrap_or_else(|_| Err(try_timed_out(limit))),
-            None => attempt().await,
+            None => attempt(fresh).await,
         };
-        let wait = match &result {
-            Ok(answer) => tries.after_status(ctx, status(answer)),
-            Err(failure) => tries.after_failure(ctx, failure),
+        let (wait, answered, error) = match &result {
+            Ok(answer) => {
+                let code = status(answer);
+                (tries.after_status(ctx, code), Some(code), ErrorType::None)
+            }
+            Err(failure) => (tries.after_failure(ctx, failure), None, failure.kind()),
         };
         let Some(wait) = wait else {
-            return (result, tries.resends());
+            return result;
         };
+        if spans {
+            resend = Some(EarlierTry {
+                span_id,
+                start,
+                end: Instant::now(),
+                status: answered,
+                error,
+            });
+        }
         // The answer being retried is dropped here: its connection closes (or, on the fast
         // path, is kept when its whole body already arrived).
         drop(result);

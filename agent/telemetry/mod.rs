@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use exporter::SpanChunk;
-pub use spans::{Outcome, RequestSpan};
+pub use spans::{EarlierTry, Outcome, RequestSpan};
 
 use env::{Lookup, Settings, Signal, Target};
 use exporter::{Health, MetricExport, SpanExport};
@@ -229,7 +229,7 @@ impl Telemetry {
         }
         // A full queue (collector slow or gone): count the drop before building anything.
         if queue.tx.capacity() == 0 {
-            queue.health.dropped(1 + u64::from(span.upstream_called()));
+            queue.health.dropped(span.span_count());
             return false;
         }
         let Some(record) = SpanRecord::take(span, outcome) else {

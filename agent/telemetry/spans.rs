@@ -1,8 +1,8 @@
 //! Spans: what the request path captures (a few header handles, ids, timings) and how the exporter task turns it into OTLP.
 //!
 //! Per request one SERVER span named `{METHOD} {route}` and, when Redline
-//! called the upstream, one CLIENT child span, with the stable HTTP semantic
-//! conventions' attributes. Strings, redaction and protobuf encoding all happen
+//! called the upstream, one CLIENT child span per try (each physical request sent),
+//! with the stable HTTP semantic conventions' attributes. Strings, redaction and protobuf encoding all happen
 //! in the exporter task; the request path only clones reference-counted values.
 
 use std::borrow::Cow;
@@ -83,6 +83,33 @@ impl Captured {
     }
 }
 
+/// An upstream try that another try followed: its own CLIENT span (the last try's is
+/// the request's, ending with it).
+#[derive(Debug, Clone, Copy)]
+pub struct EarlierTry {
+    /// The CLIENT span id the upstream was told (its `traceparent`'s parent).
+    pub span_id: [u8; 8],
+    /// Sent.
+    pub start: Instant,
+    /// Answered or failed.
+    pub end: Instant,
+    /// The status it answered with, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed without an answer (`None` when it answered).
+    pub error: ErrorType,
+}
+
+impl EarlierTry {
+    /// `error.type`: the failure's class, else an error status (a 4xx or 5xx, as on the last try).
+    fn error_type(&self) -> Option<Cow<'static, str>> {
+        let status = self.status.unwrap_or(0);
+        match self.error {
+            ErrorType::None => (status >= 400).then(|| Cow::Owned(status.to_string())),
+            kind => Some(kind.label(status)),
+        }
+    }
+}
+
 /// Per-request span state kept in the request context.
 #[derive(Debug, Default)]
 pub struct RequestSpan {
@@ -90,8 +117,8 @@ pub struct RequestSpan {
     pub tracestate: Option<HeaderValue>,
     upstream_started: Option<Instant>,
     captured: Option<Captured>,
-    /// Tries after the first (`http.request.resend_count` on the CLIENT span).
-    resends: u32,
+    /// The tries before the last, when the request was resent (each its own CLIENT span).
+    earlier: Vec<EarlierTry>,
     /// The fallback that answered (`redline.fallback` on the SERVER span).
     fallback: Option<&'static str>,
     /// A fault was injected (`redline.fault.injected` on the SERVER span).
@@ -105,7 +132,7 @@ impl RequestSpan {
             tracestate,
             upstream_started: None,
             captured: capture.map(|p| Captured::new(p.version, &p.headers)),
-            resends: 0,
+            earlier: Vec::new(),
             fallback: None,
             fault: false,
         }
@@ -116,11 +143,28 @@ impl RequestSpan {
         self.upstream_started = Some(Instant::now());
     }
 
-    /// The upstream request was sent `n` more times after the first (retries). The one
-    /// CLIENT span covers every try and carries the count: one span per try would need a
-    /// span id and trace header per try.
-    pub fn resent(&mut self, n: u32) {
-        self.resends = n;
+    /// The (last) upstream try started at `at`, later than [`Self::upstream_sent`] said:
+    /// after an injected delay, or after earlier tries.
+    pub fn upstream_sent_at(&mut self, at: Instant) {
+        self.upstream_started = Some(at);
+    }
+
+    /// Nothing went upstream after all (an injected abort answered): no CLIENT span.
+    pub fn upstream_not_sent(&mut self) {
+        self.upstream_started = None;
+    }
+
+    /// The request was resent: `earlier` are the tries before the last, which started at
+    /// `last_start` (its span id is the trace's `client_span_id`).
+    pub fn resent(&mut self, earlier: Vec<EarlierTry>, last_start: Instant) {
+        self.earlier = earlier;
+        self.upstream_started = Some(last_start);
+    }
+
+    /// How many spans the request makes (for drop counts).
+    pub fn span_count(&self) -> u64 {
+        let client = u64::from(self.upstream_started.is_some());
+        1 + client + self.earlier.len() as u64
     }
 
     /// A fallback (`stale`, `static`) answered instead of the app's failure.
@@ -131,11 +175,6 @@ impl RequestSpan {
     /// A fault was injected into this request (rehearsal).
     pub fn fault_injected(&mut self) {
         self.fault = true;
-    }
-
-    /// Whether the upstream was called (so there is a CLIENT span).
-    pub fn upstream_called(&self) -> bool {
-        self.upstream_started.is_some()
     }
 
     /// Whether this request's spans can still be exported.
@@ -196,7 +235,9 @@ pub struct SpanRecord {
     client_start_ns: Option<u64>,
     request_id: HeaderValue,
     runtime: Arc<Runtime>,
-    resends: u32,
+    /// Arrival (monotonic), to place the earlier tries' times.
+    started: Instant,
+    earlier: Vec<EarlierTry>,
     fallback: Option<&'static str>,
     fault: bool,
 }
@@ -226,7 +267,8 @@ impl SpanRecord {
             client_start_ns,
             request_id: o.request_id.clone(),
             runtime: o.runtime.clone(),
-            resends: span.resends,
+            started: o.started,
+            earlier: std::mem::take(&mut span.earlier),
             fallback: span.fallback,
             fault: span.fault,
         })
@@ -234,20 +276,48 @@ impl SpanRecord {
 
     /// How many spans this record becomes (for drop counts).
     pub fn span_count(&self) -> u64 {
-        1 + u64::from(self.client_start_ns.is_some())
+        1 + u64::from(self.client_start_ns.is_some()) + self.earlier.len() as u64
     }
 
-    /// Append the SERVER span, then the CLIENT span if the upstream was called, as
-    /// encoded `ScopeSpans.spans` entries. `scratch` (for the peer address's text) is reused between calls.
+    /// Append the SERVER span, then a CLIENT span per upstream try if the upstream was
+    /// called, as encoded `ScopeSpans.spans` entries. `scratch` (for the peer address's
+    /// text) is reused between calls.
     pub fn encode(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
             self.encode_server(b, scratch);
         });
-        if let Some(start) = self.client_start_ns {
+        let Some(start) = self.client_start_ns else {
+            return;
+        };
+        for (resends, t) in (0..).zip(&self.earlier) {
+            let client = ClientTry {
+                span_id: &t.span_id,
+                start: self.at(t.start),
+                end: self.at(t.end),
+                status: t.status,
+                resends,
+                error_type: t.error_type(),
+            };
             wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
-                self.encode_client(b, start);
+                self.encode_client(b, &client)
             });
         }
+        let last = ClientTry {
+            span_id: &self.trace.client_span_id,
+            start,
+            end: self.end_ns.max(start),
+            status: self.upstream_status,
+            resends: u32::try_from(self.earlier.len()).unwrap_or(u32::MAX),
+            error_type: self.client_error_type(),
+        };
+        wire::nested(out, wire::SCOPE_SPANS_SPANS, |b| {
+            self.encode_client(b, &last)
+        });
+    }
+
+    /// Unix nanoseconds of an instant during the request.
+    fn at(&self, t: Instant) -> u64 {
+        self.start_ns + nanos(t.saturating_duration_since(self.started))
     }
 
     /// `http.request.method` (+ `_original`); returns the method word for the span name.
@@ -333,15 +403,15 @@ impl SpanRecord {
         );
     }
 
-    fn encode_client(&self, b: &mut Vec<u8>, start: u64) {
+    fn encode_client(&self, b: &mut Vec<u8>, t: &ClientTry<'_>) {
         let rt = &self.runtime;
         wire::bytes(b, 1, &self.trace.trace_id);
-        wire::bytes(b, 2, &self.trace.client_span_id);
+        wire::bytes(b, 2, t.span_id);
         wire::bytes(b, 4, &self.trace.span_id);
         wire::fixed32(b, 16, SAMPLED | HAS_IS_REMOTE);
         wire::varint(b, 6, SPAN_KIND_CLIENT);
-        wire::fixed64(b, 7, start);
-        wire::fixed64(b, 8, self.end_ns.max(start));
+        wire::fixed64(b, 7, t.start);
+        wire::fixed64(b, 8, t.end);
         let method = self.method_attrs(b);
         wire::string_parts(b, 5, &[method, " ", &self.route]);
         let scheme = rt.upstream_scheme.as_str();
@@ -357,26 +427,22 @@ impl SpanRecord {
         attr_str(b, key!("server.address"), &rt.upstream_host);
         attr_int(b, key!("server.port"), i64::from(rt.upstream_port));
         attr_str(b, key!("network.protocol.version"), "1.1");
-        if let Some(status) = self.upstream_status {
+        if let Some(status) = t.status {
             attr_int(b, key!("http.response.status_code"), i64::from(status));
         }
-        if self.resends > 0 {
-            attr_int(
-                b,
-                key!("http.request.resend_count"),
-                i64::from(self.resends),
-            );
+        // Absent on the first try (semconv: set on resends only).
+        if t.resends > 0 {
+            attr_int(b, key!("http.request.resend_count"), i64::from(t.resends));
         }
-        let error_type = self.client_error_type();
-        if let Some(e) = &error_type {
+        if let Some(e) = &t.error_type {
             attr_str(b, key!("error.type"), e);
         }
-        let code = if error_type.is_some() {
+        let code = if t.error_type.is_some() {
             STATUS_ERROR
         } else {
             0
         };
-        wire::status(b, code, error_type.as_deref().unwrap_or(""));
+        wire::status(b, code, t.error_type.as_deref().unwrap_or(""));
     }
 
     /// `error.type` of the SERVER span: the metric's `error_type`, so spans and metrics agree.
@@ -419,6 +485,17 @@ impl SpanRecord {
     fn forwarded_client(&self) -> Option<&str> {
         first_value(&self.captured.forwarded_for)
     }
+}
+
+/// What differs between the CLIENT spans of one request's tries.
+struct ClientTry<'a> {
+    span_id: &'a [u8; 8],
+    start: u64,
+    end: u64,
+    status: Option<u16>,
+    /// Tries before this one (`http.request.resend_count`).
+    resends: u32,
+    error_type: Option<Cow<'static, str>>,
 }
 
 /// `Span.kind` SERVER.
@@ -583,9 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn a_retried_call_carries_its_resend_count_on_the_client_span_only() {
-        let mut rec = record("GET", "/api/orders/7", Some(200), true, ErrorType::None);
-        assert_eq!(rec.resends, 0);
+    fn each_try_is_its_own_client_span_and_only_resends_carry_a_count() {
         let first = spans(record(
             "GET",
             "/api/orders/7",
@@ -593,21 +668,57 @@ mod tests {
             true,
             ErrorType::None,
         ));
+        assert_eq!(first.len(), 2);
         assert!(
             first
                 .iter()
                 .all(|s| attr(s, "http.request.resend_count").is_none())
         );
-        rec.resends = 2;
+        let mut rec = record("GET", "/api/orders/7", Some(200), true, ErrorType::None);
+        let sent = rec.started + Duration::from_millis(1);
+        let tried = |status, error, span_id| EarlierTry {
+            span_id,
+            start: sent,
+            end: sent + Duration::from_millis(2),
+            status,
+            error,
+        };
+        rec.earlier = vec![
+            tried(Some(503), ErrorType::None, [1; 8]),
+            tried(None, ErrorType::UpstreamError, [2; 8]),
+        ];
         rec.fault = true;
         rec.fallback = Some("stale");
+        assert_eq!(rec.span_count(), 4);
         let all = spans(rec);
         let yes = Some(any_value::Value::BoolValue(true));
         assert_eq!(attr(&all[0], "redline.fault.injected"), yes);
         assert_eq!(attr(&all[0], "redline.fallback"), s("stale"));
-        let two = Some(any_value::Value::IntValue(2));
-        assert_eq!(attr(&all[1], "http.request.resend_count"), two);
         assert_eq!(attr(&all[0], "http.request.resend_count"), None);
+        let (first, second, last) = (&all[1], &all[2], &all[3]);
+        assert_eq!(attr(first, "http.request.resend_count"), None);
+        assert_eq!(attr(first, "error.type"), s("503"));
+        let code = |n| Some(any_value::Value::IntValue(n));
+        assert_eq!(attr(first, "http.response.status_code"), code(503));
+        assert_eq!(first.span_id, vec![1; 8]);
+        assert_eq!(
+            first.end_time_unix_nano - first.start_time_unix_nano,
+            2_000_000
+        );
+        assert_eq!(attr(second, "http.request.resend_count"), code(1));
+        assert_eq!(attr(second, "error.type"), s("upstream_error"));
+        assert_eq!(attr(second, "http.response.status_code"), None);
+        assert_eq!(
+            second.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Error as i32)
+        );
+        assert_eq!(attr(last, "http.request.resend_count"), code(2));
+        assert_eq!(attr(last, "error.type"), None);
+        assert_eq!(attr(last, "http.response.status_code"), code(200));
+        for client in [first, second, last] {
+            assert_eq!(client.kind, span::SpanKind::Client as i32);
+            assert_eq!(client.parent_span_id, all[0].span_id);
+        }
     }
 
     #[test]

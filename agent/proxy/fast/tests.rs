@@ -116,3 +116,17 @@ fn bad_heads_are_refused_here_not_handed_on() {
         }
     }
 }
+
+#[test]
+fn a_resent_head_names_its_own_span_in_every_trace_header() {
+    let (old, new) = ([0xab; 8], [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+    let head = "GET /a HTTP/1.1\r\nhost: h\r\n\
+        traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-abababababababab-01\r\n\
+        b3: 4bf92f3577b34da6a3ce929d0e0e4736-abababababababab-1\r\n\r\n";
+    let resent = super::respan(head.as_bytes(), &old, &new);
+    let expected = head.replace("abababababababab", "0123456789abcdef");
+    assert_eq!(String::from_utf8(resent).unwrap(), expected);
+    // A head without the id is copied unchanged.
+    let plain = b"GET /b HTTP/1.1\r\nhost: h\r\n\r\n";
+    assert_eq!(super::respan(plain, &old, &new), plain);
+}

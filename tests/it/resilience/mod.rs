@@ -1,5 +1,5 @@
 //! Failures and fallbacks: resource exhaustion, slow request bodies, upstream
-//! connection limits, retries with a budget, circuit breaking, fallbacks, fault injection. Each case runs the real binary against upstreams the test starts.
+//! connection limits, retries with a budget, circuit breaking, fallbacks, fault injection, and their spans. Each case runs the real binary against upstreams the test starts.
 
 mod body_timeout;
 mod breaker;
@@ -9,4 +9,5 @@ mod fallbacks;
 mod faults;
 mod retries;
 mod shedding;
+mod spans;
 mod upstream_conns;
