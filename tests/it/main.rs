@@ -19,6 +19,7 @@ mod notify;
 mod onboarding;
 mod otlp;
 mod otlp_families;
+mod otlp_json;
 mod otlp_logs;
 mod otlp_retry;
 mod otlp_tls;
