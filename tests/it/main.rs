@@ -22,6 +22,7 @@ mod otlp_families;
 mod otlp_json;
 mod otlp_logs;
 mod otlp_retry;
+mod otlp_rotel;
 mod otlp_tls;
 mod proxy;
 mod reload;

@@ -1131,7 +1131,7 @@ async fn sigterm_flushes_spans_of_finished_requests_before_exit() {
 }
 
 /// `rotel-agent`: `$ROTEL_AGENT`, else on PATH, else inside the `rotel` pip package.
-fn rotel_agent() -> PathBuf {
+pub(crate) fn rotel_agent() -> PathBuf {
     if let Some(p) = std::env::var_os("ROTEL_AGENT") {
         return p.into();
     }
@@ -1160,7 +1160,7 @@ fn rotel_agent() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1168,9 +1168,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Rotel {
+pub(crate) struct Rotel {
     child: Child,
-    output: Arc<Mutex<String>>,
+    pub(crate) output: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -1181,7 +1181,7 @@ impl Drop for Rotel {
     }
 }
 
-fn start_rotel(grpc: u16, http: u16) -> Rotel {
+pub(crate) fn start_rotel(grpc: u16, http: u16) -> Rotel {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(rotel_agent())
         .args(["start", "--exporter", "blackhole"])
