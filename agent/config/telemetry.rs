@@ -68,6 +68,9 @@ pub enum OtlpProtocol {
     /// `grpc`, usually on port 4317.
     #[serde(rename = "grpc")]
     Grpc,
+    /// `http/json` (OTLP/JSON), usually on port 4318.
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 impl OtlpProtocol {
@@ -76,6 +79,7 @@ impl OtlpProtocol {
         match self {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
             OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpJson => "http/json",
         }
     }
 }

@@ -825,6 +825,11 @@ fn otlp_section_parses() {
         default.telemetry.otlp.map(|o| o.protocol),
         Some(OtlpProtocol::HttpProtobuf)
     );
+    let json = ok("telemetry: { otlp: { endpoint: http://c:4318, protocol: http/json } }\n");
+    assert_eq!(
+        json.telemetry.otlp.map(|o| o.protocol),
+        Some(OtlpProtocol::HttpJson)
+    );
 }
 
 // ---------------------------------------------------------------- views

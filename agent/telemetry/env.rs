@@ -89,8 +89,21 @@ impl Signal {
 pub enum Protocol {
     /// Protobuf bodies POSTed over HTTP/1.1 (default; port 4318).
     HttpProtobuf,
-    /// gRPC over cleartext HTTP/2 (port 4317).
+    /// gRPC over HTTP/2 (port 4317).
     Grpc,
+    /// OTLP/JSON bodies POSTed over HTTP/1.1 (port 4318).
+    HttpJson,
+}
+
+impl Protocol {
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::Grpc => "grpc",
+            Protocol::HttpJson => "http/json",
+        }
+    }
 }
 
 /// Where and how one signal is exported.
@@ -316,13 +329,15 @@ fn protocol(env: &mut Env<'_>, config: &Config, signal: Signal) -> Protocol {
         match value.to_ascii_lowercase().as_str() {
             "grpc" => return Protocol::Grpc,
             "http/protobuf" => return Protocol::HttpProtobuf,
+            "http/json" => return Protocol::HttpJson,
             _ => env.warn(format!(
-                "{name}={value:?} is not supported (use grpc or http/protobuf); ignored"
+                "{name}={value:?} is not supported (use grpc, http/protobuf or http/json); ignored"
             )),
         }
     }
     match config.telemetry.otlp.as_ref().map(|o| o.protocol) {
         Some(OtlpProtocol::Grpc) => Protocol::Grpc,
+        Some(OtlpProtocol::HttpJson) => Protocol::HttpJson,
         _ => Protocol::HttpProtobuf,
     }
 }
@@ -342,7 +357,7 @@ fn endpoint(
 ) -> Option<Uri> {
     let specific = format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.env_part());
     let default = match protocol {
-        Protocol::HttpProtobuf => "http://localhost:4318",
+        Protocol::HttpProtobuf | Protocol::HttpJson => "http://localhost:4318",
         Protocol::Grpc => "http://localhost:4317",
     };
     let (name, value, verbatim) = if let Some(v) = env.var(&specific) {
@@ -364,8 +379,8 @@ fn endpoint(
         Protocol::Grpc => {
             origin(&with_scheme(env, signal, &value)).map(|o| format!("{o}{}", signal.grpc_path()))
         }
-        Protocol::HttpProtobuf if verbatim => Some(value.clone()),
-        Protocol::HttpProtobuf => Some(format!(
+        Protocol::HttpProtobuf | Protocol::HttpJson if verbatim => Some(value.clone()),
+        Protocol::HttpProtobuf | Protocol::HttpJson => Some(format!(
             "{}{}",
             value.trim_end_matches('/'),
             signal.http_path()

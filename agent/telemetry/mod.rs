@@ -25,6 +25,7 @@
 pub mod env;
 pub mod exporter;
 pub mod logs;
+pub mod otlp_json;
 pub mod otlp_metrics;
 pub mod propagation;
 pub mod retry;
@@ -409,13 +410,7 @@ fn log_start(s: &Settings) {
     let describe = |t: &Option<Target>| {
         t.as_ref().map_or_else(
             || "off".to_string(),
-            |t| {
-                let protocol = match t.protocol {
-                    env::Protocol::Grpc => "grpc",
-                    env::Protocol::HttpProtobuf => "http/protobuf",
-                };
-                format!("{} ({protocol})", t.url)
-            },
+            |t| format!("{} ({})", t.url, t.protocol.as_str()),
         )
     };
     if s.traces.is_none() && s.metrics.is_none() && s.logs.is_none() {

@@ -1,6 +1,8 @@
-//! OTLP transport: one collector endpoint over HTTP/protobuf or gRPC, its request bodies, and how its answers are read.
+//! OTLP transport: one collector endpoint over HTTP/protobuf, HTTP/JSON or gRPC, its request bodies, and how its answers are read.
 //!
-//! HTTP/protobuf bodies go through the hyper-util client; gRPC is the same protobuf
+//! HTTP/protobuf bodies go through the hyper-util client; HTTP/JSON is the same
+//! request turned into OTLP/JSON once before it is sent (`otlp_json.rs`), its answer
+//! turned back into protobuf, so the exporter reads one format; gRPC is the same protobuf
 //! message in gRPC's length-prefixed frame over HTTP/2 (h2c for `http://`, ALPN `h2` for
 //! `https://`), with `grpc-status` read from the trailers. `https` uses rustls with the
 //! roots and client certificate of `tls.rs`.
@@ -116,6 +118,15 @@ impl Payload {
         self.len == 0
     }
 
+    /// The pieces as one contiguous message.
+    fn joined(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for p in &self.pieces {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
     fn prepend(&mut self, piece: Bytes) {
         self.len += piece.len();
         self.pieces.push_front(piece);
@@ -196,7 +207,7 @@ impl Transport {
             .with_tls_config(tls)
             .https_or_http();
         let client = match target.protocol {
-            Protocol::HttpProtobuf => {
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let https = https.enable_http1().wrap_connector(http);
                 Clients::Http(builder.build(https))
             }
@@ -226,6 +237,13 @@ impl Transport {
 
     /// Compress and frame an export message once, however many times it is sent.
     pub fn prepare(&self, payload: Payload) -> Result<Prepared, Error> {
+        let payload = match self.target.protocol {
+            Protocol::HttpJson => Payload::from(super::otlp_json::request(
+                self.target.signal,
+                &payload.joined(),
+            )?),
+            _ => payload,
+        };
         let mut payload = if self.target.gzip {
             payload.gzip()?
         } else {
@@ -267,7 +285,11 @@ impl Transport {
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
                     return Err(http_refused(parts.status.as_u16()).after(after));
                 }
-                Ok(body.to_bytes())
+                let body = body.to_bytes();
+                match self.target.protocol {
+                    Protocol::HttpJson => Ok(super::otlp_json::response(self.target.signal, &body)),
+                    _ => Ok(body),
+                }
             }
             Clients::Grpc(client) => {
                 let req = self.grpc_request(payload, timeout)?;
@@ -298,9 +320,11 @@ impl Transport {
     }
 
     fn http_request(&self, payload: Payload) -> Result<Request<Payload>, Error> {
-        let mut b = self
-            .builder()
-            .header(header::CONTENT_TYPE, "application/x-protobuf");
+        let content_type = match self.target.protocol {
+            Protocol::HttpJson => "application/json",
+            _ => "application/x-protobuf",
+        };
+        let mut b = self.builder().header(header::CONTENT_TYPE, content_type);
         if self.target.gzip {
             b = b.header(header::CONTENT_ENCODING, "gzip");
         }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark: direct vs nginx vs Redline (metrics only) vs Redline (full telemetry), in one run.
+# Load benchmark: direct vs nginx vs Redline (metrics only) vs Redline (full telemetry: every span,
+# the metrics and every access record as OTLP logs, all to the same rotel), in one run.
 #
 # Starts an upstream (nginx returning a small fixed body), an equivalent nginx reverse proxy
 # (upstream keep-alive pool, access log off, WORKERS worker processes) and Redline with the same
@@ -96,7 +97,7 @@ if [ -n "$ROTEL" ] && [ -x "$ROTEL" ]; then
     --otlp-http-endpoint 127.0.0.1:$OTLP --pid-file "$WORK/rotel.pid" \
     --log-file "$WORK/rotel.log" >/dev/null 2>&1 &
   PIDS+=($!); COLLECTOR_PID=$!
-  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on \
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on OTEL_LOGS_EXPORTER=otlp \
     TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/redline.yaml" \
     --listen 127.0.0.1:$RLF --admin 127.0.0.1:$((RLF + 100)) >/dev/null 2>"$WORK/rlf.err" &
   PIDS+=($!); RLF_PID=$!

@@ -55,6 +55,8 @@ struct Inbox {
     logs: Vec<ExportLogsServiceRequest>,
     /// HTTP headers (or gRPC metadata) of every export request.
     headers: Vec<http::HeaderMap>,
+    /// OTLP/JSON bodies as sent, with their request paths.
+    json: Vec<(String, serde_json::Value)>,
 }
 
 /// An in-process OTLP collector.
@@ -251,6 +253,11 @@ impl Collector {
             .collect()
     }
 
+    /// Every OTLP/JSON body received (its path, the parsed JSON as sent).
+    pub(crate) fn json_bodies(&self) -> Vec<(String, serde_json::Value)> {
+        self.inbox.lock().unwrap().json.clone()
+    }
+
     fn header(&self, name: &str) -> Option<String> {
         let inbox = self.inbox.lock().unwrap();
         inbox
@@ -297,34 +304,50 @@ async fn receive(
             .unwrap();
         bytes = plain;
     }
-    assert_eq!(parts.headers["content-type"], "application/x-protobuf");
+    // OTLP/JSON is read through opentelemetry-proto's serde types, the protobuf with prost.
+    let content_type = parts.headers["content-type"].to_str().unwrap().to_string();
+    let json = match content_type.as_str() {
+        "application/x-protobuf" => false,
+        "application/json" => true,
+        other => panic!("unexpected content-type {other}"),
+    };
     let mut inbox = inbox.lock().unwrap();
     inbox.headers.push(parts.headers.clone());
-    let answer = match parts.uri.path() {
+    let path = parts.uri.path();
+    if json {
+        let value = serde_json::from_slice(&bytes).unwrap();
+        inbox.json.push((path.to_string(), value));
+    }
+    let answer = match path {
         "/v1/traces" => {
-            inbox
-                .traces
-                .push(ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap());
+            inbox.traces.push(read(&bytes, json));
             ExportTraceServiceResponse::default().encode_to_vec()
         }
         "/v1/metrics" => {
-            inbox
-                .metrics
-                .push(ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap());
+            inbox.metrics.push(read(&bytes, json));
             ExportMetricsServiceResponse::default().encode_to_vec()
         }
         "/v1/logs" => {
-            inbox
-                .logs
-                .push(ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap());
+            inbox.logs.push(read(&bytes, json));
             ExportLogsServiceResponse::default().encode_to_vec()
         }
         other => panic!("unexpected OTLP path {other}"),
     };
+    // An empty message is `{}` in JSON.
+    let answer = if json { b"{}".to_vec() } else { answer };
     let mut resp = Response::new(Full::new(Bytes::from(answer)));
     resp.headers_mut()
-        .insert("content-type", "application/x-protobuf".parse().unwrap());
+        .insert("content-type", content_type.parse().unwrap());
     Ok(resp)
+}
+
+/// An export request body, OTLP/JSON or protobuf.
+fn read<M: Message + Default + serde::de::DeserializeOwned>(bytes: &[u8], json: bool) -> M {
+    if json {
+        serde_json::from_slice(bytes).unwrap()
+    } else {
+        M::decode(bytes).unwrap()
+    }
 }
 
 #[derive(Clone)]
@@ -1108,7 +1131,7 @@ async fn sigterm_flushes_spans_of_finished_requests_before_exit() {
 }
 
 /// `rotel-agent`: `$ROTEL_AGENT`, else on PATH, else inside the `rotel` pip package.
-fn rotel_agent() -> PathBuf {
+pub(crate) fn rotel_agent() -> PathBuf {
     if let Some(p) = std::env::var_os("ROTEL_AGENT") {
         return p.into();
     }
@@ -1137,7 +1160,7 @@ fn rotel_agent() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1145,9 +1168,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Rotel {
+pub(crate) struct Rotel {
     child: Child,
-    output: Arc<Mutex<String>>,
+    pub(crate) output: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -1158,7 +1181,7 @@ impl Drop for Rotel {
     }
 }
 
-fn start_rotel(grpc: u16, http: u16) -> Rotel {
+pub(crate) fn start_rotel(grpc: u16, http: u16) -> Rotel {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(rotel_agent())
         .args(["start", "--exporter", "blackhole"])

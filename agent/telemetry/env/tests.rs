@@ -90,9 +90,39 @@ fn protocol_grpc_uses_the_origin_and_the_service_path() {
         m.url.path(),
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
     );
-    let bad = resolve(&[EP, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+    let bad = resolve(&[EP, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]);
     assert_eq!(bad.traces.unwrap().protocol, Protocol::HttpProtobuf);
     assert_eq!(bad.warnings.len(), 1, "{:?}", bad.warnings);
+}
+
+#[test]
+fn http_json_is_a_protocol_for_every_signal_with_the_http_paths() {
+    let s = resolve(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/base/"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "HTTP/JSON"),
+    ]);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let t = s.traces.unwrap();
+    assert_eq!(t.protocol, Protocol::HttpJson);
+    assert_eq!(t.url.to_string(), "http://c:4318/base/v1/traces");
+    let m = s.metrics.unwrap();
+    assert_eq!(m.protocol, Protocol::HttpJson);
+    assert_eq!(m.url.path(), "/base/v1/metrics");
+    assert_eq!(url(&s.logs), "http://c:4318/base/v1/logs");
+    assert_eq!(s.logs.unwrap().protocol, Protocol::HttpJson);
+    let only_logs = resolve(&[
+        EP,
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:4318/v1/logs"),
+    ]);
+    assert_eq!(only_logs.logs.unwrap().protocol, Protocol::HttpJson);
+    assert_eq!(only_logs.traces.unwrap().protocol, Protocol::HttpProtobuf);
+    let default = resolve(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+    ]);
+    assert_eq!(url(&default.traces), "http://localhost:4318/v1/traces");
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //! Both are compared field by field with a plain model of the same requests (per series:
 //! `le` bucket counts, count, sum, the latest exemplar per bucket) and with each other
 //! through the OpenTelemetry ↔ Prometheus naming (`http.route` ↔ `http_route`, …).
+//! The OTLP request also goes through the `http/json` conversion and is read back with
+//! `opentelemetry-proto`'s serde types: the same message.
 //!
 //! `PROPTEST_CASES` overrides the default of 128 cases. Recorded run:
 //! `PROPTEST_CASES=3000 cargo test --lib otlp_metrics::oracle`, debug build, 2 shared
@@ -195,7 +197,13 @@ fn prometheus_labels(attrs: &[KeyValue]) -> Labels {
 fn otlp(reg: &Registry) -> BTreeMap<Labels, Expected> {
     let mut b = MetricsBuilder::new(Temporality::Cumulative, 0);
     let (request, _) = b.build(reg, &[], &Resource::default(), 1);
-    let decoded = ExportMetricsServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    let bytes = request.encode_to_vec();
+    let decoded = ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap();
+    // The http/json route sends the same message.
+    let json = crate::telemetry::otlp_json::request(crate::telemetry::env::Signal::Metrics, &bytes)
+        .unwrap();
+    let read: ExportMetricsServiceRequest = serde_json::from_slice(&json).unwrap();
+    assert_eq!(read, decoded, "OTLP/JSON");
     let metric = &decoded.resource_metrics[0].scope_metrics[0].metrics[0];
     let Some(metric::Data::Histogram(h)) = &metric.data else {
         panic!("{metric:?}")

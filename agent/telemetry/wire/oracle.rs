@@ -15,6 +15,9 @@
 //! is the mapping from the registry, which `otlp_metrics/oracle.rs` checks against a model
 //! and against the OpenMetrics text.
 //!
+//! The same bytes go through the `http/json` conversion (`otlp_json`), and the JSON is read
+//! back through `opentelemetry-proto`'s serde types: it must be the same message.
+//!
 //! `PROPTEST_CASES` overrides the default of 256 cases. Recorded run:
 //! `PROPTEST_CASES=5000 cargo test --lib telemetry::wire::oracle`, debug build, 2 shared
 //! cores: 4.9 s, no difference.
@@ -251,5 +254,11 @@ proptest! {
         }
         prop_assert_eq!(&ours, &theirs);
         prop_assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
+        // The http/json route sends the same message.
+        let json = crate::telemetry::otlp_json::request(crate::telemetry::env::Signal::Traces, &body)
+            .map_err(|e| TestCaseError::fail(format!("no JSON: {e}")))?;
+        let read: ExportTraceServiceRequest = serde_json::from_slice(&json)
+            .map_err(|e| TestCaseError::fail(format!("JSON unreadable: {e}")))?;
+        prop_assert_eq!(&read, &ours);
     }
 }

@@ -3,7 +3,8 @@
 //! Random access records and events (any Unicode, lengths around the varint limits) are
 //! written with [`super`]'s functions behind a [`trace_request_head`] and decoded with
 //! prost as an `ExportLogsServiceRequest`; the same records are built with prost's types.
-//! Property: the two messages are equal, field by field and re-encoded.
+//! Property: the two messages are equal, field by field and re-encoded, and so is the message
+//! read back from the `http/json` conversion of Redline's bytes.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -280,5 +281,11 @@ proptest! {
         }
         prop_assert_eq!(&ours, &theirs);
         prop_assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
+        // The http/json route sends the same message.
+        let json = crate::telemetry::otlp_json::request(crate::telemetry::env::Signal::Logs, &body)
+            .map_err(|e| TestCaseError::fail(format!("no JSON: {e}")))?;
+        let read: ExportLogsServiceRequest = serde_json::from_slice(&json)
+            .map_err(|e| TestCaseError::fail(format!("JSON unreadable: {e}")))?;
+        prop_assert_eq!(&read, &ours);
     }
 }
