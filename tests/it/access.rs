@@ -442,6 +442,106 @@ async fn keys_from_a_jwks_url_follow_rotation_and_survive_an_issuer_outage() {
     );
 }
 
+/// A webhook receiver keeping every notification's JSON body.
+async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let addr = serve(move |req: Request<hyper::body::Incoming>| {
+        let keep = keep.clone();
+        async move {
+            use http_body_util::BodyExt;
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            keep.lock().unwrap().push(json);
+            http::Response::new(full(""))
+        }
+    })
+    .await;
+    (addr, got)
+}
+
+/// The first notification of `alertname` with `status`, if any.
+fn notified(got: &Mutex<Vec<serde_json::Value>>, alertname: &str, status: &str) -> Option<String> {
+    got.lock().unwrap().iter().find_map(|n| {
+        let alert = &n["alerts"][0];
+        (alert["labels"]["alertname"] == alertname && n["status"] == status).then(|| {
+            alert["annotations"]["summary"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+    })
+}
+
+/// A spike of unauthenticated requests fires `denied_rate`, and resolves once callers
+/// authenticate again; the refusals never fire the flow's error-rate rule.
+#[tokio::test]
+async fn a_spike_of_denials_fires_denied_rate_at_a_webhook_and_resolves() {
+    let app = app().await;
+    let (hook, got) = webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    let hash = sha256_hex("k-live-123");
+    std::fs::write(
+        &keys,
+        format!("- {{ name: shop, sha256: {hash}, roles: [] }}\n"),
+    )
+    .unwrap();
+    let rule = "over: 10s, for: 0s, min_requests: 10, keep_firing_for: 1s";
+    let yaml = config_for(
+        app,
+        &format!(
+            "auth:\n  api_keys: {{ file: {keys} }}\nflows:\n  - name: me\n    match: /me\n    access: authenticated\n    alerts:\n      - {{ when: \"denied_rate > 20%\", {rule} }}\n      - {{ when: \"error_rate > 2%\", {rule} }}\nalerting:\n  eval_interval: 1s\n  receivers:\n    - {{ name: sec, type: webhook, url: 'http://{hook}/hook' }}\n",
+            keys = keys.display()
+        ),
+    );
+    let rl = Redline::start(&yaml);
+    let key = [("x-api-key", "k-live-123")];
+    let burst = |good: usize, bad: usize| {
+        let rl = &rl;
+        async move {
+            for _ in 0..good {
+                assert_eq!(call(rl, "GET", "/me", &key).await.0, 200);
+            }
+            for _ in 0..bad {
+                assert_eq!(call(rl, "GET", "/me", &[]).await.0, 401);
+            }
+        }
+    };
+    // Healthy traffic first: nothing fires.
+    burst(20, 0).await;
+    // The spike: half the requests come without a credential.
+    let firing = eventually(Duration::from_secs(30), "FlowDeniedRate firing", || async {
+        burst(3, 3).await;
+        notified(&got, "FlowDeniedRate", "firing")
+    })
+    .await;
+    assert!(firing.starts_with("me: denied rate "), "{firing}");
+    assert!(firing.contains("> 20% over 10s"), "{firing}");
+    let flows = rl.json("/api/flows").await;
+    let me = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "me")
+        .unwrap();
+    let window = me["windows"].as_object().unwrap().values().next().unwrap();
+    assert!(window["denied"].as_u64().unwrap() >= 3, "{window}");
+    assert_eq!(window["errors"], 0, "{window}");
+    // Callers authenticate again: the denied share falls under 20 % and the alert resolves.
+    let resolved = eventually(
+        Duration::from_secs(60),
+        "FlowDeniedRate resolved",
+        || async {
+            burst(5, 0).await;
+            notified(&got, "FlowDeniedRate", "resolved")
+        },
+    )
+    .await;
+    assert!(resolved.starts_with("me: denied rate "), "{resolved}");
+    assert_eq!(notified(&got, "FlowErrorRate", "firing"), None);
+}
+
 /// Audited requests under load, a kill -9, then the trail checked by `redline audit verify`.
 #[tokio::test]
 async fn audit_records_survive_kill_9_and_tampering_is_caught() {
