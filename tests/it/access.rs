@@ -442,6 +442,75 @@ async fn keys_from_a_jwks_url_follow_rotation_and_survive_an_issuer_outage() {
     );
 }
 
+/// A reload that leaves `auth.jwt` alone keeps the fetched JWKS and the verified identities:
+/// no fetch, and a token whose key the issuer has since dropped still works from the cache.
+/// A reload that changes the JWKS source builds both again.
+#[tokio::test]
+async fn a_reload_keeps_the_jwks_and_identity_caches_unless_the_jwks_source_changes() {
+    let m = mint();
+    let app = app().await;
+    let (issuer, served, fetches) = issuer(&m.jwks).await;
+    let yaml = |path: &str, extra_flow: &str| {
+        config_for(
+            app,
+            &format!(
+                "auth:\n  jwt:\n    jwks_url: http://{issuer}{path}\n    jwks_min_refresh: 1s\n    issuer: https://id.test\n    audience: orders\n    roles_claim: realm_access.roles\nflows:\n  - name: admin\n    match: /admin/users\n    access: [admin]\n{extra_flow}"
+            ),
+        )
+    };
+    let rl = Redline::start(&yaml("/jwks", ""));
+    let status_of = |name: &'static str| {
+        let auth = bearer(&m.tokens[name]);
+        let rl = &rl;
+        async move {
+            call(rl, "GET", "/admin/users", &[("authorization", &auth)])
+                .await
+                .0
+        }
+    };
+    let reload = |text: String| {
+        let rl = &rl;
+        async move {
+            std::fs::write(&rl.config_path, text).unwrap();
+            let (status, _, body) =
+                crate::reload::post(&rl.admin_url("/api/reload"), None, "").await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    assert_eq!(status_of("rs256_admin").await, 200);
+    let fetched = fetches.load(Ordering::SeqCst);
+    assert!(fetched >= 1);
+
+    // Unrelated change: a new flow.
+    reload(yaml("/jwks", "  - name: plain\n    match: /plain\n")).await;
+    let flows = rl.json("/api/flows").await.to_string();
+    assert!(
+        flows.contains("\"plain\""),
+        "the reload did not apply: {flows}"
+    );
+    // The issuer drops key r1: only a cached identity can still admit rs256_admin.
+    served.lock().unwrap().1 = m.rotated.to_string();
+    assert_eq!(status_of("rs256_admin").await, 200, "identity cache lost");
+    // A token never seen, signed with r1: verified with the set fetched before the reload.
+    // A rebuilt key source would have had to fetch (and would now get the set without r1).
+    assert_eq!(status_of("scope_admin").await, 200, "JWKS lost");
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        fetched,
+        "the reload fetched the JWKS"
+    );
+
+    // Another source: keys fetched again from it, every identity verified again.
+    reload(yaml("/jwks-next", "")).await;
+    assert_eq!(status_of("rotated_admin").await, 200);
+    assert_eq!(
+        status_of("rs256_admin").await,
+        401,
+        "a stale identity survived"
+    );
+    assert!(fetches.load(Ordering::SeqCst) > fetched);
+}
+
 /// A webhook receiver keeping every notification's JSON body.
 async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
