@@ -411,7 +411,10 @@ mod tests {
     const T0: u64 = 1_700_000_000_000;
 
     fn flow_config(alerts: &str) -> FlowConfig {
-        let yaml = format!("flows:\n  - name: checkout\n    match: /x\n    alerts:\n{alerts}");
+        // `access: public`: a flow with a rule, as `denied_rate` needs.
+        let yaml = format!(
+            "flows:\n  - name: checkout\n    match: /x\n    access: public\n    alerts:\n{alerts}"
+        );
         let mut config = Config::parse(&yaml, "test.yaml").unwrap();
         config.flows.remove(0)
     }
