@@ -76,7 +76,8 @@ impl ErrorType {
     }
 
     /// Whether this outcome counts toward the error rate: 5xx and Redline's own failures,
-    /// never the client's (gone, malformed, too slow with its body).
+    /// never the client's (gone, malformed, too slow with its body, refused by `access`).
+    /// `rules_export` mirrors this list in PromQL.
     pub fn is_error(self) -> bool {
         !matches!(
             self,

@@ -20,9 +20,15 @@ use crate::config::{AlertRule, Config, FlowConfig, Slo, When, format_duration, f
 
 const COUNT: &str = "http_server_request_duration_seconds_count";
 const BUCKET: &str = "http_server_request_duration_seconds_bucket";
-/// `error_type` values that are not errors (PRODUCT §4): success, and a client that went away.
-const NOT_ERROR: &str = "error_type=~\"|client_closed\"";
-const IS_ERROR: &str = "error_type!~\"|client_closed\"";
+/// `error_type` values that are not errors, as `ErrorType::is_error` has them (PRODUCT §4):
+/// success, and the client's doing (gone, malformed, too slow with its body, refused by the
+/// flow's `access` rule).
+const NOT_ERROR: &str =
+    "error_type=~\"|client_closed|bad_request|client_timeout|unauthenticated|forbidden\"";
+const IS_ERROR: &str =
+    "error_type!~\"|client_closed|bad_request|client_timeout|unauthenticated|forbidden\"";
+/// `error_type` values of a request the flow's `access` rule refused (401, 403).
+const IS_DENIED: &str = "error_type=~\"unauthenticated|forbidden\"";
 
 /// Why no rule file could be made.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +270,13 @@ fn alert_rule(config: &Config, flow: &FlowConfig, rule: &AlertRule) -> Rule {
                 format_percent(*x)
             ),
         ),
+        When::DeniedRate(x) => (
+            format!("{}{enough}", ratio(&sel, IS_DENIED, &over, *x)),
+            format!(
+                "{name}: denied rate {{{{ $value | humanizePercentage }}}} > {} over {over}{note}",
+                format_percent(*x)
+            ),
+        ),
         When::Latency {
             quantile,
             threshold,
@@ -359,7 +372,7 @@ fn slo_recordings(flow: &FlowConfig, slo: &Slo) -> Vec<Rule> {
         .collect()
 }
 
-/// Bad = an error (client_closed is not one), or slower than the SLO latency: 1 − good/total.
+/// Bad = an error (the client's doing is not one), or slower than the SLO latency: 1 − good/total.
 /// When no request was good the good series do not exist: the `or` arm makes that 0 from the
 /// `le` bucket of all requests, which exists only when the boundary does, so a replica
 /// without the boundary yields nothing rather than a false 100 %.
@@ -524,7 +537,7 @@ flows:
         );
         let err = alerts[1]["expr"].as_str().unwrap();
         assert!(
-            err.contains(r#"error_type!~"|client_closed""#) && err.contains("> 0.02"),
+            err.contains(&format!(",{IS_ERROR}}}")) && err.contains("> 0.02"),
             "{err}"
         );
         assert_eq!(alerts[1]["labels"]["severity"].as_str(), Some("page"));

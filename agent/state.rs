@@ -281,7 +281,9 @@ impl Shared {
         let bad = || BuildError::BadUpstream(upstream.uri.to_string());
         let upstream_scheme = upstream.uri.scheme().cloned().ok_or_else(bad)?;
         let upstream_authority = upstream.uri.authority().cloned().ok_or_else(bad)?;
-        let access = Arc::new(Access::new(&config.auth)?);
+        let previous = self.runtime.load_full();
+        let access = Arc::new(Access::renewed(&config.auth, Some(&previous.access))?);
+        drop(previous);
         crate::access::check_identification(&config, &access)
             .map_err(BuildError::NoIdentification)?;
         let patterns: Vec<_> = config.flows.iter().map(|f| f.patterns.clone()).collect();

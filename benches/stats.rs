@@ -19,6 +19,7 @@ fn samples() -> Vec<Sample> {
             latency: Duration::from_micros(rng.u64(1_000..1_000_000)),
             error: i % 50 == 0,
             timeout: i % 500 == 0,
+            denied: false,
         })
         .collect()
 }

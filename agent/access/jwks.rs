@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
 
 use super::AccessError;
 use crate::config::JwtConfig;
@@ -46,6 +47,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 pub struct KeySource {
     keys: ArcSwap<Vec<Key>>,
     remote: Option<Remote>,
+    /// For a file: the SHA-256 of the text its keys came from, so a reload can tell
+    /// whether the file changed.
+    file_digest: Option<[u8; 32]>,
 }
 
 struct Remote {
@@ -70,13 +74,18 @@ impl KeySource {
     /// runtime is running, else on the first token).
     pub fn new(config: &JwtConfig) -> Result<Arc<KeySource>, AccessError> {
         let source = match (&config.jwks_file, &config.jwks_url) {
-            (Some(path), None) => KeySource {
-                keys: ArcSwap::from_pointee(load_file(path)?),
-                remote: None,
-            },
+            (Some(path), None) => {
+                let text = read_file(path)?;
+                KeySource {
+                    keys: ArcSwap::from_pointee(parse_file(path, &text)?),
+                    remote: None,
+                    file_digest: Some(Sha256::digest(&text).into()),
+                }
+            }
             (None, Some(url)) => KeySource {
                 keys: ArcSwap::from_pointee(Vec::new()),
                 remote: Some(Remote::new(url, config)?),
+                file_digest: None,
             },
             _ => return Err(AccessError::JwksSource),
         };
@@ -110,6 +119,18 @@ impl KeySource {
                 r.background.store(false, Relaxed);
             }
         });
+    }
+
+    /// Whether a reload may keep this set: always for a URL (the set follows the issuer on
+    /// its own), for a file when the file still holds the same text.
+    pub fn unchanged(&self, config: &JwtConfig) -> Result<bool, AccessError> {
+        match (&config.jwks_file, self.file_digest) {
+            (Some(path), Some(digest)) => {
+                let now: [u8; 32] = Sha256::digest(read_file(path)?).into();
+                Ok(now == digest)
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Keys held now (no fetch is started).
@@ -223,12 +244,15 @@ impl Remote {
     }
 }
 
-fn load_file(path: &Path) -> Result<Vec<Key>, AccessError> {
-    let text = std::fs::read(path).map_err(|source| AccessError::Io {
+fn read_file(path: &Path) -> Result<Vec<u8>, AccessError> {
+    std::fs::read(path).map_err(|source| AccessError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse(&text).map_err(|message| AccessError::Jwks {
+    })
+}
+
+fn parse_file(path: &Path, text: &[u8]) -> Result<Vec<Key>, AccessError> {
+    parse(text).map_err(|message| AccessError::Jwks {
         path: path.to_path_buf(),
         message,
     })

@@ -19,6 +19,8 @@ use crate::config::JwtConfig;
 
 /// Verifies tokens against one JWKS and one set of claim requirements.
 pub struct Verifier {
+    /// The settings it was built from: a reload with the same ones keeps it.
+    config: JwtConfig,
     keys: Arc<KeySource>,
     algorithms: Vec<Algorithm>,
     issuer: Option<String>,
@@ -59,6 +61,7 @@ impl Verifier {
             .map(|a| Algorithm::from_str(a).map_err(|_| AccessError::Algorithm(a.clone())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Verifier {
+            config: config.clone(),
             keys: KeySource::new(config)?,
             algorithms,
             issuer: config.issuer.clone(),
@@ -131,6 +134,12 @@ impl Verifier {
         }
         v.set_required_spec_claims(&required);
         v
+    }
+
+    /// Whether this verifier judges tokens exactly as one built from `config` would: same
+    /// settings, and the same JWKS file text (a URL's set is kept as fetched).
+    pub fn serves(&self, config: &JwtConfig) -> Result<bool, AccessError> {
+        Ok(self.config == *config && self.keys.unchanged(config)?)
     }
 
     /// The dotted path of the roles claim, as split at start.

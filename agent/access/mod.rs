@@ -106,9 +106,11 @@ pub enum Credential {
 /// Identification for one runtime: verifiers, the identity cache, the forward headers.
 #[derive(Debug)]
 pub struct Access {
-    jwt: Option<jwt::Verifier>,
+    /// Shared with the runtime before a reload when the JWT settings did not change.
+    jwt: Option<Arc<jwt::Verifier>>,
     keys: Option<(HeaderName, keys::ApiKeys)>,
-    cache: IdentityCache,
+    /// Goes with `jwt`: identities verified by that verifier.
+    cache: Arc<IdentityCache>,
     /// Header the verified subject goes upstream in (always stripped from clients).
     pub subject_header: HeaderName,
     /// Header the verified roles go upstream in (always stripped from clients).
@@ -122,7 +124,29 @@ fn header_name(s: &str) -> Result<HeaderName, AccessError> {
 impl Access {
     /// Load the JWKS and key files `config` names.
     pub fn new(config: &AuthConfig) -> Result<Access, AccessError> {
-        let jwt = config.jwt.as_ref().map(jwt::Verifier::new).transpose()?;
+        Access::renewed(config, None)
+    }
+
+    /// `new` for a reload: `previous`'s JWT verifier (its JWKS, as fetched) and its cache of
+    /// verified identities are kept when the JWT settings and the JWKS file's text are the
+    /// same, so a reload neither fetches the issuer's keys again nor verifies every cached
+    /// token again. Anything changed builds both afresh: a cached identity is only as good
+    /// as the settings that verified it. API keys are read again either way.
+    pub fn renewed(config: &AuthConfig, previous: Option<&Access>) -> Result<Access, AccessError> {
+        let kept = match (&config.jwt, previous) {
+            (Some(jwt), Some(p)) => match &p.jwt {
+                Some(v) if v.serves(jwt)? => Some((v.clone(), p.cache.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (jwt, cache) = match kept {
+            Some((v, cache)) => (Some(v), cache),
+            None => {
+                let jwt = config.jwt.as_ref().map(jwt::Verifier::new).transpose()?;
+                (jwt.map(Arc::new), Arc::default())
+            }
+        };
         let keys = match &config.api_keys {
             Some(k) => Some((header_name(&k.header)?, keys::ApiKeys::load(&k.file)?)),
             None => None,
@@ -130,7 +154,7 @@ impl Access {
         Ok(Access {
             jwt,
             keys,
-            cache: IdentityCache::default(),
+            cache,
             subject_header: header_name(&config.forward.subject_header)?,
             roles_header: header_name(&config.forward.roles_header)?,
         })

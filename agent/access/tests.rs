@@ -191,3 +191,52 @@ async fn api_keys_alone_leave_authorization_to_the_app() {
         Credential::Invalid(_)
     ));
 }
+
+/// A reload keeps the verifier and its cached identities only while the JWT settings and
+/// the JWKS file's text stay the same.
+#[tokio::test]
+async fn a_reload_keeps_cached_identities_only_while_the_jwt_settings_hold() {
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"development-only-secret-of-32-bytes!";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let jwks = json!({"keys": [{"kty": "oct", "k": k, "kid": "h1", "alg": "HS256"}]});
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("h1".into());
+    let claims = json!({"sub": "dev", "exp": exp});
+    let token = encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+    let config = |leeway: &str| -> AuthConfig {
+        let yaml = format!(
+            "jwt: {{ jwks_file: {}, algorithms: [HS256], leeway: {leeway} }}",
+            jwks_file.display()
+        );
+        yaml_serde::from_str(&yaml).unwrap()
+    };
+    let mut h = HeaderMap::new();
+    h.insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    let first = Access::new(&config("30s")).unwrap();
+    assert!(matches!(first.identify(&h, 0).await, Credential::Valid(_)));
+    assert_eq!(first.cached(), 1);
+
+    let same = Access::renewed(&config("30s"), Some(&first)).unwrap();
+    assert_eq!(
+        same.cached(),
+        1,
+        "same settings, same file: the cache is kept"
+    );
+    let other = Access::renewed(&config("5s"), Some(&same)).unwrap();
+    assert_eq!(
+        other.cached(),
+        0,
+        "another leeway: identities are verified again"
+    );
+    std::fs::write(&jwks_file, format!("{jwks}\n")).unwrap();
+    let edited = Access::renewed(&config("30s"), Some(&same)).unwrap();
+    assert_eq!(edited.cached(), 0, "the JWKS file changed: keys read again");
+    assert!(matches!(edited.identify(&h, 0).await, Credential::Valid(_)));
+}

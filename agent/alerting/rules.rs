@@ -215,6 +215,10 @@ impl RuleDef {
                 let r = s.timeout_rate();
                 (r, r.is_some_and(|r| r > limit))
             }
+            When::DeniedRate(limit) => {
+                let r = s.denied_rate();
+                (r, r.is_some_and(|r| r > limit))
+            }
         };
         let verdict = if value.is_none() || requests < self.min_requests {
             Verdict::Unknown
@@ -250,6 +254,7 @@ impl RuleDef {
                     When::Latency { threshold, .. } => s.count_above(threshold),
                     When::ErrorRate(_) => s.errors,
                     When::TimeoutRate(_) => s.timeouts,
+                    When::DeniedRate(_) => s.denied,
                     // Missing traffic affects no request that was made.
                     When::RpsBelow(_) => 0,
                 }
@@ -306,6 +311,7 @@ impl RuleDef {
             Condition::Threshold(When::Latency { quantile, .. }) => quantile.label(),
             Condition::Threshold(When::ErrorRate(_)) => "error rate",
             Condition::Threshold(When::TimeoutRate(_)) => "timeout rate",
+            Condition::Threshold(When::DeniedRate(_)) => "denied rate",
             Condition::Threshold(When::RpsBelow(_)) => "rps",
             Condition::Burn { .. } => "error budget burn rate",
             Condition::CircuitOpen => "circuit state",
@@ -316,9 +322,9 @@ impl RuleDef {
     pub fn format_value(&self, value: f64) -> String {
         match &self.condition {
             Condition::Threshold(When::Latency { .. }) => format_seconds(value),
-            Condition::Threshold(When::ErrorRate(_) | When::TimeoutRate(_)) => {
-                format_fraction(value)
-            }
+            Condition::Threshold(
+                When::ErrorRate(_) | When::TimeoutRate(_) | When::DeniedRate(_),
+            ) => format_fraction(value),
             Condition::Threshold(When::RpsBelow(_)) => trim(&format!("{value:.3}")),
             Condition::Burn { .. } => format!("{}x", trim(&format!("{value:.1}"))),
             Condition::CircuitOpen => match value as u8 {
@@ -332,7 +338,9 @@ impl RuleDef {
     fn threshold_text(&self, eval: &Evaluation) -> String {
         match &self.condition {
             Condition::Threshold(When::Latency { threshold, .. }) => format_duration(*threshold),
-            Condition::Threshold(When::ErrorRate(x) | When::TimeoutRate(x)) => format_percent(*x),
+            Condition::Threshold(
+                When::ErrorRate(x) | When::TimeoutRate(x) | When::DeniedRate(x),
+            ) => format_percent(*x),
             Condition::Threshold(When::RpsBelow(x)) => x.to_string(),
             Condition::Burn { pairs, .. } => {
                 let pair = pairs.get(eval.pair.unwrap_or(0));
@@ -403,7 +411,10 @@ mod tests {
     const T0: u64 = 1_700_000_000_000;
 
     fn flow_config(alerts: &str) -> FlowConfig {
-        let yaml = format!("flows:\n  - name: checkout\n    match: /x\n    alerts:\n{alerts}");
+        // `access: public`: a flow with a rule, as `denied_rate` needs.
+        let yaml = format!(
+            "flows:\n  - name: checkout\n    match: /x\n    access: public\n    alerts:\n{alerts}"
+        );
         let mut config = Config::parse(&yaml, "test.yaml").unwrap();
         config.flows.remove(0)
     }
@@ -433,6 +444,7 @@ mod tests {
                 latency: Duration::from_millis(latency_ms),
                 error,
                 timeout,
+                denied: false,
             };
             f.window.record(at, sample);
         }
@@ -537,6 +549,32 @@ mod tests {
             r.summary(&e, false)
                 .starts_with("checkout: timeout rate 10% > 1% over 5m")
         );
+    }
+
+    #[test]
+    fn denied_rate_rule_counts_refusals_not_errors() {
+        let f = flow(T0);
+        let r = rule("when: \"denied_rate > 20%\", min_requests: 10");
+        let denied = Sample {
+            latency: Duration::from_micros(80),
+            denied: true,
+            ..Sample::default()
+        };
+        (0..3).for_each(|_| f.window.record(T0, denied));
+        record(&f, T0, 5, 10, false, false);
+        // 3 of 8: a breach by rate, but fewer requests than min_requests.
+        assert_eq!(r.evaluate(&f, T0).verdict, Verdict::Unknown);
+        record(&f, T0, 2, 10, false, false);
+        let e = r.evaluate(&f, T0);
+        assert_eq!((e.verdict, e.value), (Verdict::Breach, Some(0.3)));
+        assert_eq!(r.bad_in(&f, T0, T0), 3);
+        assert_eq!(
+            r.summary(&e, false),
+            "checkout: denied rate 30% > 20% over 5m (10 requests)"
+        );
+        // Refusals are not the app's errors.
+        let errors = rule("when: \"error_rate > 1%\", min_requests: 1");
+        assert_eq!(errors.evaluate(&f, T0).verdict, Verdict::Ok);
     }
 
     #[test]

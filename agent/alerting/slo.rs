@@ -158,6 +158,7 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             error,
             timeout: false,
+            denied: false,
         }
     }
 

@@ -69,6 +69,7 @@ impl Rig {
             latency: Duration::from_millis(latency_ms),
             error,
             timeout: false,
+            denied: false,
         };
         for _ in 0..n {
             flow.window.record(self.clock.now_ms(), sample);

@@ -14,10 +14,12 @@
 //! (at most once per [`LOG_EVERY`]), and the next record written is preceded by a `gap`
 //! record saying how many are missing, so `verify` reports the loss instead of hiding it.
 //!
-//! Bound on loss: a `kill -9` loses only what is still in the queue or the writer's buffer,
-//! at most [`SYNC_EVERY`] (100 ms) of records and never more than [`QUEUE`] of them; a power
-//! loss can also lose what was written but not yet fsynced (the same 100 ms). A truncated
-//! last line (the process died mid-write) is cut off when Redline starts again.
+//! Bound on loss: a `kill -9` loses only what the writer has not yet handed to the kernel,
+//! the queue and the batch being written: at most [`QUEUE`] + [`SYNC_RECORDS`] records. It
+//! is a bound in records, not time: when the writer thread runs depends on the scheduler. A
+//! power loss can also lose what was written but not yet fsynced (at most [`SYNC_EVERY`] of
+//! the writer's work, or [`SYNC_RECORDS`]). A truncated last line (the process died
+//! mid-write) is cut off when Redline starts again.
 
 mod verify;
 mod writer;

@@ -232,7 +232,8 @@ fn judge(threshold: &Threshold, step: &FlowStep) -> Option<Breach> {
         }
         When::ErrorRate(x) => (step.error_rate, x, percent(step.error_rate)),
         When::TimeoutRate(x) => (step.timeout_rate, x, percent(step.timeout_rate)),
-        When::RpsBelow(_) => return None,
+        // A load test sends no credentials worth judging, and measures no traffic floor.
+        When::RpsBelow(_) | When::DeniedRate(_) => return None,
     };
     (measured > limit).then(|| Breach {
         rule: threshold.when.to_string(),

@@ -64,13 +64,16 @@ pub enum When {
     ErrorRate(f64),
     /// `timeout_rate > X%`, as a fraction.
     TimeoutRate(f64),
+    /// `denied_rate > X%`, as a fraction: requests refused by the flow's `access` rule (401
+    /// and 403) over all of its requests.
+    DeniedRate(f64),
     /// `rps < N`: traffic fell below N requests per second.
     RpsBelow(f64),
 }
 
 const WHEN_FORMS: &str = "expected one of `p50|p90|p95|p99 > DURATION` (e.g. \"p95 > 800ms\"), \
-     `error_rate > PERCENT` (e.g. \"error_rate > 2%\"), `timeout_rate > PERCENT` or \
-     `rps < NUMBER` (e.g. \"rps < 0.05\")";
+     `error_rate > PERCENT` (e.g. \"error_rate > 2%\"), `timeout_rate > PERCENT`, \
+     `denied_rate > PERCENT` or `rps < NUMBER` (e.g. \"rps < 0.05\")";
 
 impl When {
     /// The alert name used when the rule sets none (PRODUCT §6).
@@ -84,6 +87,7 @@ impl When {
             },
             When::ErrorRate(_) => "FlowErrorRate",
             When::TimeoutRate(_) => "FlowTimeoutRate",
+            When::DeniedRate(_) => "FlowDeniedRate",
             When::RpsBelow(_) => "FlowTrafficLow",
         }
     }
@@ -114,6 +118,9 @@ impl FromStr for When {
             ("error_rate", ">") => parse_percent(operand).map(When::ErrorRate).map_err(explain),
             ("timeout_rate", ">") => parse_percent(operand)
                 .map(When::TimeoutRate)
+                .map_err(explain),
+            ("denied_rate", ">") => parse_percent(operand)
+                .map(When::DeniedRate)
                 .map_err(explain),
             ("rps", "<") => parse_rps(operand).map(When::RpsBelow).map_err(explain),
             (q, ">") if Quantile::from_label(q).is_some() => {
@@ -149,6 +156,7 @@ impl fmt::Display for When {
             } => write!(f, "{} > {}", quantile.label(), format_duration(*threshold)),
             When::ErrorRate(x) => write!(f, "error_rate > {}", format_percent(*x)),
             When::TimeoutRate(x) => write!(f, "timeout_rate > {}", format_percent(*x)),
+            When::DeniedRate(x) => write!(f, "denied_rate > {}", format_percent(*x)),
             When::RpsBelow(x) => write!(f, "rps < {x}"),
         }
     }

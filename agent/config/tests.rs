@@ -140,6 +140,11 @@ fn when_values() {
         Ok(When::TimeoutRate(0.01))
     );
     assert_eq!("rps < 0.05".parse::<When>(), Ok(When::RpsBelow(0.05)));
+    assert_eq!(
+        "denied_rate > 20%".parse::<When>(),
+        Ok(When::DeniedRate(0.2))
+    );
+    assert_eq!(When::DeniedRate(0.2).to_string(), "denied_rate > 20%");
     assert_eq!(Quantile::P95.value(), 0.95);
     assert_eq!(Quantile::P99.label(), "p99");
 }
@@ -980,7 +985,7 @@ fn full_example_sets_every_section() {
     let c = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/full.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.service, "shop-prototype");
-    assert_eq!(c.flows[0].alerts.len(), 4);
+    assert_eq!(c.flows[0].alerts.len(), 5);
     assert_eq!(c.flows[0].alerts[0].name, "CheckoutSlow");
     assert_eq!(c.flows[0].alerts[0].keep_firing_for, secs(120));
     let baseline = c.flows[0].baseline.as_ref().expect("flows[0].baseline");
@@ -1200,4 +1205,7 @@ fn access_and_audit_settings_that_cannot_work_are_refused_at_their_line() {
         13,
         "unknown access rule",
     );
+    let denied = "    alerts:\n      - when: \"denied_rate > 20%\"\n";
+    assert_err(&format!("{flow}{denied}"), 5, 9, "has none; add `access:`");
+    assert!(Config::parse(&format!("{flow}    access: public\n{denied}"), "t.yaml").is_ok());
 }

@@ -20,7 +20,8 @@ pub(super) fn check(config: &Config, text: &str, origin: &str) -> Result<(), Con
         .or_else(|| receiver_rules(config))
         .or_else(|| access_needs_identification(config))
         .or_else(|| audit_needs_data_dir(config))
-        .or_else(|| jwks_source(config));
+        .or_else(|| jwks_source(config))
+        .or_else(|| denied_rate_needs_access(config));
     match failure {
         None => Ok(()),
         Some(f) => {
@@ -60,6 +61,27 @@ fn audit_needs_data_dir(config: &Config) -> Option<Failure<'static>> {
         path: vec![Step::Key("flows"), Step::Index(i), Step::Key("audit")],
         message: format!(
             "flows[{i}].audit: the audit trail is written under data_dir; set `data_dir:`"
+        ),
+    })
+}
+
+/// Only an `access` rule denies: a `denied_rate` rule elsewhere could never fire.
+fn denied_rate_needs_access(config: &Config) -> Option<Failure<'static>> {
+    let denied = |a: &super::AlertRule| matches!(a.when, super::When::DeniedRate(_));
+    let (i, j) = config.flows.iter().enumerate().find_map(|(i, f)| {
+        let j = f.alerts.iter().position(denied)?;
+        f.access.is_none().then_some((i, j))
+    })?;
+    Some(Failure {
+        path: vec![
+            Step::Key("flows"),
+            Step::Index(i),
+            Step::Key("alerts"),
+            Step::Index(j),
+        ],
+        message: format!(
+            "flows[{i}].alerts[{j}]: a denied_rate rule counts requests refused by the flow's `access` rule, and flow {:?} has none; add `access:` or remove the rule",
+            config.flows[i].name
         ),
     })
 }

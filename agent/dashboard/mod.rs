@@ -164,6 +164,7 @@ mod tests {
             latency: Duration::from_millis(ms),
             error,
             timeout,
+            denied: false,
         }
     }
 

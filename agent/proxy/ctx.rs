@@ -472,6 +472,7 @@ impl RequestCtx {
             latency: duration,
             error: error.is_error(),
             timeout: error == ErrorType::Timeout,
+            denied: matches!(error, ErrorType::Unauthenticated | ErrorType::Forbidden),
         };
         let now_ms = self.shared.clock.now_ms();
         let state = &self.flow().state;

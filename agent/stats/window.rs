@@ -51,6 +51,8 @@ pub struct Sample {
     pub error: bool,
     /// Counts towards the timeout rate.
     pub timeout: bool,
+    /// Refused by the flow's `access` rule (401 or 403): counts towards the denied rate only.
+    pub denied: bool,
 }
 
 /// The per-slot counters outside the histogram.
@@ -59,6 +61,7 @@ struct SlotMeta {
     epoch: AtomicU64,
     errors: AtomicU32,
     timeouts: AtomicU32,
+    denied: AtomicU32,
 }
 
 /// Sliding-window statistics of one flow. `Send + Sync`; share it behind an `Arc`.
@@ -114,6 +117,9 @@ impl FlowWindow {
         if sample.timeout {
             meta.timeouts.fetch_add(1, Ordering::Relaxed);
         }
+        if sample.denied {
+            meta.denied.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Prepares the current and the next slot, so that requests almost never pay for a reset.
@@ -134,12 +140,13 @@ impl FlowWindow {
         let mut summary = WindowSummary::empty(over);
         let mut row = [0u64; BUCKETS];
         for slot in oldest..=current {
-            if let Some((errors, timeouts)) = self.read_slot(slot, &mut row) {
+            if let Some([errors, timeouts, denied]) = self.read_slot(slot, &mut row) {
                 for (total, n) in summary.histogram.iter_mut().zip(row.iter()) {
                     *total += n;
                 }
                 summary.errors += errors;
                 summary.timeouts += timeouts;
+                summary.denied += denied;
             }
         }
         summary.requests = summary.histogram.iter().sum();
@@ -147,6 +154,7 @@ impl FlowWindow {
         // could otherwise show an error rate above 100 %.
         summary.errors = summary.errors.min(summary.requests);
         summary.timeouts = summary.timeouts.min(summary.requests);
+        summary.denied = summary.denied.min(summary.requests);
         let start = (oldest * SLOT_MS).max(self.created_ms);
         summary.covered = Duration::from_millis(now_ms.saturating_sub(start));
         summary
@@ -182,7 +190,7 @@ impl FlowWindow {
             .map(|slot| {
                 let start_ms = slot * SLOT_MS;
                 match self.read_slot(slot, &mut row) {
-                    Some((errors, timeouts)) => {
+                    Some([errors, timeouts, _]) => {
                         let requests = row.iter().sum();
                         SlotSummary {
                             start_ms,
@@ -246,23 +254,22 @@ impl FlowWindow {
         ring::claim(&meta.epoch, slot, || {
             zero(&meta.errors);
             zero(&meta.timeouts);
+            zero(&meta.denied);
             self.row(idx).iter().for_each(zero);
         })
     }
 
-    /// Copies slot `slot`'s histogram into `row` and returns its (errors, timeouts), or `None`
-    /// when the ring does not hold that slot (never written, or already reused).
-    fn read_slot(&self, slot: u64, row: &mut [u64; BUCKETS]) -> Option<(u64, u64)> {
+    /// Copies slot `slot`'s histogram into `row` and returns its errors, timeouts and denials,
+    /// or `None` when the ring does not hold that slot (never written, or already reused).
+    fn read_slot(&self, slot: u64, row: &mut [u64; BUCKETS]) -> Option<[u64; 3]> {
         let idx = self.index(slot);
         let meta = self.meta.get(idx)?;
         ring::read(&meta.epoch, slot, || {
             for (dst, src) in row.iter_mut().zip(self.row(idx)) {
                 *dst = u64::from(src.load(Ordering::Relaxed));
             }
-            (
-                u64::from(meta.errors.load(Ordering::Relaxed)),
-                u64::from(meta.timeouts.load(Ordering::Relaxed)),
-            )
+            [&meta.errors, &meta.timeouts, &meta.denied]
+                .map(|c| u64::from(c.load(Ordering::Relaxed)))
         })
     }
 }
@@ -300,6 +307,8 @@ pub struct WindowSummary {
     pub errors: u64,
     /// Of which timeouts (never more than `requests`).
     pub timeouts: u64,
+    /// Of which refused by the flow's `access` rule (never more than `requests`).
+    pub denied: u64,
     /// The window asked for, capped at the flow window's span.
     pub over: Duration,
     /// The time the counts actually represent: from the start of the oldest slot summed, or the
@@ -323,6 +332,7 @@ impl WindowSummary {
             requests: 0,
             errors: 0,
             timeouts: 0,
+            denied: 0,
             over,
             covered: Duration::ZERO,
             histogram: vec![0; BUCKETS].into_boxed_slice(),
@@ -351,6 +361,11 @@ impl WindowSummary {
         (self.requests > 0).then(|| self.timeouts as f64 / self.requests as f64)
     }
 
+    /// Denials (401 and 403 by the access rule) / requests; `None` when there are no requests.
+    pub fn denied_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.denied as f64 / self.requests as f64)
+    }
+
     /// Requests slower than `threshold`: exact when `threshold` is a histogram boundary
     /// ([`histogram::is_exact_threshold`]), otherwise off by at most the requests within a
     /// factor 1.04 of `threshold` (see [`histogram::count_above`]).
@@ -369,6 +384,7 @@ impl WindowSummary {
         self.requests += other.requests;
         self.errors += other.errors;
         self.timeouts += other.timeouts;
+        self.denied += other.denied;
         self.over = self.over.max(other.over);
         self.covered = self.covered.max(other.covered);
         for (total, n) in self.histogram.iter_mut().zip(other.histogram.iter()) {
@@ -414,6 +430,7 @@ mod tests {
             latency: Duration::from_millis(ms),
             error: true,
             timeout: false,
+            denied: false,
         }
     }
 
@@ -670,6 +687,7 @@ mod tests {
                             latency: Duration::from_micros(100 + i % 5_000),
                             error: i % 10 == 0,
                             timeout: i % 100 == 0,
+                            denied: false,
                         };
                         w.record(clock.now_ms(), sample);
                     }
@@ -765,6 +783,7 @@ mod tests {
                     latency: Duration::from_millis(10),
                     error: i % 4 == 0,
                     timeout: i % 20 == 0,
+                    denied: false,
                 },
             );
         }
@@ -783,6 +802,7 @@ mod tests {
                 latency: Duration::from_micros(200 + i * 997),
                 error: i % 3 == 0,
                 timeout: i % 7 == 0,
+                denied: false,
             };
             let at = T0 + 100_000 + i * 150;
             (if i % 2 == 0 { &a } else { &b }).record(at, sample);
@@ -816,6 +836,7 @@ mod tests {
                 Sample {
                     latency: Duration::from_millis(10 + i),
                     timeout: true,
+                    denied: false,
                     ..Sample::default()
                 },
             );

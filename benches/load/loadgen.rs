@@ -10,6 +10,8 @@
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:8080/ --connections 50 --duration 10
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:8080/ --rate 1000 --duration 10
 //! ```
+//! `--header-lines FILE` adds one `name: value` header per request, taken from the file's
+//! lines in turn (worker `i` starts at line `i`), e.g. a bearer token per line.
 //! Prints one JSON object: requests, errors, rps, p50_us, p99_us, p999_us, max_us.
 
 use std::process::ExitCode;
@@ -28,10 +30,34 @@ struct Args {
     connections: usize,
     duration: Duration,
     rate: Option<u64>,
+    headers: Arc<[(http::HeaderName, http::HeaderValue)]>,
+}
+
+/// The `name: value` lines of `path`.
+fn header_lines(path: &str) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l
+                .split_once(':')
+                .ok_or(format!("{path}: no ':' in {l:?}"))?;
+            let name = name
+                .trim()
+                .parse()
+                .map_err(|_| format!("{path}: bad name"))?;
+            let value = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{path}: bad value"))?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 fn parse_args() -> Result<Args, String> {
     let (mut url, mut connections, mut duration, mut rate) = (None, 50, 10.0, None);
+    let mut headers = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -41,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             "--connections" => connections = value.parse().map_err(|_| bad(()))?,
             "--duration" => duration = value.parse().map_err(|_| bad(()))?,
             "--rate" => rate = Some(value.parse().map_err(|_| bad(()))?),
+            "--header-lines" => headers = header_lines(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -50,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         connections,
         duration: Duration::from_secs_f64(duration),
         rate,
+        headers: headers.into(),
     })
 }
 
@@ -62,6 +90,9 @@ struct Worker {
     deadline: Instant,
     hist: Arc<Mutex<Histogram<u64>>>,
     errors: Arc<AtomicU64>,
+    headers: Arc<[(http::HeaderName, http::HeaderValue)]>,
+    /// Index of the next header line this worker sends.
+    next_header: usize,
 }
 
 async fn connect(url: &http::Uri) -> Option<SendRequest<Empty<Bytes>>> {
@@ -76,16 +107,19 @@ async fn connect(url: &http::Uri) -> Option<SendRequest<Empty<Bytes>>> {
     Some(sender)
 }
 
-async fn one_request(sender: &mut SendRequest<Empty<Bytes>>, w: &Worker) -> bool {
+async fn one_request(sender: &mut SendRequest<Empty<Bytes>>, w: &mut Worker) -> bool {
     if sender.ready().await.is_err() {
         return false;
     }
-    let req = http::Request::get(w.url.clone())
-        .header(
-            http::header::HOST,
-            w.url.authority().map_or("", |a| a.as_str()),
-        )
-        .body(Empty::new());
+    let mut req = http::Request::get(w.url.clone()).header(
+        http::header::HOST,
+        w.url.authority().map_or("", |a| a.as_str()),
+    );
+    if let Some((name, value)) = w.headers.get(w.next_header % w.headers.len().max(1)) {
+        req = req.header(name, value);
+        w.next_header += 1;
+    }
+    let req = req.body(Empty::new());
     let Ok(req) = req else { return false };
     match sender.send_request(req).await {
         Ok(resp) => resp.status().is_success() && resp.into_body().collect().await.is_ok(),
@@ -111,7 +145,7 @@ async fn run_worker(mut w: Worker) {
             Instant::now()
         };
         let ok = match sender.as_mut() {
-            Some(s) => one_request(s, &w).await,
+            Some(s) => one_request(s, &mut w).await,
             None => false,
         };
         if !ok {
@@ -164,6 +198,8 @@ async fn main() -> ExitCode {
             deadline: started + args.duration,
             hist: hist.clone(),
             errors: errors.clone(),
+            headers: args.headers.clone(),
+            next_header: i,
         })));
     }
     for t in tasks {

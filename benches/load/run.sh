@@ -105,11 +105,26 @@ if [ -n "$ROTEL" ] && [ -x "$ROTEL" ]; then
 fi
 
 # EXTRA="label=/path/to/redline ..." adds more Redline builds (metrics only) to the same run,
-# e.g. an allocator or before/after comparison.
-EXTRA_PORT=$((BASE + 20)); declare -A EXTRA_PID EXTRA_PORTS
+# e.g. an allocator or before/after comparison. "label=BIN@CONFIG[@WRK_LUA]" runs BIN with its
+# own CONFIG instead, in which __UPSTREAM__ becomes the upstream's URL, __DATA_DIR__ a fresh
+# directory and __JWT_DIR__ $JWT_DIR (see benches/load/jwt_tokens.py); WRK_LUA is a wrk script
+# for that target, and loadgen sends the headers of ${WRK_LUA%.lua}.headers when it exists.
+JWT_DIR=$(realpath -m "${JWT_DIR:-target/bench-jwt}")
+EXTRA_PORT=$((BASE + 20)); declare -A EXTRA_PID EXTRA_PORTS WRK_ARGS LG_ARGS
 for spec in ${EXTRA:-}; do
-  label=${spec%%=*}; bin=${spec#*=}
-  TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$bin" run --config "$WORK/redline.yaml" \
+  label=${spec%%=*}; rest=${spec#*=}
+  IFS=@ read -r bin config lua <<<"$rest"
+  conf=$WORK/redline.yaml
+  if [ -n "$config" ]; then
+    conf=$WORK/$label.yaml; mkdir -p "$WORK/$label-data"
+    sed -e "s|__UPSTREAM__|http://127.0.0.1:$UP|g" -e "s|__DATA_DIR__|$WORK/$label-data|g" \
+      -e "s|__JWT_DIR__|$JWT_DIR|g" "$config" > "$conf"
+  fi
+  if [ -n "$lua" ]; then
+    WRK_ARGS[$label]="-s $lua"
+    [ -f "${lua%.lua}.headers" ] && LG_ARGS[$label]="--header-lines ${lua%.lua}.headers"
+  fi
+  TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$bin" run --config "$conf" \
     --listen 127.0.0.1:$EXTRA_PORT --admin 127.0.0.1:$((EXTRA_PORT + 100)) >/dev/null 2>"$WORK/$label.err" &
   PIDS+=($!); EXTRA_PID[$label]=$!; EXTRA_PORTS[$label]=$EXTRA_PORT; EXTRA_PORT=$((EXTRA_PORT + 1))
 done
@@ -144,14 +159,19 @@ HZ=$(getconf CLK_TCK)
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 per_100k() { awk -v a="$1" -v b="$2" -v hz="$HZ" -v n="$3" 'BEGIN{printf "%.3f", (a - b) / hz / n * 100000}'; }
 
-for t in $TARGETS; do "$LOADGEN" --url "${URL[$t]}" --connections 8 --duration 2 >/dev/null; done # warm-up
+# Per-target extra arguments (EXTRA's WRK_LUA), unquoted on purpose: empty or "FLAG PATH".
+wrk_args() { echo "${WRK_ARGS[$1]:-}"; }
+lg_args() { echo "${LG_ARGS[$1]:-}"; }
+for t in $TARGETS; do "$LOADGEN" --url "${URL[$t]}" --connections 8 --duration 2 $(lg_args "$t") >/dev/null; done # warm-up
 
 RES="$WORK/results.tsv"; : > "$RES"
 for rep in $(seq 1 "$REPS"); do
   for t in $TARGETS; do
     before=$(cpu_ticks "$t"); m0=$(machine_ticks)
     [ "$t" = redline_full ] && c0=$(awk '{print $14 + $15}' "/proc/$COLLECTOR_PID/stat")
-    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "${URL[$t]}")
+    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" $(wrk_args "$t") "${URL[$t]}")
+    # Non-2xx answers (a token refused, say) would make the row measure the wrong thing.
+    if grep -q "Non-2xx" <<<"$out"; then echo "$t: $(grep Non-2xx <<<"$out")" >&2; fi
     after=$(cpu_ticks "$t"); m1=$(machine_ticks)
     [ "$t" = redline_full ] && c1=$(awk '{print $14 + $15}' "/proc/$COLLECTOR_PID/stat")
     rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
@@ -165,7 +185,7 @@ for rep in $(seq 1 "$REPS"); do
       echo -e "$rep\t$t\tcollector\t$(per_100k "$c1" "$c0" "$total")" >> "$RES"
     fi
     for rate in $RATES; do
-      j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION")
+      j=$("$LOADGEN" --url "${URL[$t]}" --connections "$CONNS" --rate "$rate" --duration "$DURATION" $(lg_args "$t"))
       p=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['p50_us'], d['p99_us'], d['p999_us'], d['errors'], sep='\\t')" "$j")
       echo -e "$rep\t$t\trate$rate\t$p" >> "$RES"
     done
@@ -174,7 +194,7 @@ done
 
 # Each Redline build with 1,000 keep-alive connections open at once (RSS sampled every 0.2 s).
 for t in redline "${!EXTRA_PORTS[@]}"; do
-  "$LOADGEN" --url "${URL[$t]}" --connections 1000 --rate 2000 --duration 5 >/dev/null &
+  "$LOADGEN" --url "${URL[$t]}" --connections 1000 --rate 2000 --duration 5 $(lg_args "$t") >/dev/null &
   lg=$!; peak=0
   while kill -0 $lg 2>/dev/null; do
     v=$(awk '/^VmRSS:/{print $2}' "/proc/${PIDOF[$t]}/status"); [ "$v" -gt "$peak" ] && peak=$v; sleep 0.2
@@ -191,6 +211,8 @@ for t in "${!ADMIN[@]}"; do
   d=$(curl -s "http://127.0.0.1:${ADMIN[$t]}/metrics" \
     | awk '/^redline_telemetry_dropped_total\{signal="traces"\}/{print $2}')
   echo -e "0\t$t\tdropped\t${d:-0}" >> "$RES"
+  a=$(curl -s "http://127.0.0.1:${ADMIN[$t]}/metrics" | awk '/^redline_audit_dropped_total /{print $2}')
+  [ -n "$a" ] && echo -e "0\t$t\taudit_dropped\t$a" >> "$RES"
 done
 
 python3 - "$RES" "$TARGETS" "$REPS" "$DURATION" "$CONNS" "$WORKERS" <<'PY'
@@ -225,5 +247,9 @@ for r in rows:
 drops = ", ".join(f"{r[1]} {float(r[3]):.0f}" for r in rows if r[2] == "dropped")
 if drops:
     print(f"\nSpans dropped over the whole run (redline_telemetry_dropped_total): {drops}.")
+audit = ", ".join(f"{r[1]} {float(r[3]):.0f}" for r in rows if r[2] == "audit_dropped")
+if audit:
+    # A row that dropped audit records wrote fewer than it served.
+    print(f"\nAudit records dropped (redline_audit_dropped_total): {audit}.")
 print(f"\nMedians over {reps} interleaved repetitions; {workers} workers for nginx and Redline.")
 PY

@@ -279,6 +279,83 @@ tests:
     assert!(run.status.success(), "{}", text(&run));
 }
 
+/// `denied_rate`: refusals by `access` over all requests, with the refusals kept out of the
+/// flow's error rate (an error rule that counted them would fire too).
+const DENIED_CONFIG: &str = r#"
+service: shop
+upstream: http://127.0.0.1:3000
+auth:
+  api_keys: { file: keys.yaml }
+flows:
+  - name: orders
+    match: "GET /api/orders"
+    access: authenticated
+    alerts:
+      - when: "denied_rate > 20%"
+        min_requests: 100
+      - when: "error_rate > 5%"
+"#;
+
+#[test]
+fn denied_rate_rule_is_exported_and_fires_in_promtool_test() {
+    let promtool = promtool();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("redline.yaml");
+    std::fs::write(&config, DENIED_CONFIG).unwrap();
+    let out = redline_rules(&config);
+    assert!(out.status.success(), "{}", text(&out));
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, &out.stdout).unwrap();
+    let check = check_rules(&rules);
+    assert!(
+        text(&check).contains("SUCCESS: 2 rules found"),
+        "{}",
+        text(&check)
+    );
+
+    // Per 15 s: 60 served, 20 unauthenticated, 5 forbidden, 3 failed: 25 of 88 denied
+    // (28.4 %), 3 of 88 errors (3.4 %). Before 60 s, fewer than 100 requests in the window.
+    let mut series = String::new();
+    for (code, error, per_15s) in [
+        ("200", "", 60),
+        ("401", "unauthenticated", 20),
+        ("403", "forbidden", 5),
+        ("500", "500", 3),
+    ] {
+        series.push_str(&format!(
+            "      - series: '{SERIES}_count{{flow=\"orders\",http_request_method=\"GET\",http_route=\"/api/orders\",http_response_status_code=\"{code}\",error_type=\"{error}\"}}'\n        values: '0+{per_15s}x40'\n"
+        ));
+    }
+    let test = format!(
+        r#"rule_files: [rules.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+{series}    alert_rule_test:
+      - eval_time: 15s
+        alertname: FlowDeniedRate
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: FlowDeniedRate
+        exp_alerts:
+          - exp_labels: {{ flow: orders, severity: warning, service: shop }}
+            exp_annotations: {{ summary: "orders: denied rate 28.41% > 20% over 5m (1760 requests)" }}
+      - eval_time: 5m
+        alertname: FlowErrorRate
+        exp_alerts: []
+"#
+    );
+    let test_file = dir.path().join("test.yml");
+    std::fs::write(&test_file, test).unwrap();
+    let run = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+}
+
 #[test]
 fn a_config_error_exits_2_and_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
