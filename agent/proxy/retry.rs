@@ -192,6 +192,26 @@ where
     F: FnMut(Option<[u8; 8]>) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    if tries.is_none() && ctx.fault().is_none() {
+        return attempt(None).await;
+    }
+    // Boxed: the fault's and the backoff's timers, the per-try timeout and the try
+    // records would otherwise enlarge every connection's task, retrying or not.
+    Box::pin(exchange_with_policy(ctx, tries, status, attempt, sent)).await
+}
+
+/// [`exchange`] for a request with a fault or a retry policy.
+async fn exchange_with_policy<T, F, Fut>(
+    ctx: &RequestCtx,
+    tries: Option<Tries>,
+    status: fn(&T) -> u16,
+    mut attempt: F,
+    sent: &mut Sent,
+) -> Result<T, Error>
+where
+    F: FnMut(Option<[u8; 8]>) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
     if let Some(fault) = ctx.fault() {
         if let Some(delay) = fault.delay {
             // Inside the flow's timeout: a delay past it is a real timeout.
