@@ -170,7 +170,7 @@ async fn rehearse(api: &Admin, started: Instant, fallbacks: &Fallbacks) {
         if seen.fired && seen.alert == "inactive" && !seen.fault {
             let (stale, fixed) = fallbacks.counts();
             println!(
-                "[demo] {}s: rehearsal: complete: the breaker opened and closed, fallbacks spared {} users ({} stale, {} static), the alert fired and resolved.",
+                "[demo] {}s: rehearsal: complete: the breaker opened and closed, fallbacks answered {} requests ({} stale, {} static), the alert fired and resolved.",
                 at(started),
                 stale - before.0 + fixed - before.1,
                 stale - before.0,
