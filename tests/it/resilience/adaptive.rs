@@ -1,7 +1,9 @@
 //! The adaptive concurrency limit against an app that serves a few requests at once and
 //! queues the rest: the limit falls to near the app's capacity, the excess is refused at
-//! once with 503 `overloaded` instead of queueing, and `/api/flows` and `/metrics` show it.
+//! once with 503 `overloaded` instead of queueing, and `/api/flows` and `/metrics` show it,
+//! in both engines.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ type Seen = Arc<std::sync::Mutex<Vec<(u16, Duration, String, String)>>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limit_settles_near_the_apps_capacity_and_the_excess_is_refused_at_once() {
     let places = Arc::new(Semaphore::new(CAPACITY));
-    // Requests inside the app now (served or waiting), and the most seen since `reset`.
+    // Requests inside the app now (served or waiting), and the most seen since the limit settled.
     let inside = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let (i, m) = (inside.clone(), most.clone());
@@ -39,8 +41,16 @@ async fn the_limit_settles_near_the_apps_capacity_and_the_excess_is_refused_at_o
         }
     })
     .await;
+    for env in [&[][..], &[("REDLINE_HTTP1_ENGINE", "hyper")][..]] {
+        settles(up, &inside, &most, env).await;
+    }
+}
+
+/// One engine's case (`env`): Redline in front of the app at `up`, whose requests inside
+/// it are counted in `inside` and their peak in `most`.
+async fn settles(up: SocketAddr, inside: &AtomicUsize, most: &AtomicUsize, env: &[(&str, &str)]) {
     let flows = "flows:\n  - name: work\n    match: \"GET /work\"\n    concurrency:\n      adaptive: { min: 2, max: 200, initial: 40, window: 200ms }\n";
-    let rl = Redline::start(&config_for(up, flows));
+    let rl = Redline::start_with(&config_for(up, flows), &[], env);
     let before = rl.json("/api/flows").await;
     assert_eq!(before["flows"][0]["concurrency_limit"], 40, "{before}");
     assert_eq!(
@@ -79,7 +89,7 @@ async fn the_limit_settles_near_the_apps_capacity_and_the_excess_is_refused_at_o
 
     assert!(
         limits.iter().all(|l| near.contains(l)),
-        "the limit stays near the app's capacity of {CAPACITY}: {limits:?}"
+        "{env:?}: the limit stays near the app's capacity of {CAPACITY}: {limits:?}"
     );
     let metric = sample(&scrape, "redline_concurrency_limit{flow=\"work\"}");
     assert!(
@@ -89,7 +99,7 @@ async fn the_limit_settles_near_the_apps_capacity_and_the_excess_is_refused_at_o
     let most = most.load(SeqCst);
     assert!(
         most <= 3 * CAPACITY,
-        "the app holds at most the limit, not all {CLIENTS} clients: {most}"
+        "{env:?}: the app holds at most the limit, not all {CLIENTS} clients: {most}"
     );
     let seen = seen.lock().unwrap();
     let median = |status: u16| {
@@ -105,7 +115,7 @@ async fn the_limit_settles_near_the_apps_capacity_and_the_excess_is_refused_at_o
     let (served, refused) = (median(200), median(503));
     assert!(
         refused * 4 < served && refused < SERVICE,
-        "a refusal comes at once ({refused:?}), a served request waits its turn ({served:?})"
+        "{env:?}: a refusal comes at once ({refused:?}), a served request waits its turn ({served:?})"
     );
     for (status, _, error, retry_after) in seen.iter().filter(|s| s.0 != 200) {
         assert_eq!(
