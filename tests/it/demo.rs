@@ -25,7 +25,7 @@ fn find(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_fires_an_alert_within_a_minute_and_exits_cleanly() {
+async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_redline"))
         .args(["demo", "--duration", "75s"])
