@@ -198,6 +198,7 @@ impl Admin {
                     rt.breaker
                         .map(|_| rt.state.resilience.breaker.state().label())
                 );
+                v["concurrency_limit"] = concurrency_limit(rt);
                 v["alerts"] =
                     crate::alerting::api::flow_alerts(&self.shared, &self.alerts, &cfg.name);
                 v
@@ -205,6 +206,7 @@ impl Admin {
             .collect();
         let mut unmatched = flow_json(&runtime.unmatched.state, now);
         unmatched["timeout_ms"] = json!(runtime.unmatched.timeout.as_millis() as u64);
+        unmatched["concurrency_limit"] = concurrency_limit(&runtime.unmatched);
         // The default alerts (no flows configured) are the unmatched flow's.
         unmatched["alerts"] =
             crate::alerting::api::flow_alerts(&self.shared, &self.alerts, UNMATCHED);
@@ -317,4 +319,13 @@ fn window_json(s: &WindowSummary) -> Value {
         "p95_ms": ms(0.95),
         "p99_ms": ms(0.99),
     })
+}
+
+/// The flow's adaptive concurrency limit now (null when it has none).
+fn concurrency_limit(flow: &crate::state::FlowRuntime) -> Value {
+    json!(
+        flow.adaptive
+            .as_ref()
+            .map(|p| flow.state.resilience.concurrency.limit(p))
+    )
 }

@@ -2,7 +2,12 @@
 //!
 //! The app has an incident on a fixed schedule (checkout fails, search hangs), so that
 //! a viewer sees an alert fire within about a minute and resolve about two minutes
-//! later, then the cycle repeats. Everything listens on loopback only.
+//! later, then the cycle repeats. Before each incident the demo rehearses a failure
+//! ([`rehearsal`]): a fault injected into the catalog flow through the admin API opens its
+//! breaker, the fallback serves, the alert fires, and all of it recovers once the fault
+//! expires. Everything listens on loopback only.
+
+mod rehearsal;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -84,7 +89,16 @@ pub async fn run(duration: Option<Duration>) -> Result<(), DemoError> {
     };
     print_banner(proxy, admin, app_addr, console, duration);
     let (traffic_stop, traffic_stop_rx) = shutdown::channel();
-    tokio::spawn(generate_traffic(proxy, started, traffic_stop_rx));
+    let fallbacks = Arc::new(rehearsal::Fallbacks::default());
+    let watch = traffic_stop_rx.clone();
+    tokio::spawn(rehearsal::run(
+        admin,
+        started,
+        CYCLE,
+        fallbacks.clone(),
+        watch,
+    ));
+    tokio::spawn(generate_traffic(proxy, started, fallbacks, traffic_stop_rx));
     let ended_by_signal = tokio::select! {
         _ = sleep_or_forever(duration) => None,
         result = &mut redline => Some(result),
@@ -154,6 +168,10 @@ flows:
     match: ["GET /api/products", "GET /api/products/{{id}}"]
     owner: storefront-team
     timeout: 2s
+    circuit_breaker: {{ consecutive_failures: 5, open_for: 2s, max_open_for: 4s }}
+    fallback:
+      stale_if_error: {{ max_age: 5m }}
+      static: {{ status: 503, retry_after: 5s }}
     alerts:
       - {{ when: "p95 > 250ms", over: 30s, for: 10s, keep_firing_for: 20s }}
   - name: checkout
@@ -201,6 +219,15 @@ fn print_banner(
         CYCLE.as_secs() / 60
     );
     println!("about a minute and resolve about a minute after the incident ends.");
+    println!(
+        "Before each incident, a rehearsal: {}s in, a fault is injected into {} through POST /api/faults for {}s;",
+        rehearsal::AT.as_secs(),
+        rehearsal::FLOW,
+        rehearsal::FAULT_FOR.as_secs()
+    );
+    println!(
+        "its breaker opens, the fallback serves, FlowCircuitOpen fires, and all of it recovers once the fault expires."
+    );
     if console {
         println!("Alert notifications are printed below.");
     } else {
@@ -323,7 +350,12 @@ fn json(status: StatusCode, body: &'static str) -> Response<AppBody> {
 }
 
 /// Sends a mix of requests through the proxy, and says when the app's incident starts and ends.
-async fn generate_traffic(proxy: SocketAddr, started: Instant, stop: Watch) {
+async fn generate_traffic(
+    proxy: SocketAddr,
+    started: Instant,
+    fallbacks: Arc<rehearsal::Fallbacks>,
+    stop: Watch,
+) {
     let client: Client<HttpConnector, AppBody> = Client::builder(TokioExecutor::new()).build_http();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut every = tokio::time::interval(REQUEST_EVERY);
@@ -344,11 +376,13 @@ async fn generate_traffic(proxy: SocketAddr, started: Instant, stop: Watch) {
         };
         let request = next_request(proxy);
         let client = client.clone();
+        let fallbacks = fallbacks.clone();
         tokio::spawn(async move {
             // Failures are the point of the demo; Redline measures them, the generator ignores them.
             if let Ok(Ok(resp)) =
                 tokio::time::timeout(Duration::from_secs(10), client.request(request)).await
             {
+                fallbacks.note(resp.headers());
                 let _ = resp.into_body().collect().await;
             }
             drop(permit);

@@ -99,7 +99,8 @@ pub struct FlowState {
     /// Good/bad counts per minute for SLO burn rates; only flows with an `slo` get one.
     pub slo: OnceLock<SloCounter>,
     /// Requests in flight, counted only while the flow caps them
-    /// (`max_concurrent_requests`); a request gives back its place where it took it.
+    /// (`max_concurrent_requests`, `concurrency.adaptive`); a request gives back its place
+    /// where it took it.
     pub in_flight: AtomicUsize,
     /// Request shapes for `redline baseline record`; set only with `baseline.record.enabled`,
     /// so a disabled recorder costs the request path one empty `OnceLock` check.
@@ -133,6 +134,8 @@ pub struct FlowRuntime {
     pub slow_threshold: Option<Duration>,
     /// Most requests of this flow in flight at once; more are shed (503 `overloaded`).
     pub max_concurrent: Option<usize>,
+    /// The adaptive concurrency limit's bounds and window; `None` (the default) when off.
+    pub adaptive: Option<crate::resilience::AdaptivePolicy>,
     /// `flows[].access`; `None` (most flows) costs one branch per request.
     pub access: Option<Arc<crate::config::AccessConfig>>,
     /// `flows[].audit`: every request goes to the audit trail (denials always do).
@@ -308,6 +311,7 @@ impl Shared {
                     timeout: config.flow_timeout(i),
                     slow_threshold,
                     max_concurrent: f.max_concurrent_requests.map(NonZeroUsize::get),
+                    adaptive: config.flow_concurrency(Some(i)),
                     access: f.access.clone().map(Arc::new),
                     audit: f.audit,
                     retry: config.flow_retries(i),
@@ -331,6 +335,7 @@ impl Shared {
             timeout: config.timeout,
             slow_threshold: None,
             max_concurrent: None,
+            adaptive: config.flow_concurrency(None),
             access: None,
             audit: false,
             // Unmatched traffic follows the global block: the app's own endpoints.
@@ -490,6 +495,7 @@ fn empty_runtime() -> Runtime {
             timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_concurrent: None,
+            adaptive: None,
             access: None,
             audit: false,
             retry: None,

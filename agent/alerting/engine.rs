@@ -139,6 +139,7 @@ fn unmatched_flow(config: &Config) -> FlowConfig {
         alerts: config.unmatched_alerts().to_vec(),
         slo: None,
         max_concurrent_requests: None,
+        concurrency: None,
         baseline: None,
         access: None,
         audit: false,

@@ -46,6 +46,9 @@ pub struct FlowConfig {
     /// when unset).
     #[serde(default)]
     pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// This flow's adaptive concurrency limit, replacing the global `concurrency:` block.
+    #[serde(default)]
+    pub concurrency: Option<super::ConcurrencyConfig>,
     /// Requests `redline baseline run --config` sends for this flow; the proxy ignores it.
     #[serde(default)]
     pub baseline: Option<FlowBaseline>,

@@ -7,6 +7,7 @@ mod access;
 mod alert;
 mod baseline;
 mod breaker;
+mod concurrency;
 mod de;
 mod fallback;
 mod flow;
@@ -36,6 +37,7 @@ pub use access::{
 pub use alert::{AlertRule, Quantile, Severity, Slo, When, default_alerts};
 pub use baseline::{BaselineConfig, BaselineRequest, FlowBaseline, NEVER_RECORDED, RecordConfig};
 pub use breaker::BreakerConfig;
+pub use concurrency::{AdaptiveConfig, ConcurrencyConfig};
 pub use fallback::{FallbackConfig, FaultConfig, StaleConfig, StaticConfig};
 pub use flow::{FlowConfig, UNMATCHED_FLOW, pattern_text, validate_flow_name};
 pub use receiver::{FLAG_WEBHOOK_NAME, FLAG_WEBHOOK_SECRET_ENV, ReceiverConfig, ReceiverKind};
@@ -102,6 +104,9 @@ pub struct Config {
     pub policy_tests: Vec<PolicyTest>,
     /// Redline extension: retries of failed tries, for flows without their own `retries:`.
     pub retries: RetryConfig,
+    /// Redline extension: the adaptive concurrency limit, for flows without their own
+    /// `concurrency:` and for unmatched traffic.
+    pub concurrency: ConcurrencyConfig,
     /// The file this config was loaded from; not a YAML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -253,6 +258,7 @@ impl Default for Config {
             audit_trail: AuditTrailConfig::default(),
             policy_tests: Vec::new(),
             retries: RetryConfig::default(),
+            concurrency: ConcurrencyConfig::default(),
             source: None,
         }
     }
@@ -466,6 +472,20 @@ impl Config {
             .and_then(|f| f.retries.as_ref())
             .unwrap_or(&self.retries)
             .policy()
+    }
+
+    /// The adaptive concurrency limit of a flow (`None`: unmatched traffic): its own
+    /// `concurrency:`, else the global one; `None` when off.
+    pub fn flow_concurrency(
+        &self,
+        flow_index: Option<usize>,
+    ) -> Option<crate::resilience::AdaptivePolicy> {
+        flow_index
+            .and_then(|i| self.flows.get(i))
+            .and_then(|f| f.concurrency.as_ref())
+            .unwrap_or(&self.concurrency)
+            .adaptive
+            .map(|a| a.policy())
     }
 
     /// The alert rules judged on the `unmatched` flow: `alerting.default_alerts` while no

@@ -134,6 +134,7 @@ impl Config {
                 "headers": self.baseline.record.headers,
             } },
             "retries": retries_json(&self.retries),
+            "concurrency": concurrency_json(&self.concurrency),
             "source": self.source,
         })
     }
@@ -224,6 +225,18 @@ fn retries_json(r: &super::RetryConfig) -> Value {
     })
 }
 
+fn concurrency_json(c: &super::ConcurrencyConfig) -> Value {
+    json!({
+        "adaptive": c.adaptive.map(|a| json!({
+            "min": a.min,
+            "max": a.max,
+            "initial": a.initial,
+            "window": dur(a.window),
+            "baseline_interval": dur(a.baseline_interval),
+        })),
+    })
+}
+
 fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
     json!({
         "name": f.name,
@@ -233,6 +246,7 @@ fn flow_json(f: &FlowConfig, timeout: std::time::Duration) -> Value {
         "timeout": dur(timeout),
         "max_concurrent_requests": f.max_concurrent_requests,
         "retries": f.retries.as_ref().map(retries_json),
+        "concurrency": f.concurrency.as_ref().map(concurrency_json),
         "circuit_breaker": f.circuit_breaker.map(|b| json!({
             "consecutive_failures": b.consecutive_failures,
             "error_rate": format_percent(b.error_rate),

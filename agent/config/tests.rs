@@ -1011,6 +1011,9 @@ fn full_example_sets_every_section() {
     assert_eq!(c.retries, RetryConfig::default());
     assert_eq!(c.flows[0].circuit_breaker, Some(BreakerConfig::default()));
     assert_eq!(c.flows[1].circuit_breaker, None);
+    let adaptive = c.flows[0].concurrency.and_then(|c| c.adaptive);
+    assert_eq!(adaptive, Some(AdaptiveConfig::default()));
+    assert_eq!(c.concurrency, ConcurrencyConfig::default(), "off globally");
     let fallback = c.flows[0].fallback.clone().unwrap_or_default();
     let body = fallback.static_response.and_then(|s| s.body_file);
     assert!(
@@ -1208,4 +1211,52 @@ fn access_and_audit_settings_that_cannot_work_are_refused_at_their_line() {
     let denied = "    alerts:\n      - when: \"denied_rate > 20%\"\n";
     assert_err(&format!("{flow}{denied}"), 5, 9, "has none; add `access:`");
     assert!(Config::parse(&format!("{flow}    access: public\n{denied}"), "t.yaml").is_ok());
+}
+
+#[test]
+fn adaptive_concurrency_is_per_flow_over_a_global_default() {
+    let c = ok(
+        "concurrency: { adaptive: { max: 50 } }\nflows:\n  - { name: a, match: /a }\n  - { name: b, match: /b, concurrency: { adaptive: { min: 1, initial: 5, window: 250ms } } }\n  - { name: c, match: /c, concurrency: {} }\n",
+    );
+    let a = c.flow_concurrency(Some(0)).expect("the global block");
+    assert_eq!((a.min, a.max, a.initial, a.window), (3, 50, 20, secs(1)));
+    let b = c.flow_concurrency(Some(1)).expect("its own block");
+    assert_eq!((b.min, b.max, b.initial, b.window), (1, 1000, 5, ms(250)));
+    assert_eq!(b.baseline_interval, secs(60));
+    assert_eq!(
+        c.flow_concurrency(Some(2)),
+        None,
+        "its own block, without adaptive"
+    );
+    assert_eq!(c.flow_concurrency(None), Some(a), "unmatched traffic");
+    assert_eq!(
+        ok("flows: []\n").flow_concurrency(None),
+        None,
+        "off by default"
+    );
+}
+
+#[test]
+fn adaptive_concurrency_refuses_inconsistent_bounds() {
+    let cases = [
+        ("concurrency:\n  adaptive: { min: 0 }\n", "at least 1"),
+        (
+            "concurrency:\n  adaptive: { min: 30 }\n",
+            "min <= initial <= max",
+        ),
+        (
+            "concurrency:\n  adaptive: { max: 10 }\n",
+            "min <= initial <= max",
+        ),
+        (
+            "concurrency:\n  adaptive: { window: 2m }\n",
+            "at least one window",
+        ),
+        ("concurrency:\n  adaptive: { windw: 1s }\n", "windw"),
+    ];
+    for (yaml, needle) in cases {
+        let e = err(yaml);
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains(needle), "{needle:?} not in: {e}");
+    }
 }

@@ -178,6 +178,15 @@ function circuitBadge(f) {
     h('span', { 'aria-hidden': 'true', text: c[0] + ' ' }), c[1]);
 }
 
+// A flow's adaptive concurrency limit (`concurrency_limit` of /api/flows), when it has one.
+function limitBadge(f) {
+  if (typeof f.concurrency_limit !== 'number') return null;
+  return h('span', {
+    className: 'badge limit', 'data-limit': String(f.concurrency_limit),
+    title: 'adaptive concurrency limit: more requests in flight get 503 overloaded',
+  }, 'LIMIT ' + f.concurrency_limit);
+}
+
 function normalizeAlerts(resp) {
   if (!resp || !resp.ok || !resp.body) return [];
   const raw = Array.isArray(resp.body) ? resp.body : (resp.body.alerts || []);
@@ -341,7 +350,7 @@ function renderFlows(flows, alerts) {
     return h('tr', { 'data-flow': f.name, 'data-state': st, className: isTarget(f.name) ? 'highlight' : null },
       h('th', { scope: 'row' }, h('a', { href: '#flow=' + encodeURIComponent(f.name), text: f.name })),
       h('td', { text: f.owner || (f.name === 'unmatched' ? 'routes no flow matches' : '–') }),
-      h('td', {}, f.name === 'unmatched' ? '–' : badge(st), circuitBadge(f)),
+      h('td', {}, f.name === 'unmatched' ? '–' : badge(st), circuitBadge(f), limitBadge(f)),
       h('td', { className: 'num', 'data-col': 'rps' }, fmtRps(w.rps)),
       h('td', { className: 'num', 'data-col': 'error_rate' }, dash(fmtPct(w.error_rate), noReq)),
       h('td', { className: 'num', 'data-col': 'timeout_rate' }, dash(fmtPct(w.timeout_rate), noReq)),
@@ -393,7 +402,7 @@ function renderCharts(flows, series, alerts) {
     return h('article', {
       className: 'card' + (isTarget(f.name) ? ' highlight' : ''), id: 'flow-' + f.name, 'data-flow': f.name,
     },
-    h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts)), circuitBadge(f)),
+    h('header', {}, h('h3', { text: f.name }), f.name === 'unmatched' ? null : badge(flowState(f, alerts)), circuitBadge(f), limitBadge(f)),
     h('p', { className: 'owner' }, f.owner ? 'Owner: ' + f.owner : (f.name === 'unmatched' ? 'Requests no flow matches' : 'No owner set'),
       total === 0 ? ' · no requests in the last 15 min' : ''),
     accessLine(f.access),

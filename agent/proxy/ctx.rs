@@ -21,6 +21,7 @@ use crate::stats::Sample;
 use crate::telemetry::Telemetry;
 use crate::trace::TraceContext;
 
+mod concurrency;
 mod records;
 
 /// Status recorded when the client left before any response was sent (nginx's convention).
@@ -191,7 +192,7 @@ impl RequestCtx {
     }
 
     /// Load shedding (phase 2): take a place among the requests in flight of this flow
-    /// (`flows[].max_concurrent_requests`) and of all flows (`limits.max_concurrent_requests`)
+    /// (`flows[].max_concurrent_requests`, or its adaptive limit) and of all flows (`limits.max_concurrent_requests`)
     /// when they are capped; a full one refuses the request with 503 `overloaded` before
     /// anything goes upstream. Uncapped, nothing is counted: no shared write per request.
     pub fn admit_load(&mut self) -> Result<(), Error> {
@@ -202,7 +203,7 @@ impl RequestCtx {
             }
             self.slots.all = true;
         }
-        if let Some(cap) = self.flow().max_concurrent {
+        if let Some(cap) = self.flow_cap() {
             if !take(&self.flow().state.in_flight, cap) {
                 return Err(shed("too many requests of this flow in flight"));
             }
@@ -447,6 +448,7 @@ impl RequestCtx {
             return;
         }
         self.finished = true;
+        self.sample_concurrency(error);
         self.release_slots();
         let duration = self.started.elapsed();
         let status = self.status.unwrap_or(CLIENT_CLOSED_STATUS);

@@ -1,4 +1,4 @@
-//! The proxy's protection metrics, kept in each flow's state (atomics, no lock on the request path), as families for `/metrics` and OTLP: `redline_retries_total`, `redline_circuit_state`, `redline_fallbacks_total`.
+//! The proxy's protection metrics, kept in each flow's state (atomics, no lock on the request path), as families for `/metrics` and OTLP: `redline_retries_total`, `redline_circuit_state`, `redline_fallbacks_total`, `redline_concurrency_limit`.
 
 use std::sync::Arc;
 
@@ -30,6 +30,14 @@ const FALLBACKS: Family = describe(
     "Failed requests answered with a fallback instead of the failure (stale: the last good response; static: the flow's static response). The failure still counts as the flow's error.",
 );
 
+const LIMITS: Family = describe(
+    "redline_concurrency_limit",
+    "redline.concurrency.limit",
+    "{request}",
+    Kind::Gauge,
+    "Adaptive concurrency limit of a flow: the most of its requests let in flight at once now; more get 503 overloaded.",
+);
+
 /// The protection families of a running Redline (handed to the OTLP exporter by `app`).
 #[derive(Debug)]
 pub struct Protection(Arc<Shared>);
@@ -47,9 +55,14 @@ impl Source for Protection {
     }
 }
 
-/// The three families, from every flow's counters.
+/// The four families, from every flow's counters.
 pub fn families(shared: &Shared) -> Vec<Family> {
-    vec![retries(shared), circuits(shared), fallbacks(shared)]
+    vec![
+        retries(shared),
+        circuits(shared),
+        fallbacks(shared),
+        limits(shared),
+    ]
 }
 
 fn series(flow: &str, key: &'static str, label: &str, value: f64) -> Series {
@@ -119,6 +132,27 @@ fn fallbacks(shared: &Shared) -> Family {
                 .series
                 .push(series(&flow.name, "kind", kind.label(), n as f64));
         }
+    }
+    family
+}
+
+/// `redline_concurrency_limit{flow}` for every flow with an adaptive limit.
+fn limits(shared: &Shared) -> Family {
+    let runtime = shared.runtime.load();
+    let mut family = LIMITS;
+    let all = runtime
+        .flows
+        .iter()
+        .chain(std::iter::once(&runtime.unmatched));
+    for flow in all {
+        let Some(policy) = &flow.adaptive else {
+            continue;
+        };
+        let limit = flow.state.resilience.concurrency.limit(policy);
+        family.series.push(Series {
+            labels: vec![("flow", flow.state.name.to_string())],
+            value: f64::from(limit),
+        });
     }
     family
 }

@@ -1,9 +1,10 @@
-//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker, the stale store, injected faults.
+//! Per-flow protection state that the proxy consults and that outlives reloads: the retry policy and its budget, the circuit breaker, the stale store, injected faults, the adaptive concurrency limit.
 //!
 //! This module is at the lowest layer on purpose: it holds plain numbers and atomics, no
 //! configuration types, so `state` can keep one [`FlowResilience`] per flow (surviving
 //! reloads, like the flow's windows) and `proxy` can decide with it on the request path.
 
+pub mod adaptive;
 pub mod breaker;
 mod budget;
 pub mod fault;
@@ -12,6 +13,7 @@ pub mod stale;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+pub use adaptive::{AdaptiveLimit, AdaptivePolicy};
 pub use breaker::{Admission, Breaker, BreakerPolicy, CircuitState, Verdict};
 pub use budget::RetryBudget;
 pub use fault::{Fault, FaultRule, Faults};
@@ -143,6 +145,8 @@ pub struct FlowResilience {
     fallbacks: [AtomicU64; 2],
     /// Faults added through the admin API.
     pub faults: Faults,
+    /// The adaptive concurrency limit (used only with `concurrency.adaptive`).
+    pub concurrency: AdaptiveLimit,
 }
 
 /// Which fallback answered a failed request: the `kind` label and `x-redline-fallback`.

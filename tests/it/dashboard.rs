@@ -28,6 +28,7 @@ flows:
   - name: catalog
     match: "GET /catalog/{rest...}"
     owner: storefront-team
+    concurrency: { adaptive: { initial: 30 } }
     alerts:
       - { when: "p95 > 800ms" }
   - name: search
@@ -306,8 +307,11 @@ const limit = timeouts && timeouts.querySelector('line.threshold[data-value]');
 const limitLabel = timeouts && timeouts.querySelector('text.threshold-label');
 const rps = svg('checkout', 'rps');
 const trace = document.querySelector('#alerts tr[data-flow="checkout"] a.trace');
+const limitBadge = (name) => { const b = row(name) && row(name).querySelector('.badge.limit'); return b ? b.textContent : null; };
 return {
   rounds: Number(document.body.dataset.rounds || 0),
+  catalog_limit: limitBadge('catalog'),
+  checkout_limit: limitBadge('checkout'),
   status: text('#status'),
   checkout: row('checkout') ? row('checkout').textContent : null,
   checkout_state: row('checkout') ? row('checkout').dataset.state : null,
@@ -382,6 +386,9 @@ async fn dashboard_in_headless_chromium() {
         seen["checkout"].as_str().unwrap().contains("0 req/s"),
         "{seen}"
     );
+    // The adaptive concurrency limit of the one flow that has it, as /api/flows gives it.
+    assert_eq!(seen["catalog_limit"], "LIMIT 30", "{seen}");
+    assert_eq!(seen["checkout_limit"], Value::Null, "{seen}");
     // No data at all: the axis spans the whole 15 minutes (179 steps of 5 s).
     assert_eq!(seen["axis"]["span_s"], 895, "{seen}");
     assert_eq!(seen["axis"]["left"], "−15 min", "{seen}");

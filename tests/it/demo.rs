@@ -1,10 +1,19 @@
-//! `redline demo`: prints its URLs, serves the dashboard, prints a firing alert within about a minute, and exits 0 after `--duration`.
+//! `redline demo`: prints its URLs, serves the dashboard, rehearses a failure (fault injected through the admin API, breaker open, fallback serving, alert firing, then all of it recovering), prints an incident's firing alert within about a minute, and exits 0 after `--duration`.
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
+
+/// Where the first line containing `needle` is, if any.
+fn position(lines: &Mutex<Vec<String>>, needle: &str) -> Option<usize> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .position(|l| l.contains(needle))
+}
 
 fn find(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
     lines
@@ -16,7 +25,7 @@ fn find(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_fires_an_alert_within_a_minute_and_exits_cleanly() {
+async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_redline"))
         .args(["demo", "--duration", "75s"])
@@ -68,10 +77,75 @@ async fn demo_fires_an_alert_within_a_minute_and_exits_cleanly() {
     let names: Vec<&str> = flows.iter().filter_map(|f| f["name"].as_str()).collect();
     assert_eq!(names, ["catalog", "checkout", "search", "unmatched"]);
 
+    // The rehearsal, as the admin API shows it while the fault is on: the fault listed
+    // (from the API, with an expiry), and a catalog read answered by a fallback.
+    let listed = eventually(Duration::from_secs(20), "the rehearsal's fault", || async {
+        let (_, _, body) = get(&format!("{admin}/api/faults")).await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let faults = v["faults"].as_array()?.clone();
+        faults.into_iter().find(|f| f["flow"] == "catalog")
+    })
+    .await;
+    assert_eq!(
+        (&listed["source"], &listed["abort"]),
+        (&serde_json::json!("api"), &serde_json::json!(503)),
+        "{listed}"
+    );
+    assert!(listed["expires_in"].is_string(), "{listed}");
+    let fallback = eventually(Duration::from_secs(20), "a fallback answer", || async {
+        let (status, headers, _) = get(&format!("{proxy}/api/products")).await;
+        let kind = headers
+            .get("x-redline-fallback")?
+            .to_str()
+            .ok()?
+            .to_string();
+        Some((status, kind))
+    })
+    .await;
+    assert_eq!(fallback, (200, "stale".to_string()), "the last good answer");
+
+    // The rehearsal, as the terminal tells it, in this order.
+    let story = [
+        "rehearsal: fault",
+        "rehearsal: circuit open for catalog",
+        "[redline] FIRING FlowCircuitOpen catalog",
+        "expired: the app answers again",
+        "rehearsal: circuit closed for catalog",
+        "[redline] RESOLVED FlowCircuitOpen catalog",
+        "rehearsal: complete",
+    ];
+    eventually(
+        Duration::from_secs(70),
+        "the rehearsal to complete",
+        || async { position(&stdout, "rehearsal: complete") },
+    )
+    .await;
+    let at = |needle: &str| position(&stdout, needle);
+    let steps: Vec<_> = story.iter().map(|s| at(s)).collect();
+    let (injected, expired) = (steps[0], steps[3]);
+    assert!(
+        steps.iter().all(Option::is_some) && steps.windows(2).all(|w| w[0] < w[1]),
+        "{steps:?} in {:#?}",
+        stdout.lock().unwrap()
+    );
+    for kind in ["stale", "static"] {
+        let served = format!("rehearsal: fallback served {kind}");
+        assert!(
+            at(&served).is_some_and(|i| Some(i) > injected && Some(i) < expired),
+            "{served} while the fault was on: {:#?}",
+            stdout.lock().unwrap()
+        );
+    }
+
+    // The incident's own alerts (not the rehearsal's).
     let firing = eventually(
         Duration::from_secs(75),
         "a FIRING notification on stdout",
-        || async { find(&stdout, "FIRING") },
+        || async {
+            let lines = stdout.lock().unwrap();
+            let incident = |l: &&String| l.contains("FIRING") && !l.contains("FlowCircuitOpen");
+            lines.iter().find(incident).cloned()
+        },
     )
     .await;
     assert!(

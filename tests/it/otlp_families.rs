@@ -84,6 +84,7 @@ fn config(up: std::net::SocketAddr) -> String {
         "flows:
   - name: checkout
     match: \"GET /status/{code}\"
+    concurrency: { adaptive: {} }
     alerts:
       - { when: \"error_rate > 2%\", over: 10s, for: 0s, min_requests: 5, severity: page }
 alerting:
@@ -153,6 +154,7 @@ async fn every_redline_family_goes_out_over_otlp_as_on_metrics() {
         "redline_connections_shed_total",
         "redline_upstream_connections",
         "redline_upstream_queue_requests",
+        "redline_concurrency_limit",
     ] {
         assert!(kinds.contains_key(family), "{family} missing: {kinds:?}");
     }

@@ -1,6 +1,7 @@
 //! Failures and fallbacks: resource exhaustion, slow request bodies, upstream
 //! connection limits, retries with a budget, circuit breaking, fallbacks, fault injection, and their spans. Each case runs the real binary against upstreams the test starts.
 
+mod adaptive;
 mod body_timeout;
 mod breaker;
 mod descriptors;
