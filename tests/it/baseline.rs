@@ -710,3 +710,75 @@ async fn recorded_bodies_of_idempotent_requests_are_replayed() {
         "the POST goes without its body: {seen:?}"
     );
 }
+
+/// `--target https://…`: a local TLS server whose certificate a test CA signed is loaded
+/// with `--ca`; without it the Mozilla roots do not trust that certificate, so every
+/// request fails and the run aborts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_target_is_loaded_and_its_certificate_checked() {
+    let _turn = LOAD.lock().await;
+    let pki = crate::otlp_tls::Pki::new();
+    let acceptor = pki.acceptor(false, b"http/1.1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // Counted only with the Host an HTTP/1.1 client must send.
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+                    if host == Some(format!("localhost:{port}").as_str()) {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    async { Ok::<_, std::convert::Infallible>(Response::new(full("ok"))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
+    );
+    let target = format!("https://localhost:{port}");
+    let ca = pki.path("ca.pem").display().to_string();
+    let run = |out: &'static str, ca: Option<String>| {
+        let (workload, target, out) = (workload.clone(), target.clone(), dir.path().join(out));
+        async move {
+            let mut args = vec!["run", "--workload", &workload, "--target", &target];
+            args.extend(["--rates", "40", "--step", "1s", "--warmup", "0s"]);
+            args.extend(["--out", out.to_str().unwrap()]);
+            if let Some(ca) = &ca {
+                args.extend(["--ca", ca]);
+            }
+            let (code, _, stderr) = baseline(&args).await;
+            assert_eq!(code, 0, "{stderr}");
+            report(&out)
+        }
+    };
+    let trusted = run("trusted", Some(ca)).await;
+    let step = &trusted["steps"][0]["flows"][0];
+    assert_eq!(step["requests"], 40, "{trusted}");
+    assert_eq!(step["error_rate"], 0.0, "{trusted}");
+    assert_eq!(trusted["stopped"], "rates_done");
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 40);
+
+    let untrusted = run("untrusted", None).await;
+    assert_eq!(untrusted["stopped"], "abort", "{untrusted}");
+    assert_eq!(untrusted["steps"][0]["flows"][0]["error_rate"], 1.0);
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::Relaxed),
+        40,
+        "no request got through"
+    );
+}

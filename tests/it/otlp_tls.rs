@@ -12,7 +12,7 @@ use crate::otlp::Collector;
 use crate::support::*;
 
 /// A CA and certificates it signed, as PEM files in a temporary directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
@@ -34,7 +34,7 @@ const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v
 impl Pki {
     /// CA `ca`, a server certificate for localhost/127.0.0.1 and a client certificate, and a
     /// second CA `other` that signed nothing here.
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for ca in ["ca", "other"] {
@@ -89,7 +89,7 @@ impl Pki {
         Pki { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -98,7 +98,7 @@ impl Pki {
     }
 
     /// A TLS acceptor with the server certificate; with `mtls`, client certificates signed by the CA are required.
-    fn acceptor(&self, mtls: bool, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+    pub(crate) fn acceptor(&self, mtls: bool, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(self.path("server.pem"))
