@@ -114,17 +114,20 @@ pub struct CountingBody {
     tee: Option<Box<Tee>>,
 }
 
+/// What a [`Tee`] does with the whole body.
+pub type TeeDone = Box<dyn FnOnce(&[u8]) + Send + Sync>;
+
 /// Copies a small body as it passes and hands it over whole at its end; a body that
 /// outgrows the limit is dropped, not cut.
 pub struct Tee {
     copy: Vec<u8>,
     limit: usize,
-    done: Box<dyn FnOnce(&[u8]) + Send + Sync>,
+    done: TeeDone,
 }
 
 impl Tee {
     /// Copy up to `limit` bytes, then give the whole body to `done`.
-    pub fn new(limit: usize, done: Box<dyn FnOnce(&[u8]) + Send + Sync>) -> Tee {
+    pub fn new(limit: usize, done: TeeDone) -> Tee {
         Tee {
             copy: Vec::new(),
             limit,
