@@ -151,6 +151,14 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Open the connection now if it is not open, so its first measured request does not
+    /// pay for the TCP (and TLS) handshake; a failure is left for that request to meet.
+    pub async fn open(&mut self, target: &Target) {
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            self.sender = target.open().await.ok();
+        }
+    }
+
     /// Send `request` and read the whole response, giving up at `deadline`.
     pub async fn exchange(
         &mut self,

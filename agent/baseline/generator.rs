@@ -171,6 +171,20 @@ impl Generator {
         }
     }
 
+    /// Open every connection not open yet, all at once, each within `timeout`: as wrk2 does
+    /// before it measures, so no measured request pays for a handshake.
+    pub async fn open_all(&self, timeout: Duration) {
+        let mut opening = JoinSet::new();
+        for connection in &self.connections {
+            let (connection, target) = (connection.clone(), self.target.clone());
+            opening.spawn(async move {
+                let mut connection = connection.lock().await;
+                let _ = tokio::time::timeout(timeout, connection.open(&target)).await;
+            });
+        }
+        while opening.join_next().await.is_some() {}
+    }
+
     /// One task per connection, fed by its own queue, until the pacer drops the queues.
     fn start_connections(
         &self,

@@ -146,9 +146,11 @@ impl<P: FnMut(&str)> Stepper<'_, P> {
         }
     }
 
-    /// Send at the first rate for `warmup`, unmeasured: connections opened and the target's
-    /// caches filled at start would otherwise count against the first step.
+    /// Open every connection, then send at the first rate for `warmup`, unmeasured:
+    /// connections opened and the target's caches filled at start would otherwise count
+    /// against the first step.
     async fn warm_up(&mut self, rate: f64) {
+        self.generator.open_all(self.workload.max_timeout()).await;
         if self.plan.warmup.is_zero() {
             return;
         }
