@@ -58,7 +58,8 @@ pub struct RunArgs {
     /// Redline config: its flows' alert rules and timeouts are the thresholds.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Base URL to load, e.g. http://127.0.0.1:8080 (loopback only without --allow-remote).
+    /// Base URL to load, http(s)://HOST[:PORT], e.g. http://127.0.0.1:8080 (loopback only
+    /// without --allow-remote).
     #[arg(long)]
     pub target: String,
     /// Total rates to step through, req/s, e.g. 50,100,200 [default: --ramp].

@@ -40,6 +40,8 @@ pub struct Target {
     port: u16,
     /// The `Host` header: the target's authority, as a browser would send it.
     authority: http::HeaderValue,
+    /// The target's own path, put before every request's (`http://host/prefix`), or empty.
+    prefix: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
@@ -71,6 +73,7 @@ impl Target {
             port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
             authority: http::HeaderValue::from_str(authority.as_str())
                 .map_err(|e| bad(e.to_string()))?,
+            prefix: uri.path().trim_end_matches('/').to_string(),
             host,
             tls,
         })
@@ -200,9 +203,14 @@ fn build(
     target: &Target,
     request: &PreparedRequest,
 ) -> Result<http::Request<Full<Bytes>>, Failure> {
+    let uri = if target.prefix.is_empty() {
+        http::Uri::try_from(request.path.as_str())
+    } else {
+        http::Uri::try_from(format!("{}{}", target.prefix, request.path))
+    };
     let mut builder = http::Request::builder()
         .method(request.method.clone())
-        .uri(request.path.as_str());
+        .uri(uri.map_err(|_| Failure)?);
     if let Some(headers) = builder.headers_mut() {
         headers.extend(request.headers.clone());
         headers
@@ -212,4 +220,29 @@ fn build(
     builder
         .body(Full::new(request.body.clone()))
         .map_err(|_| Failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_keep_their_port_path_prefix_and_host_header() {
+        let t = Target::new("http://localhost:8080/api/", None).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("localhost", 8080, "/api")
+        );
+        assert_eq!(t.authority, "localhost:8080");
+        assert!(t.tls.is_none());
+        let t = Target::new("https://[::1]", None).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("::1", 443, "")
+        );
+        assert!(matches!(t.tls, Some((_, ServerName::IpAddress(_)))));
+        assert!(Target::new("ftp://127.0.0.1", None).is_err());
+        let missing = Target::new("https://localhost", Some(Path::new("/nonexistent/ca.pem")));
+        assert!(missing.is_err());
+    }
 }
