@@ -248,7 +248,12 @@ impl Admin {
                             .iter()
                             .map(|(k, v)| (k.clone(), json!(v)))
                             .collect();
-                        json!({ "method": s.method, "path": s.path, "headers": headers })
+                        let mut shape =
+                            json!({ "method": s.method, "path": s.path, "headers": headers });
+                        if let Some(body) = s.body.get() {
+                            shape["body"] = json!(body);
+                        }
+                        shape
                     })
                     .collect();
                 Some(json!({ "flow": &*rt.state.name, "seen": shapes.seen(), "shapes": sample }))

@@ -130,7 +130,8 @@ impl Redactor {
         changed.then_some(out)
     }
 
-    fn is_secret_param(&self, pair: &str) -> bool {
+    /// Whether a query parameter (`name` or `name=value`) or a body field named so is secret.
+    pub fn is_secret_param(&self, pair: &str) -> bool {
         let name = pair.split_once('=').map_or(pair, |(n, _)| n);
         let decoded = percent_decode(name);
         let name = decoded.split('[').next().unwrap_or_default().trim();

@@ -470,7 +470,7 @@ fn attach_shapes(slot: &OnceLock<Shapes>, config: &Config) {
             .filter(|h| !never(h))
             .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
             .collect();
-        Shapes::new(record.per_flow, headers)
+        Shapes::new(record.per_flow, headers, record.body_limit)
     });
 }
 

@@ -58,7 +58,8 @@ pub struct RunArgs {
     /// Redline config: its flows' alert rules and timeouts are the thresholds.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Base URL to load, e.g. http://127.0.0.1:8080 (loopback only without --allow-remote).
+    /// Base URL to load, http(s)://HOST[:PORT], e.g. http://127.0.0.1:8080 (loopback only
+    /// without --allow-remote).
     #[arg(long)]
     pub target: String,
     /// Total rates to step through, req/s, e.g. 50,100,200 [default: --ramp].
@@ -83,7 +84,8 @@ pub struct RunArgs {
     /// Stop at once when this share of requests fails (5xx, connection errors, timeouts).
     #[arg(long, default_value = "50%", value_parser = parse_percent)]
     pub abort_error_rate: f64,
-    /// At most this many requests in flight (and so connections).
+    /// Connections to the target, each carrying one request at a time; a request whose
+    /// connection is busy waits, and the wait counts as latency.
     #[arg(long, default_value_t = 256)]
     pub connections: usize,
     /// Directory for baseline.json, baseline.md and baseline.html.
@@ -92,6 +94,9 @@ pub struct RunArgs {
     /// Allow a target outside loopback. Only load servers you own.
     #[arg(long)]
     pub allow_remote: bool,
+    /// For an https target: PEM file of the CA(s) to trust instead of the Mozilla roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// Flags of `redline baseline compare`.
@@ -183,6 +188,7 @@ fn plan(args: &RunArgs) -> Result<RunPlan, BaselineError> {
         allow_remote: args.allow_remote,
         refine: args.refine,
         warmup: args.warmup,
+        ca: args.ca.clone(),
     })
 }
 

@@ -7,25 +7,24 @@
 //! are still due, and each one's latency includes the time it should already have been
 //! served (as wrk2 and oha's latency correction do).
 //!
-//! In-flight requests are bounded by a semaphore (`max_in_flight`), which also bounds the
-//! connections the pool opens: a request waiting for a permit keeps its intended start, so the
-//! bound shows up as latency rather than silently lowering the rate.
+//! The schedule is kept by a pacing thread that sleeps with the operating system's timer
+//! (tens of microseconds late at most), not tokio's, whose one-millisecond wheel would make
+//! every request up to a millisecond late and that lateness count as the target's latency.
+//! Request `i` goes to connection `i % connections`; each connection is owned by one task
+//! that carries one request at a time, as wrk2 does, so there is no pool checkout and no task
+//! spawn per request. A request whose connection is still busy waits for it and keeps its
+//! intended start, so too few connections show up as latency rather than a lower rate.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use super::workload::{PreparedRequest, Workload};
+use super::connection::{Connection, Outcome, Target};
+use super::workload::Workload;
 
 /// Highest latency a histogram holds, in microseconds (one hour); longer values saturate.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -91,13 +90,6 @@ pub struct StepOutcome {
     pub aborted: bool,
 }
 
-/// How one request ended.
-enum Outcome {
-    Status(u16),
-    Failed,
-    TimedOut,
-}
-
 /// Counters the scheduler reads while requests complete.
 struct Live {
     flows: Vec<Mutex<FlowTally>>,
@@ -107,30 +99,28 @@ struct Live {
     last_done: Mutex<Instant>,
 }
 
+/// One request, handed from the pacing thread to a connection's task.
+struct Job {
+    flow: usize,
+    request: usize,
+    intended: Instant,
+}
+
 /// Sends a workload's requests to one target.
-#[derive(Clone)]
 pub struct Generator {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: Arc<str>,
+    target: Arc<Target>,
     workload: Arc<Workload>,
-    permits: Arc<Semaphore>,
+    /// Kept across steps (and the warm-up), so a step does not pay for opening them.
+    connections: Vec<Arc<tokio::sync::Mutex<Connection>>>,
 }
 
 impl Generator {
-    /// A generator for `base` (`http://host:port`), at most `max_in_flight` requests at once.
-    pub fn new(base: &str, workload: Arc<Workload>, max_in_flight: usize) -> Generator {
-        let mut connector = HttpConnector::new();
-        // Small requests must not wait for Nagle's algorithm: that would be latency we add.
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(max_in_flight)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+    /// A generator for `target` over `connections` connections (opened on first use).
+    pub fn new(target: Target, workload: Arc<Workload>, connections: usize) -> Generator {
         Generator {
-            client,
-            base: base.trim_end_matches('/').into(),
+            target: Arc::new(target),
             workload,
-            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            connections: (0..connections.max(1)).map(|_| Arc::default()).collect(),
         }
     }
 
@@ -148,17 +138,22 @@ impl Generator {
             abort: AtomicBool::new(false),
             last_done: Mutex::new(Instant::now()),
         });
+        let (queues, mut tasks) = self.start_connections(&live);
         let start = Instant::now();
-        let (mut tasks, max_send_lag) = self.schedule(plan, start, &live).await;
-        // Every request carries its own timeout, so draining ends; the margin is for tasks
-        // that are due but not yet polled on a busy machine.
+        let pacer = {
+            let (workload, live) = (self.workload.clone(), live.clone());
+            tokio::task::spawn_blocking(move || pace(plan, start, &workload, &live, &queues))
+        };
+        let max_send_lag = pacer.await.unwrap_or(Duration::ZERO);
+        // Every request carries its own deadline, so draining ends; the margin is for
+        // requests that are due but not yet picked up on a busy machine.
         let drain = self.workload.max_timeout() + Duration::from_secs(1);
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
         count_unfinished(&live, start);
         // Requests that hang until their timeout complete after sending ended, where the
-        // scheduler's check cannot see them: judge the abort limit once more on the whole step.
+        // pacer's check cannot see them: judge the abort limit once more on the whole step.
         if should_abort(&live, plan.abort_error_rate) {
             live.abort.store(true, Ordering::Relaxed);
         }
@@ -176,74 +171,118 @@ impl Generator {
         }
     }
 
-    /// Spawn one request per intended start until the step ends or the abort limit trips.
-    async fn schedule(
-        &self,
-        plan: StepPlan,
-        start: Instant,
-        live: &Arc<Live>,
-    ) -> (JoinSet<()>, Duration) {
-        let mut rng = fastrand::Rng::with_seed(plan.seed);
-        let mut mix = Mix::new(&self.workload);
-        let mut tasks = JoinSet::new();
-        let mut max_lag = Duration::ZERO;
-        let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
-        for i in 0..total {
-            let intended = start + Duration::from_secs_f64(i as f64 / plan.rate);
-            tokio::time::sleep_until(intended).await;
-            max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
-            if should_abort(live, plan.abort_error_rate) {
-                live.abort.store(true, Ordering::Relaxed);
-                break;
-            }
-            let flow = mix.next();
-            let request = self.workload.request(flow, rng.f64()).clone();
-            live.flows[flow].lock().expect("tally lock").requests += 1;
-            let this = self.clone();
-            let live = live.clone();
-            tasks.spawn(async move {
-                let outcome = this.send(flow, &request).await;
-                record(&live, flow, intended, outcome);
+    /// Open every connection not open yet, all at once, each within `timeout`: as wrk2 does
+    /// before it measures, so no measured request pays for a handshake.
+    pub async fn open_all(&self, timeout: Duration) {
+        let mut opening = JoinSet::new();
+        for connection in &self.connections {
+            let (connection, target) = (connection.clone(), self.target.clone());
+            opening.spawn(async move {
+                let mut connection = connection.lock().await;
+                let _ = tokio::time::timeout(timeout, connection.open(&target)).await;
             });
-            // Reap finished tasks as we go so the set does not grow with the step.
-            while tasks.try_join_next().is_some() {}
         }
-        (tasks, max_lag)
+        while opening.join_next().await.is_some() {}
     }
 
-    /// One request: wait for a permit, send, read the whole body, all within the flow's
-    /// timeout (a client gives up after its timeout, however the time was spent).
-    async fn send(&self, flow: usize, request: &PreparedRequest) -> Outcome {
-        let timeout = self.workload.flows[flow].timeout;
-        tokio::time::timeout(timeout, self.exchange(request))
-            .await
-            .unwrap_or(Outcome::TimedOut)
-    }
-
-    async fn exchange(&self, request: &PreparedRequest) -> Outcome {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Outcome::Failed;
-        };
-        let uri = format!("{}{}", self.base, request.path);
-        let mut builder = http::Request::builder()
-            .method(request.method.clone())
-            .uri(uri);
-        if let Some(headers) = builder.headers_mut() {
-            headers.extend(request.headers.clone());
-        }
-        let Ok(req) = builder.body(Full::new(request.body.clone())) else {
-            return Outcome::Failed;
-        };
-        let Ok(response) = self.client.request(req).await else {
-            return Outcome::Failed;
-        };
-        let status = response.status().as_u16();
-        match response.into_body().collect().await {
-            Ok(_) => Outcome::Status(status),
-            Err(_) => Outcome::Failed,
-        }
+    /// One task per connection, fed by its own queue, until the pacer drops the queues.
+    fn start_connections(
+        &self,
+        live: &Arc<Live>,
+    ) -> (Vec<mpsc::UnboundedSender<Job>>, JoinSet<()>) {
+        let mut tasks = JoinSet::new();
+        let queues = self
+            .connections
+            .iter()
+            .map(|connection| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (connection, target) = (connection.clone(), self.target.clone());
+                let (workload, live) = (self.workload.clone(), live.clone());
+                tasks.spawn(async move {
+                    let mut connection = connection.lock().await;
+                    serve(&mut connection, &target, &workload, &live, rx).await;
+                });
+                tx
+            })
+            .collect();
+        (queues, tasks)
     }
 }
+
+/// A connection's task: its requests in order, each within its flow's timeout counted from
+/// its intended start (a client gives up after its timeout, however the time was spent).
+async fn serve(
+    connection: &mut Connection,
+    target: &Target,
+    workload: &Workload,
+    live: &Live,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(job) = queue.recv().await {
+        let flow = &workload.flows[job.flow];
+        let deadline = tokio::time::Instant::from_std(job.intended + flow.timeout);
+        let outcome = if tokio::time::Instant::now() >= deadline {
+            Outcome::TimedOut
+        } else {
+            let request = workload.request_at(job.flow, job.request);
+            connection.exchange(target, request, deadline).await
+        };
+        record(live, job.flow, job.intended, outcome);
+    }
+}
+
+/// The pacing thread: hand each request to its connection at its intended start, until the
+/// step ends or the abort limit trips; the longest it was late.
+fn pace(
+    plan: StepPlan,
+    start: Instant,
+    workload: &Workload,
+    live: &Live,
+    queues: &[mpsc::UnboundedSender<Job>],
+) -> Duration {
+    precise_sleep();
+    let mut rng = fastrand::Rng::with_seed(plan.seed);
+    let mut mix = Mix::new(workload);
+    let mut max_lag = Duration::ZERO;
+    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    for i in 0..total {
+        let intended = start + Duration::from_secs_f64(i as f64 / plan.rate);
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
+        if should_abort(live, plan.abort_error_rate) {
+            live.abort.store(true, Ordering::Relaxed);
+            break;
+        }
+        let flow = mix.next();
+        let request = workload.pick(flow, rng.f64());
+        live.flows[flow].lock().expect("tally lock").requests += 1;
+        let queue = &queues[(i % queues.len() as u64) as usize];
+        // Fails only when the connection's task is gone (it panicked): the request is never
+        // sent and the drain counts it as a timeout.
+        let _ = queue.send(Job {
+            flow,
+            request,
+            intended,
+        });
+    }
+    max_lag
+}
+
+/// Linux lets a sleeping thread wake up to its timer slack (50 µs by default) late, to batch
+/// wake-ups; on the pacing thread that slack would be every request's added latency.
+#[cfg(target_os = "linux")]
+fn precise_sleep() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn precise_sleep() {}
 
 /// Interleaves flows so each gets exactly its share of every step (smooth weighted
 /// round-robin, as nginx balances upstreams): a random pick would make a flow's offered rate

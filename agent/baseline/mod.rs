@@ -7,7 +7,7 @@
 //!
 //! - [`workload`]: what to send (a JSON file or the config's `flows[].baseline`) and the
 //!   thresholds to judge it by.
-//! - [`generator`]: the scheduler and HTTP client of one step.
+//! - [`generator`]: the pacing and measurement of one step; [`connection`] its HTTP client.
 //! - [`run`]: target check, stepping, progress.
 //! - [`report`]: the versioned result, knee and suggested rules; [`markdown`] and [`html`]
 //!   render it; [`compare`] diffs two.
@@ -16,6 +16,7 @@
 
 pub mod command;
 pub mod compare;
+pub mod connection;
 pub mod generator;
 pub mod html;
 pub mod markdown;

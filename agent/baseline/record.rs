@@ -44,6 +44,8 @@ struct RecordedShape {
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
 }
 
 /// Fetch the shapes from `admin` (base URL) and write the workload to `out`.
@@ -132,8 +134,8 @@ fn workload(snapshot: &Snapshot, admin: &str, config: Option<PathBuf>) -> Worklo
     }
 }
 
-/// A shape's identity: method, path and kept headers.
-type ShapeKey = (String, String, Vec<(String, String)>);
+/// A shape's identity: method, path, kept headers and body.
+type ShapeKey = (String, String, Vec<(String, String)>, Option<String>);
 
 /// Identical shapes become one request whose weight is how often it was sampled.
 fn merge(shapes: &[RecordedShape], never: &dyn Fn(&str) -> bool) -> Vec<RequestShape> {
@@ -145,17 +147,22 @@ fn merge(shapes: &[RecordedShape], never: &dyn Fn(&str) -> bool) -> Vec<RequestS
             .filter(|(k, _)| !never(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // Redline keeps bodies of idempotent methods only; a POST body from elsewhere is
+        // business data (an order, a payment) and stays out of a file meant to be shared.
+        let idempotent =
+            http::Method::from_bytes(s.method.as_bytes()).is_ok_and(|m| m.is_idempotent());
+        let body = s.body.clone().filter(|_| idempotent);
         *merged
-            .entry((s.method.clone(), s.path.clone(), headers))
+            .entry((s.method.clone(), s.path.clone(), headers, body))
             .or_default() += 1.0;
     }
     merged
         .into_iter()
-        .map(|((method, path, headers), weight)| RequestShape {
+        .map(|((method, path, headers, body), weight)| RequestShape {
             method,
             path,
             headers: headers.into_iter().collect(),
-            body: None,
+            body,
             weight,
         })
         .collect()
@@ -168,7 +175,9 @@ fn note(snapshot: &Snapshot, admin: &str) -> String {
          each flow received; request weights how often each shape was sampled. Secrets removed: \
          the headers {} and the redact.headers [{}] are never recorded, only the headers listed in \
          baseline.record.headers are kept, and the values of the query parameters [{}] are \
-         replaced by REDACTED. Request bodies are not recorded.",
+         replaced by REDACTED. Request bodies are kept only for idempotent methods (never POST or \
+         PATCH), only JSON and form bodies up to baseline.record.body_limit bytes, with the \
+         values of those query parameter names replaced by REDACTED wherever they appear.",
         NEVER_RECORDED.join(", "),
         snapshot.redact_headers.join(", "),
         snapshot.redact_query_params.join(", "),
@@ -186,7 +195,8 @@ mod tests {
                 "flows":[{"flow":"a","seen":40,"shapes":[
                   {"method":"GET","path":"/a?token=REDACTED","headers":{"accept":"*/*","Authorization":"Bearer x","x-api-key":"k"}},
                   {"method":"GET","path":"/a?token=REDACTED","headers":{"accept":"*/*"}},
-                  {"method":"POST","path":"/b","headers":{}}]},
+                  {"method":"PUT","path":"/c","headers":{},"body":"{\"q\":1}"},
+                  {"method":"POST","path":"/b","headers":{},"body":"card=4242"}]},
                   {"flow":"idle","seen":0,"shapes":[]}]}"#,
         )
         .unwrap();
@@ -194,7 +204,17 @@ mod tests {
         assert_eq!(file.flows.len(), 1, "flows without traffic are left out");
         let flow = &file.flows[0];
         assert_eq!(flow.weight, 40.0);
-        assert_eq!(flow.requests.len(), 2);
+        assert_eq!(flow.requests.len(), 3);
+        let body = |m: &str| {
+            flow.requests
+                .iter()
+                .find(|r| r.method == m)
+                .unwrap()
+                .body
+                .clone()
+        };
+        assert_eq!(body("PUT").as_deref(), Some(r#"{"q":1}"#));
+        assert_eq!(body("POST"), None, "POST bodies are never kept");
         assert_eq!(flow.requests[0].weight, 2.0);
         assert_eq!(
             flow.requests[0].headers.keys().collect::<Vec<_>>(),

@@ -2,10 +2,12 @@
 //! threshold, the abort limit or `--max-rate`, and print progress on stderr.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::BaselineError;
+use super::connection::Target;
 use super::generator::{Generator, StepPlan};
 use super::report::{Report, SCHEMA, StepReport, step_report, summarize};
 use super::workload::Workload;
@@ -36,6 +38,8 @@ pub struct RunPlan {
     pub refine: usize,
     /// Unmeasured load at the first rate before the first step.
     pub warmup: Duration,
+    /// PEM file of the CA(s) trusted for an `https` target instead of the Mozilla roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl RunPlan {
@@ -63,16 +67,22 @@ pub async fn check_target(target: &str, allow_remote: bool) -> Result<(), Baseli
     let uri: http::Uri = target
         .parse()
         .map_err(|e| BaselineError::Target(format!("invalid --target {target:?}: {e}")))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(BaselineError::Target(format!(
-            "--target {target:?}: expected http://HOST[:PORT] (https is not supported yet)"
+            "--target {target:?}: expected http(s)://HOST[:PORT]"
         )));
     }
     if allow_remote {
         return Ok(());
     }
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let loopback = match host.parse::<IpAddr>() {
         Ok(ip) => ip.is_loopback(),
         Err(_) => resolves_to_loopback(host, port).await,
@@ -136,9 +146,11 @@ impl<P: FnMut(&str)> Stepper<'_, P> {
         }
     }
 
-    /// Send at the first rate for `warmup`, unmeasured: connections opened and the target's
-    /// caches filled at start would otherwise count against the first step.
+    /// Open every connection, then send at the first rate for `warmup`, unmeasured:
+    /// connections opened and the target's caches filled at start would otherwise count
+    /// against the first step.
     async fn warm_up(&mut self, rate: f64) {
+        self.generator.open_all(self.workload.max_timeout()).await;
         if self.plan.warmup.is_zero() {
             return;
         }
@@ -202,6 +214,7 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<Report, BaselineError> {
     check_target(&plan.target, plan.allow_remote).await?;
+    let target = Target::new(&plan.target, plan.ca.as_deref())?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let workload = Arc::new(workload);
     let rates = plan.schedule();
@@ -215,7 +228,7 @@ pub async fn run(
     ));
     let mut stepper = Stepper {
         plan,
-        generator: Generator::new(&plan.target, workload.clone(), plan.max_in_flight),
+        generator: Generator::new(target, workload.clone(), plan.max_in_flight),
         workload: workload.clone(),
         steps: Vec::new(),
         progress,
@@ -314,6 +327,7 @@ mod tests {
             allow_remote: false,
             refine: 0,
             warmup: Duration::ZERO,
+            ca: None,
         }
     }
 
@@ -332,6 +346,8 @@ mod tests {
         let err = check_target("http://10.1.2.3", false).await.unwrap_err();
         assert!(err.to_string().contains("--allow-remote"), "{err}");
         assert!(check_target("http://10.1.2.3", true).await.is_ok());
-        assert!(check_target("https://127.0.0.1", false).await.is_err());
+        assert!(check_target("https://127.0.0.1", false).await.is_ok());
+        assert!(check_target("https://10.1.2.3", false).await.is_err());
+        assert!(check_target("ftp://127.0.0.1", false).await.is_err());
     }
 }

@@ -252,6 +252,16 @@ impl Workload {
         &flow.requests[position(&flow.cumulative, draw)]
     }
 
+    /// The position among flow `index`'s requests of the one `draw` picks (see [`Workload::request`]).
+    pub fn pick(&self, index: usize, draw: f64) -> usize {
+        position(&self.flows[index].cumulative, draw)
+    }
+
+    /// Flow `index`'s request at `position` (from [`Workload::pick`]).
+    pub fn request_at(&self, index: usize, position: usize) -> &PreparedRequest {
+        &self.flows[index].requests[position]
+    }
+
     /// The longest request timeout of any flow (bounds how long a step drains).
     pub fn max_timeout(&self) -> Duration {
         self.flows

@@ -39,6 +39,11 @@ pub struct RecordConfig {
     /// and every `redact.headers` name are never kept, whatever this says.
     #[serde(deserialize_with = "header_list")]
     pub headers: Vec<String>,
+    /// Largest request body kept with a shape, in bytes, 0 to 65536 (default 4096; 0 keeps
+    /// none). Only bodies of idempotent methods (never POST or PATCH), only JSON and form
+    /// bodies, with the values of `redact.query_params` names replaced by `REDACTED`.
+    #[serde(deserialize_with = "body_limit")]
+    pub body_limit: usize,
 }
 
 impl Default for RecordConfig {
@@ -49,6 +54,7 @@ impl Default for RecordConfig {
             headers: ["accept", "accept-language", "content-type"]
                 .map(String::from)
                 .to_vec(),
+            body_limit: 4096,
         }
     }
 }
@@ -68,6 +74,19 @@ fn per_flow<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
     Err(serde::de::Error::custom(format!(
         "per_flow {n} must be between 1 and 4096"
+    )))
+}
+
+/// Bodies over 64 KiB are streamed, never held whole, by the proxy.
+const MAX_BODY_LIMIT: usize = 65_536;
+
+fn body_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n <= MAX_BODY_LIMIT {
+        return Ok(n);
+    }
+    Err(serde::de::Error::custom(format!(
+        "body_limit {n} must be between 0 and {MAX_BODY_LIMIT} bytes"
     )))
 }
 

@@ -23,6 +23,7 @@ use crate::trace::TraceContext;
 
 mod concurrency;
 mod records;
+mod shape;
 
 /// Status recorded when the client left before any response was sent (nginx's convention).
 pub const CLIENT_CLOSED_STATUS: u16 = 499;
@@ -68,6 +69,8 @@ pub struct RequestCtx {
     capture: Option<Box<Capture>>,
     /// The fault injected into this request, if one hit it (picked at start).
     fault: Option<Box<Fault>>,
+    /// The recorded shape waiting for this request's body (`baseline.record.body_limit`).
+    shape_body: Option<Box<shape::PendingBody>>,
     _active: ActiveGuard,
 }
 
@@ -104,29 +107,6 @@ struct Slots {
     all: bool,
 }
 
-/// Offer the request's shape to its flow's reservoir: method, path with secret query values
-/// replaced, and the configured headers (never credentials, see `attach_shapes`).
-#[cold]
-fn record_shape(
-    shapes: &crate::stats::shapes::Shapes,
-    parts: &http::request::Parts,
-    redactor: &crate::redact::Redactor,
-) {
-    shapes.offer(|names| crate::stats::shapes::Shape {
-        method: parts.method.as_str().to_string(),
-        path: redactor
-            .path_and_query(parts.uri.path(), parts.uri.query())
-            .into_owned(),
-        headers: names
-            .iter()
-            .filter_map(|n| {
-                let v = parts.headers.get(n)?.to_str().ok()?;
-                Some((n.as_str().to_string(), v.to_string()))
-            })
-            .collect(),
-    });
-}
-
 impl RequestCtx {
     /// Match the request to a flow and route and start its clocks and its trace
     /// (`telemetry`: the proxy's handle, `None` for W3C propagation only).
@@ -150,9 +130,9 @@ impl RequestCtx {
         };
         let flow_rt = flow.map_or(&runtime.unmatched, |i| &runtime.flows[i]);
         // Unmatched traffic has no flow a workload could name, so only flows record.
-        if let Some(shapes) = flow.and_then(|_| flow_rt.state.shapes.get()) {
-            record_shape(shapes, parts, &runtime.redactor);
-        }
+        let shape_body = flow
+            .and_then(|_| flow_rt.state.shapes.get())
+            .and_then(|shapes| shape::record(shapes, parts, &runtime.redactor));
         let active = flow_rt.state.active.start(method_idx);
         let (trace, mut span) = crate::telemetry::begin(telemetry.map(|t| &**t), parts);
         let storable = super::fallback::request_storable(flow_rt, parts);
@@ -186,9 +166,27 @@ impl RequestCtx {
             storable,
             capture: None,
             fault,
+            shape_body,
             _active: active,
             runtime,
         }
+    }
+
+    /// The request's whole body, for its recorded shape if one waits for it (one branch
+    /// otherwise).
+    pub fn body_passed(&mut self, body: &[u8]) {
+        if let Some(pending) = self.shape_body.take() {
+            pending.keep(body, &self.runtime.redactor);
+        }
+    }
+
+    /// A copy of the streamed body for the recorded shape waiting for it, if one does.
+    pub fn body_tee(&mut self) -> Option<Box<super::request_body::Tee>> {
+        let pending = self.shape_body.take()?;
+        let redactor = self.runtime.redactor.clone();
+        let limit = pending.limit();
+        let done = Box::new(move |body: &[u8]| pending.keep(body, &redactor));
+        Some(Box::new(super::request_body::Tee::new(limit, done)))
     }
 
     /// Load shedding (phase 2): take a place among the requests in flight of this flow

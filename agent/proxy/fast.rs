@@ -211,6 +211,7 @@ async fn forward(
     let tries = retry::Tries::start(&ctx, &parts.method, body == 0);
     drop(parts);
     if body > 0 {
+        ctx.body_passed(&buf[..body]);
         out.extend_from_slice(&buf[..body]);
         buf.advance(body);
         ctx.body_progress().sent_whole(body as u64);

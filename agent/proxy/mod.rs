@@ -217,7 +217,11 @@ impl Proxy {
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
         let progress = (!http_body::Body::is_end_stream(&body)).then(|| ctx.body_progress());
         let pause = ctx.runtime().config.limits.body_read_timeout;
-        Request::from_parts(parts, CountingBody::new(body, progress, pause))
+        let tee = progress.as_ref().and_then(|_| ctx.body_tee());
+        Request::from_parts(
+            parts,
+            CountingBody::new(body, progress, pause).with_tee(tee),
+        )
     }
 
     /// Pass the upstream's response on, streaming its body; tunnel a 101.

@@ -110,6 +110,30 @@ pub struct CountingBody {
     pause: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A frame came since the timer was set: it restarts at the next wait.
     rearm: bool,
+    /// A copy of the body for a recorded request shape (`baseline.record.body_limit`).
+    tee: Option<Box<Tee>>,
+}
+
+/// What a [`Tee`] does with the whole body.
+pub type TeeDone = Box<dyn FnOnce(&[u8]) + Send + Sync>;
+
+/// Copies a small body as it passes and hands it over whole at its end; a body that
+/// outgrows the limit is dropped, not cut.
+pub struct Tee {
+    copy: Vec<u8>,
+    limit: usize,
+    done: TeeDone,
+}
+
+impl Tee {
+    /// Copy up to `limit` bytes, then give the whole body to `done`.
+    pub fn new(limit: usize, done: TeeDone) -> Tee {
+        Tee {
+            copy: Vec::new(),
+            limit,
+            done,
+        }
+    }
 }
 
 impl CountingBody {
@@ -126,7 +150,14 @@ impl CountingBody {
             read_timeout,
             pause: None,
             rearm: false,
+            tee: None,
         }
+    }
+
+    /// Also copy the body into `tee` as it passes.
+    pub fn with_tee(mut self, tee: Option<Box<Tee>>) -> Self {
+        self.tee = tee;
+        self
     }
 
     /// No body at all.
@@ -137,6 +168,7 @@ impl CountingBody {
             read_timeout: Duration::MAX,
             pause: None,
             rearm: false,
+            tee: None,
         }
     }
 
@@ -165,6 +197,21 @@ impl CountingBody {
     }
 }
 
+fn copy(tee: &mut Option<Box<Tee>>, data: &[u8]) {
+    let Some(t) = tee else { return };
+    if t.copy.len() + data.len() > t.limit {
+        *tee = None;
+    } else {
+        t.copy.extend_from_slice(data);
+    }
+}
+
+fn finish(tee: &mut Option<Box<Tee>>) {
+    if let Some(t) = tee.take() {
+        (t.done)(&t.copy);
+    }
+}
+
 impl Body for CountingBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -183,13 +230,20 @@ impl Body for CountingBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         progress.bytes.fetch_add(data.len() as u64, Relaxed);
+                        if this.tee.is_some() {
+                            copy(&mut this.tee, data);
+                        }
                     }
                     if inner.is_end_stream() {
                         progress.done.store(true, Relaxed);
+                        finish(&mut this.tee);
                     }
                     this.rearm = true;
                 }
-                Poll::Ready(None) => progress.done.store(true, Relaxed),
+                Poll::Ready(None) => {
+                    progress.done.store(true, Relaxed);
+                    finish(&mut this.tee);
+                }
                 Poll::Ready(Some(Err(e))) => progress.set_fault(e),
                 Poll::Pending => return this.paused(cx),
             }

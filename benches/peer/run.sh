@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Accuracy of `redline baseline run` against a peer no one here wrote (wrk2, `wrk -R`):
-# the same fixed rates on the same endpoint (Redline in front of an nginx upstream), in one
-# run, then each generator's ceiling (highest rate it holds) against that endpoint.
+# `redline baseline run` against a peer generator no one here wrote (wrk2, `wrk -R`).
 #
-#   WRK2=/path/to/wrk2 REDLINE=target/release/redline bash benches/peer/run.sh
+#   WRK2=/path/to/wrk2 REDLINE=target/release/redline bash benches/peer/run.sh [accuracy|ceiling]
+#
+# accuracy (default): the same fixed RATES on the same endpoint (Redline in front of an nginx
+#   upstream), both generators back to back in one run; p50/p99 of each. wrk2's latency is
+#   printed twice: corrected (from the intended start, like Redline's) and uncorrected (from
+#   when it actually wrote), since wrk2 schedules on millisecond timers and its corrected
+#   numbers include up to ~1 ms of its own lateness.
+# ceiling: each generator's own ceiling against a fast endpoint (nginx directly, a fixed
+#   body): CEILING_RATES in turn, DURATION each; a rate is held when at least 95 % of it was
+#   achieved. Prints one row per rate and generator.
 #
 # wrk2 is not packaged by Debian (its `wrk` has no -R); build it from
 # https://github.com/giltene/wrk2 (`make`). Prints a Markdown table on stdout.
 set -euo pipefail
 REDLINE=${REDLINE:-target/release/redline}
 WRK2=${WRK2:?set WRK2 to a wrk2 binary}
+MODE=${1:-accuracy}
 RATES=${RATES:-500 2000}
+CEILING_RATES=${CEILING_RATES:-5000 10000 20000 40000 80000}
 DURATION=${DURATION:-30}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 WORK=$(mktemp -d)
 PIDS=()
@@ -36,30 +47,45 @@ CONF
 PIDS+=($!)
 until curl -sf -o /dev/null "http://127.0.0.1:$RL/"; do sleep 0.1; done
 URL="http://127.0.0.1:$RL/"
+[ "$MODE" = ceiling ] && URL="http://127.0.0.1:$UP/"
 echo '{"version":1,"flows":[{"name":"hello","timeout":"5s","requests":[{"path":"/"}]}]}' > "$WORK/w.json"
 
-wrk2_at() { # rate -> "p50 p99" in ms
-  "$WRK2" -t1 -c32 -d"${DURATION}s" -R"$1" --latency "$URL" > "$WORK/wrk.txt"
-  awk '/^ *50\.000%/{p50=$2} /^ *99\.000%/{p99=$2} /Requests\/sec/{rps=$2}
+wrk2_at() { # rate -> "p50 p99 achieved uncorrected-p50 uncorrected-p99" (ms)
+  "$WRK2" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -R"$1" --latency -U "$URL" > "$WORK/wrk.txt"
+  awk '/Uncorrected Latency/{u=1}
+       /^ *50\.000%/{ if (u) up50=$2; else p50=$2 } /^ *99\.000%/{ if (u) up99=$2; else p99=$2 }
+       /Requests\/sec/{rps=$2}
        function ms(v){ if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-       END { printf "%.3f %.3f %.0f\n", ms(p50), ms(p99), rps }' "$WORK/wrk.txt"
+       END { printf "%.3f %.3f %.0f %.3f %.3f\n", ms(p50), ms(p99), rps, ms(up50), ms(up99) }' "$WORK/wrk.txt"
 }
 redline_at() { # rate -> "p50 p99 achieved"
   rm -rf "$WORK/out"
   "$REDLINE" baseline run --target "$URL" --workload "$WORK/w.json" --rates "$1" \
-    --step "${DURATION}s" --warmup 2s --out "$WORK/out" >/dev/null 2>&1 || true
+    --step "${DURATION}s" --warmup 2s --connections "$CONNECTIONS" --max-rate 1000000 \
+    --out "$WORK/out" >/dev/null 2>&1 || true
   python3 - "$WORK/out" <<'PY'
 import json, sys, glob
 doc = json.load(open(glob.glob(sys.argv[1] + "/*.json")[0]))
 step = doc["steps"][-1]["flows"][0]
-print("%.3f %.3f %.0f" % (step["p50_ms"], step["p99_ms"], step["achieved_rps"]))
+print("%.3f %.3f %.0f %.3f" % (step["p50_ms"], step["p99_ms"], step["achieved_rps"],
+                              doc["steps"][-1]["send_lag_ms"]))
 PY
 }
 
-echo "| rate (req/s) | wrk2 p50 ms | redline p50 ms | wrk2 p99 ms | redline p99 ms | wrk2 achieved | redline achieved |"
-echo "|---|---|---|---|---|---|---|"
+if [ "$MODE" = ceiling ]; then
+  echo "| offered (req/s) | wrk2 achieved | wrk2 p99 ms | redline achieved | redline p99 ms | redline send lag ms |"
+  echo "|---|---|---|---|---|---|"
+  for r in $CEILING_RATES; do
+    read -r _ wp99 wrps _ _ < <(wrk2_at "$r")
+    read -r _ rp99 rrps rlag < <(redline_at "$r")
+    echo "| $r | $wrps | $wp99 | $rrps | $rp99 | $rlag |"
+  done
+  exit 0
+fi
+echo "| rate (req/s) | wrk2 p50 ms | redline p50 ms | wrk2 p99 ms | redline p99 ms | wrk2 uncorrected p50 / p99 ms | wrk2 achieved | redline achieved |"
+echo "|---|---|---|---|---|---|---|---|"
 for r in $RATES; do
-  read -r wp50 wp99 wrps < <(wrk2_at "$r")
-  read -r rp50 rp99 rrps < <(redline_at "$r")
-  echo "| $r | $wp50 | $rp50 | $wp99 | $rp99 | $wrps | $rrps |"
+  read -r wp50 wp99 wrps wup50 wup99 < <(wrk2_at "$r")
+  read -r rp50 rp99 rrps _ < <(redline_at "$r")
+  echo "| $r | $wp50 | $rp50 | $wp99 | $rp99 | $wup50 / $wup99 | $wrps | $rrps |"
 done

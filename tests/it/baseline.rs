@@ -2,8 +2,12 @@
 //! loopback guard, the `compare` gate's exit codes, and the HTML report in headless Chromium.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::dashboard::{console_log, js, screenshot, severe, start_browser};
@@ -571,5 +575,210 @@ async fn record_then_run_then_compare_through_redline_without_secrets() {
     assert!(
         stdout.contains("| checkout | knee req/s | 40 | 40 |"),
         "{stdout}"
+    );
+}
+
+const RECORDING_BODIES: &str = r#"
+flows:
+  - name: search
+    match: "PUT /search"
+  - name: lookup
+    match: "DELETE /lookup"
+  - name: checkout
+    match: "POST /checkout"
+baseline:
+  record:
+    enabled: true
+    body_limit: 64
+"#;
+
+/// Small bodies of idempotent requests are recorded, with secret fields redacted, whether
+/// the body came with a length (fast path) or chunked (hyper); POST bodies and bodies over
+/// the limit are not. `run` then sends the recorded bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_bodies_of_idempotent_requests_are_replayed() {
+    let _turn = LOAD.lock().await;
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let app = {
+        let seen = seen.clone();
+        serve(move |req: Request<Incoming>| {
+            let seen = seen.clone();
+            async move {
+                let what = format!("{} {}", req.method(), req.uri().path());
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                seen.lock().unwrap().push((what, body));
+                Response::new(full("ok"))
+            }
+        })
+        .await
+    };
+    let rl = Redline::start(&config_for(app, RECORDING_BODIES));
+    let json_put = |body: &'static str| {
+        http::Request::put(rl.url("/search"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    };
+    let kept = r#"{"q":"shoes","password":"hunter2"}"#;
+    assert_eq!(send(json_put(kept)).await.0, 200);
+    let too_big = r#"{"q":"a very long query that is well over the sixty-four byte limit"}"#;
+    assert_eq!(send(json_put(too_big)).await.0, 200);
+    let post = http::Request::post(rl.url("/checkout"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            r#"{"card":"4242"}"#,
+        )))
+        .unwrap();
+    assert_eq!(send(post).await.0, 200);
+    // Chunked: not taken by the fast path, so the body streams through hyper.
+    let mut raw = tokio::net::TcpStream::connect(
+        rl.url("/")
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+    )
+    .await
+    .unwrap();
+    let chunked = "DELETE /lookup HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+                   transfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nid=7&\r\nc\r\ntoken=s3cr3t\r\n0\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut raw, chunked.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut raw, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("workload.json");
+    let (code, _, stderr) = baseline(&[
+        "record",
+        "--admin",
+        &rl.admin_url(""),
+        "--out",
+        workload.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&workload).unwrap();
+    for secret in ["hunter2", "s3cr3t", "4242", "very long"] {
+        assert!(!text.contains(secret), "{secret} kept: {text}");
+    }
+    let w: Value = serde_json::from_str(&text).unwrap();
+    let bodies: Vec<&str> = w["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["requests"].as_array().unwrap())
+        .filter_map(|r| r["body"].as_str())
+        .collect();
+    let redacted = r#"{"q":"shoes","password":"REDACTED"}"#;
+    assert_eq!(bodies.len(), 2, "{text}");
+    assert!(bodies.contains(&redacted), "{text}");
+    assert!(bodies.contains(&"id=7&token=REDACTED"), "{text}");
+
+    seen.lock().unwrap().clear();
+    let out = dir.path().join("out");
+    let (code, _, stderr) = baseline(&[
+        "run",
+        "--workload",
+        workload.to_str().unwrap(),
+        "--target",
+        rl.url("").trim_end_matches('/'),
+        "--rates",
+        "30",
+        "--step",
+        "1s",
+        "--warmup",
+        "0s",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let seen = seen.lock().unwrap().clone();
+    let sent = |what: &str, body: &str| seen.iter().filter(|(w, b)| w == what && b == body).count();
+    assert!(sent("PUT /search", redacted) > 0, "{seen:?}");
+    assert!(
+        sent("DELETE /lookup", "id=7&token=REDACTED") > 0,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(w, b)| w != "POST /checkout" || b.is_empty()),
+        "the POST goes without its body: {seen:?}"
+    );
+}
+
+/// `--target https://…`: a local TLS server whose certificate a test CA signed is loaded
+/// with `--ca`; without it the Mozilla roots do not trust that certificate, so every
+/// request fails and the run aborts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_target_is_loaded_and_its_certificate_checked() {
+    let _turn = LOAD.lock().await;
+    let pki = crate::otlp_tls::Pki::new();
+    let acceptor = pki.acceptor(false, b"http/1.1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // Counted only with the Host an HTTP/1.1 client must send.
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+                    if host == Some(format!("localhost:{port}").as_str()) {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    async { Ok::<_, std::convert::Infallible>(Response::new(full("ok"))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(
+        dir.path(),
+        "workload.json",
+        r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
+    );
+    let target = format!("https://localhost:{port}");
+    let ca = pki.path("ca.pem").display().to_string();
+    let run = |out: &'static str, ca: Option<String>| {
+        let (workload, target, out) = (workload.clone(), target.clone(), dir.path().join(out));
+        async move {
+            let mut args = vec!["run", "--workload", &workload, "--target", &target];
+            args.extend(["--rates", "40", "--step", "1s", "--warmup", "0s"]);
+            args.extend(["--out", out.to_str().unwrap()]);
+            if let Some(ca) = &ca {
+                args.extend(["--ca", ca]);
+            }
+            let (code, _, stderr) = baseline(&args).await;
+            assert_eq!(code, 0, "{stderr}");
+            report(&out)
+        }
+    };
+    let trusted = run("trusted", Some(ca)).await;
+    let step = &trusted["steps"][0]["flows"][0];
+    assert_eq!(step["requests"], 40, "{trusted}");
+    assert_eq!(step["error_rate"], 0.0, "{trusted}");
+    assert_eq!(trusted["stopped"], "rates_done");
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 40);
+
+    let untrusted = run("untrusted", None).await;
+    assert_eq!(untrusted["stopped"], "abort", "{untrusted}");
+    assert_eq!(untrusted["steps"][0]["flows"][0]["error_rate"], 1.0);
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::Relaxed),
+        40,
+        "no request got through"
     );
 }
