@@ -208,7 +208,8 @@ async fn forward(
     }
     phases::rewrite(&mut parts, &mut ctx, peer, None, admitted.body);
     wire::encode_request_head(&mut out, &parts);
-    let tries = retry::Tries::start(&ctx, &parts.method, body == 0);
+    // The whole request, body included, is in `out`: it can be sent again as it was.
+    let tries = retry::Tries::start(&ctx, &parts.method, true);
     drop(parts);
     if body > 0 {
         ctx.body_passed(&buf[..body]);

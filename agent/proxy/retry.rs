@@ -6,8 +6,9 @@
 //!   response byte, a per-try timeout) only for an idempotent method (RFC 9110 §9.2.2);
 //! - with an answer whose status is in `retry_on`, for an idempotent method;
 //!
-//! and only when the request has no body (one that must be read once cannot be sent
-//! twice without buffering it: kept simple on purpose). Each retry waits a full-jitter
+//! and only when the request can be sent again as it was: on the fast path its whole body
+//! is already in the buffer sent upstream; on the hyper engine only a request without a
+//! body (a streamed body is read once and not buffered). Each retry waits a full-jitter
 //! backoff and spends one retry of the flow's budget (`resilience::RetryBudget`): when
 //! the budget is spent the last answer or failure stands, so retries never multiply an
 //! outage. Flows without retries pay one branch ([`Tries::start`] returns `None`).

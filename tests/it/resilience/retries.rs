@@ -146,6 +146,29 @@ async fn a_reset_before_any_byte_is_retried_for_get_but_not_for_post() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_with_a_small_body_is_retried_whole_on_the_fast_path() {
+    let (up, heads) = resetting_upstream();
+    let flow = "retries: { attempts: 2, backoff_base: 1ms }\n";
+    let put = |rl: &Redline| {
+        Request::put(rl.url("/r/put"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{\"qty\":2}")))
+            .unwrap()
+    };
+    // Fast path: the whole request is in hand, so the idempotent PUT is sent again after
+    // a reset, body and all (the upstream only answers once the whole body arrived, and
+    // resets every other request: without the retry, half of these would be 502).
+    let rl = Redline::start_with(&config_for(up, flow), &[], engine(false));
+    for i in 0..6 {
+        let (status, _, body) = send(put(&rl)).await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "fast path, PUT {i}");
+    }
+    // Each PUT's first try was reset after its whole body arrived, its second answered.
+    assert_eq!(heads.load(SeqCst), 12, "every PUT arrived twice, whole");
+    retries(&rl, "unmatched", "retried", 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_stops_retries_against_a_refusing_upstream() {
     // A port that refuses: bound, then closed.
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
