@@ -1174,6 +1174,29 @@ pub(crate) struct Rotel {
     _dir: tempfile::TempDir,
 }
 
+impl Rotel {
+    /// Wait (20 s at most) until rotel's debug output holds every line of `expected`.
+    pub(crate) async fn wait_for_output(&self, expected: &[&str]) {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.output.lock().unwrap().clone();
+            let missing: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|e| !out.contains(e))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "rotel never printed {missing:?}; its output:\n{out}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Rotel {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -1273,21 +1296,5 @@ async fn rotel_collector_receives_traces_and_logs_over_http_and_metrics_over_grp
         "GET /api/orders/7 200",
         "redline.duration_ms",
     ];
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = rotel.output.lock().unwrap().clone();
-        let missing: Vec<&str> = expected
-            .iter()
-            .copied()
-            .filter(|e| !out.contains(e))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "rotel never printed {missing:?}; its output:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rotel.wait_for_output(&expected).await;
 }

@@ -10,7 +10,7 @@
 //! unchanged, and rotel's debug output must show every record. Redline knows only the
 //! terminator's `https://` address, so whatever rotel prints came over TLS.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -86,23 +86,7 @@ async fn delivered(rotel: &Rotel, env: &[(&str, &str)], id: &str) {
         "GET /api/orders/7 200",
         "redline.duration_ms",
     ];
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = rotel.output.lock().unwrap().clone();
-        let missing: Vec<&str> = expected
-            .iter()
-            .copied()
-            .filter(|e| !out.contains(e))
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "rotel never printed {missing:?}; its output:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rotel.wait_for_output(&expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
