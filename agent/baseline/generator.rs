@@ -7,10 +7,9 @@
 //! are still due, and each one's latency includes the time it should already have been
 //! served (as wrk2 and oha's latency correction do).
 //!
-//! The schedule is kept by a pacing thread that sleeps with the operating system's timer
-//! (tens of microseconds late at most), not tokio's, whose one-millisecond wheel would make
-//! every request up to a millisecond late and that lateness count as the target's latency.
-//! Request `i` goes to connection `i % connections`; each connection is owned by one task
+//! The schedule is kept by a pacing task on a microsecond timer ([`super::timer`]), not on
+//! tokio's, whose one-millisecond wheel would make every request up to a millisecond late and
+//! that lateness count as the target's latency. Request `i` goes to connection `i % connections`; each connection is owned by one task
 //! that carries one request at a time, as wrk2 does, so there is no pool checkout and no task
 //! spawn per request. A request whose connection is still busy waits for it and keeps its
 //! intended start, so too few connections show up as latency rather than a lower rate.
@@ -24,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::connection::{Connection, Outcome, Target};
+use super::timer::{Timer, sleep_until};
 use super::workload::Workload;
 
 /// Highest latency a histogram holds, in microseconds (one hour); longer values saturate.
@@ -142,7 +142,7 @@ impl Generator {
         let start = Instant::now();
         let pacer = {
             let (workload, live) = (self.workload.clone(), live.clone());
-            tokio::task::spawn_blocking(move || pace(plan, start, &workload, &live, &queues))
+            tokio::spawn(async move { pace(plan, start, &workload, &live, &queues).await })
         };
         let max_send_lag = pacer.await.unwrap_or(Duration::ZERO);
         // Every request carries its own deadline, so draining ends; the margin is for
@@ -231,25 +231,24 @@ async fn serve(
     }
 }
 
-/// The pacing thread: hand each request to its connection at its intended start, until the
+/// The pacing task: hand each request to its connection at its intended start, until the
 /// step ends or the abort limit trips; the longest it was late.
-fn pace(
+async fn pace(
     plan: StepPlan,
     start: Instant,
     workload: &Workload,
     live: &Live,
     queues: &[mpsc::UnboundedSender<Job>],
 ) -> Duration {
-    precise_sleep();
+    let timer = Timer::new().ok();
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let mut mix = Mix::new(workload);
     let mut max_lag = Duration::ZERO;
     let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
     for i in 0..total {
         let intended = start + Duration::from_secs_f64(i as f64 / plan.rate);
-        let now = Instant::now();
-        if intended > now {
-            std::thread::sleep(intended - now);
+        if intended > Instant::now() {
+            sleep_until(timer.as_ref(), intended).await;
         }
         max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
         if should_abort(live, plan.abort_error_rate) {
@@ -270,19 +269,6 @@ fn pace(
     }
     max_lag
 }
-
-/// Linux lets a sleeping thread wake up to its timer slack (50 µs by default) late, to batch
-/// wake-ups; on the pacing thread that slack would be every request's added latency.
-#[cfg(target_os = "linux")]
-fn precise_sleep() {
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only the calling thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn precise_sleep() {}
 
 /// Interleaves flows so each gets exactly its share of every step (smooth weighted
 /// round-robin, as nginx balances upstreams): a random pick would make a flow's offered rate

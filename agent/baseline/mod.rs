@@ -7,7 +7,8 @@
 //!
 //! - [`workload`]: what to send (a JSON file or the config's `flows[].baseline`) and the
 //!   thresholds to judge it by.
-//! - [`generator`]: the pacing and measurement of one step; [`connection`] its HTTP client.
+//! - [`generator`]: the pacing and measurement of one step; [`connection`] its HTTP client,
+//!   [`timer`] its microsecond sleep.
 //! - [`run`]: target check, stepping, progress.
 //! - [`report`]: the versioned result, knee and suggested rules; [`markdown`] and [`html`]
 //!   render it; [`compare`] diffs two.
@@ -23,6 +24,7 @@ pub mod markdown;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod timer;
 pub mod workload;
 
 use std::path::PathBuf;
