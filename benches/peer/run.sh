@@ -92,17 +92,20 @@ print("%.3f %.3f %.0f %.3f" % (step["p50_ms"], step["p99_ms"], step["achieved_rp
 PY
 }
 
+peer_at() { # rate -> "p50 p99 achieved" (ms) of the peer
+  if [ "$PEER" = oha ]; then oha_at "$1"; else wrk2_at "$1" | cut -d' ' -f1-3; fi
+}
+if [ "$MODE" = ceiling ]; then
+  echo "| offered (req/s) | $PEER achieved | $PEER p99 ms | redline achieved | redline p99 ms | redline send lag ms |"
+  echo "|---|---|---|---|---|---|"
+  for r in $CEILING_RATES; do
+    read -r _ pp99 prps < <(peer_at "$r")
+    read -r _ rp99 rrps rlag < <(redline_at "$r")
+    echo "| $r | $prps | $pp99 | $rrps | $rp99 | $rlag |"
+  done
+  exit 0
+fi
 if [ "$PEER" = oha ]; then
-  if [ "$MODE" = ceiling ]; then
-    echo "| offered (req/s) | oha achieved | oha p99 ms | redline achieved | redline p99 ms | redline send lag ms |"
-    echo "|---|---|---|---|---|---|"
-    for r in $CEILING_RATES; do
-      read -r _ op99 orps < <(oha_at "$r")
-      read -r _ rp99 rrps rlag < <(redline_at "$r")
-      echo "| $r | $orps | $op99 | $rrps | $rp99 | $rlag |"
-    done
-    exit 0
-  fi
   echo "| rep | rate (req/s) | oha p50 ms | redline p50 ms | oha p99 ms | redline p99 ms | oha achieved | redline achieved |"
   echo "|---|---|---|---|---|---|---|---|"
   for rep in $(seq "$REPS"); do
@@ -115,16 +118,6 @@ if [ "$PEER" = oha ]; then
       fi
       echo "| $rep | $r | $op50 | $rp50 | $op99 | $rp99 | $orps | $rrps |"
     done
-  done
-  exit 0
-fi
-if [ "$MODE" = ceiling ]; then
-  echo "| offered (req/s) | wrk2 achieved | wrk2 p99 ms | redline achieved | redline p99 ms | redline send lag ms |"
-  echo "|---|---|---|---|---|---|"
-  for r in $CEILING_RATES; do
-    read -r _ wp99 wrps _ _ < <(wrk2_at "$r")
-    read -r _ rp99 rrps rlag < <(redline_at "$r")
-    echo "| $r | $wrps | $wp99 | $rrps | $rp99 | $rlag |"
   done
   exit 0
 fi
