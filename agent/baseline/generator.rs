@@ -247,9 +247,7 @@ async fn pace(
     let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
     for i in 0..total {
         let intended = start + Duration::from_secs_f64(i as f64 / plan.rate);
-        if intended > Instant::now() {
-            sleep_until(timer.as_ref(), intended).await;
-        }
+        sleep_until(timer.as_ref(), intended).await;
         max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
         if should_abort(live, plan.abort_error_rate) {
             live.abort.store(true, Ordering::Relaxed);

@@ -8,7 +8,6 @@
 //! in `epoll` wakes at the due microsecond and runs the pacer and the connection task it hands
 //! the request to on the same thread. Elsewhere this falls back to tokio's sleep.
 
-use std::io;
 use std::time::Instant;
 
 #[cfg(target_os = "linux")]
@@ -127,15 +126,17 @@ mod portable {
     }
 }
 
-/// Sleep until `when` on `timer`, or on tokio's timer if the precise one failed.
+/// Sleep until `when` on `timer`, or on tokio's timer if there is none or it failed.
 pub async fn sleep_until(timer: Option<&Timer>, when: Instant) {
-    let precise = match timer {
-        Some(timer) => timer.sleep_until(when).await,
-        None => Err(io::Error::other("no precise timer")),
-    };
-    if precise.is_err() {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(when)).await;
+    if when <= Instant::now() {
+        return;
     }
+    if let Some(timer) = timer
+        && timer.sleep_until(when).await.is_ok()
+    {
+        return;
+    }
+    tokio::time::sleep_until(tokio::time::Instant::from_std(when)).await;
 }
 
 #[cfg(test)]
