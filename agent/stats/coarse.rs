@@ -249,9 +249,12 @@ mod tests {
                 });
             }
         });
-        assert_eq!(
-            c.sum(T0 + 10_000, HOUR),
-            (400_000, 100_000, Duration::from_secs(10))
-        );
+        // A writer meeting a reset whose thread was preempted too long drops and counts its
+        // event (see `ring`): every event is counted once or dropped, never lost silently.
+        let (total, bad, covered) = c.sum(T0 + 10_000, HOUR);
+        assert_eq!(total + c.dropped(), 400_000);
+        assert!(bad <= 100_000 && bad + c.dropped() >= 100_000);
+        assert!(c.dropped() <= 400);
+        assert_eq!(covered, Duration::from_secs(10));
     }
 }

@@ -705,10 +705,21 @@ mod tests {
         let now = clock.now_ms();
         assert_eq!(now, T0 + 700 + 300_000);
         let s = w.summary(now, FIVE_MIN);
-        assert_eq!(w.dropped(), 0);
-        assert_eq!(s.requests, THREADS * PER_THREAD);
-        assert_eq!(s.errors, THREADS * PER_THREAD / 10);
-        assert_eq!(s.timeouts, THREADS * PER_THREAD / 100);
+        assert_every_sample_counted_or_dropped(&w, s.requests, THREADS * PER_THREAD);
+        // A dropped sample is an error one time in 10: allow for each drop in the other counts.
+        let d = w.dropped();
+        assert!(s.errors <= THREADS * PER_THREAD / 10 && s.errors + d >= THREADS * PER_THREAD / 10);
+        assert!(s.timeouts <= THREADS * PER_THREAD / 100);
+        assert!(s.timeouts + d >= THREADS * PER_THREAD / 100);
+    }
+
+    /// The ring's contract under contention: no sample is lost silently and none is counted
+    /// twice. A writer that meets a reset whose thread was preempted for longer than its bounded
+    /// wait drops its sample and counts the drop (see `ring`); on a loaded 2-core machine that
+    /// happens, rarely, so drops are bounded rather than required to be zero.
+    fn assert_every_sample_counted_or_dropped(w: &FlowWindow, counted: u64, sent: u64) {
+        assert_eq!(counted + w.dropped(), sent, "dropped {}", w.dropped());
+        assert!(w.dropped() <= sent / 1_000, "dropped {}", w.dropped());
     }
 
     #[test]
@@ -727,8 +738,8 @@ mod tests {
             }
         });
         let s = w.summary(T0 + 3_500_000, hour);
-        assert_eq!(w.dropped(), 0);
-        assert_eq!((s.requests, s.errors), (400_000, 400_000));
+        assert_every_sample_counted_or_dropped(&w, s.requests, 400_000);
+        assert_eq!(s.errors, s.requests);
     }
 
     #[test]
