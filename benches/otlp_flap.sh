@@ -25,45 +25,13 @@ CONNS=${CONNS:-50}
 WORKERS=${WORKERS:-2}
 BASE=${BASE_PORT:-18300}
 
-for tool in nginx curl python3; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "$tool is needed" >&2; exit 2; }
-done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-if [ -z "${REDLINE:-}" ] || [ -z "${LOADGEN:-}" ]; then
-  # Two commands, as in benches/load/run.sh: built together, the binary would get the load
-  # generator's dev-dependency features.
-  cargo build --release --quiet --bin redline && cargo build --release --quiet --example loadgen
-fi
-REDLINE=${REDLINE:-target/release/redline}
-LOADGEN=${LOADGEN:-target/release/examples/loadgen}
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/lib.sh
+bench_need nginx curl python3
+bench_build
+bench_workdir
 
 UP=$BASE; RL=$((BASE + 1)); ADMIN=$((BASE + 2)); OTLP=$((BASE + 3))
-
-cat > "$WORK/up.conf" <<EOF
-worker_processes 1;
-pid $WORK/up.pid;
-error_log $WORK/up.err warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
-  fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }
-}
-EOF
-"$NGINX" -c "$WORK/up.conf" -p "$WORK"
+nginx_upstream "$UP"
 
 # The collector: OTLP/HTTP, empty (valid) protobuf answers; `flap` in the mode file makes it
 # refuse during even seconds. GET /stats gives its counts.

@@ -24,47 +24,15 @@ RATE=${RATE:-2000}
 WORKERS=${WORKERS:-2}
 BASE=${BASE_PORT:-18300}
 
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null; then
-  [ "$(id -u)" -eq 0 ] || { echo "install nginx and wrk first" >&2; exit 2; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-ROTEL=$(command -v rotel-agent || python3 -c \
-  "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))" 2>/dev/null || true)
+. benches/lib.sh
+bench_need nginx wrk curl
+ROTEL=$(rotel_path)
 [ -x "$ROTEL" ] || { echo "rotel-agent not found: python3 -m pip install rotel==0.0.1a15" >&2; exit 2; }
-
-# Two commands: built together, the binary would get the load generator's dev-dependency
-# features and differ (0.5 MB larger) from what `cargo build --release` ships.
-cargo build --release --quiet --bin redline && cargo build --release --quiet --example loadgen
-REDLINE=target/release/redline
-LOADGEN=target/release/examples/loadgen
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_build
+bench_workdir
 
 UP=$BASE; OTLP_HTTP=$((BASE + 1)); OTLP_GRPC=$((BASE + 2)); HOLE=$((BASE + 3))
-
-cat > "$WORK/up.conf" <<EOF
-worker_processes 1;
-pid $WORK/up.pid;
-error_log $WORK/up.err warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/b; proxy_temp_path $WORK/p; fastcgi_temp_path $WORK/f;
-  uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }
-}
-EOF
-"$NGINX" -c "$WORK/up.conf" -p "$WORK"
+nginx_upstream "$UP"
 
 "$ROTEL" start --exporter blackhole --otlp-http-endpoint 127.0.0.1:$OTLP_HTTP \
   --otlp-grpc-endpoint 127.0.0.1:$OTLP_GRPC --pid-file "$WORK/rotel.pid" \

@@ -12,28 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LABEL=${1:-current}
-if [ -z "${REDLINE:-}" ] || [ -z "${LOADGEN:-}" ]; then
-  # Two commands: built together, the binary would get the load generator's dev-dependency
-  # features and differ (0.5 MB larger) from what `cargo build --release` ships.
-  cargo build --release --quiet --bin redline && cargo build --release --quiet --example loadgen
-fi
-REDLINE=${REDLINE:-target/release/redline}
-LOADGEN=${LOADGEN:-target/release/examples/loadgen}
+. benches/lib.sh
+bench_need nginx valgrind
+bench_build
+bench_workdir
 OUT=${OUT:-target/profile}; mkdir -p "$OUT"
 UP=${BASE_PORT:-18400}; RL=$((UP + 1))
-WORK=$(mktemp -d)
-cleanup() { [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-cat > "$WORK/up.conf" <<CONF
-worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.err warn; daemon on;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path $WORK/b; proxy_temp_path $WORK/p; fastcgi_temp_path $WORK/f;
-  uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
-  server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } } }
-CONF
-"$(command -v nginx || echo /usr/sbin/nginx)" -c "$WORK/up.conf" -p "$WORK"
+nginx_upstream "$UP"
 cat > "$WORK/rl.yaml" <<CONF
 upstream: http://127.0.0.1:$UP
 telemetry: { access_log: off }
@@ -44,7 +29,7 @@ CONF
 TOKIO_WORKER_THREADS=1 REDLINE_LOG=warn valgrind --tool=callgrind \
   --callgrind-out-file="$OUT/callgrind.$LABEL.out" "$REDLINE" run --config "$WORK/rl.yaml" \
   --listen 127.0.0.1:$RL --admin 127.0.0.1:$((RL + 1)) 2>"$WORK/vg.err" &
-VG=$!
+VG=$!; PIDS+=("$VG")
 for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$RL") 2>/dev/null && break; sleep 0.2; done
 "$LOADGEN" --url "http://127.0.0.1:$RL/" --connections 4 --duration 3 >/dev/null # warm-up
 callgrind_control -z "$VG" >/dev/null

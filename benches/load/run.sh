@@ -25,53 +25,15 @@ WORKERS=${WORKERS:-2}
 RATES=${RATES:-"1000 5000"}
 BASE=${BASE_PORT:-18100}
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
-  [ "$(id -u)" -eq 0 ] || { echo "install nginx and wrk first" >&2; exit 2; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk curl >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-# REDLINE=/path/to/redline LOADGEN=/path/to/loadgen reuse prebuilt binaries (e.g. to compare builds).
-if [ -z "${REDLINE:-}" ] || [ -z "${LOADGEN:-}" ]; then
-  # Two commands: built together, the binary would get the load generator's dev-dependency
-  # features and differ (0.5 MB larger) from what `cargo build --release` ships.
-  cargo build --release --quiet --bin redline && cargo build --release --quiet --example loadgen
-fi
-REDLINE=${REDLINE:-target/release/redline}
-LOADGEN=${LOADGEN:-target/release/examples/loadgen}
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  [ -f "$WORK/px.pid" ] && kill "$(cat "$WORK/px.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/lib.sh
+bench_need nginx wrk curl
+bench_build   # REDLINE=/path LOADGEN=/path reuse prebuilt binaries (e.g. to compare builds)
+bench_workdir
 
 UP=$BASE; NGX=$((BASE + 1)); RL=$((BASE + 2)); RLF=$((BASE + 3)); OTLP=$((BASE + 4))
 
-nginx_conf() { # name port workers body
-  cat > "$WORK/$1.conf" <<EOF
-worker_processes $3;
-pid $WORK/$1.pid;
-error_log $WORK/$1.err warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1-body; proxy_temp_path $WORK/$1-proxy;
-  fastcgi_temp_path $WORK/$1-fcgi; uwsgi_temp_path $WORK/$1-uwsgi; scgi_temp_path $WORK/$1-scgi;
-  keepalive_requests 1000000;
-  $4
-}
-EOF
-  "$NGINX" -c "$WORK/$1.conf" -p "$WORK"
-}
-
-nginx_conf up 1 1 "server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }"
-nginx_conf px "$NGX" "$WORKERS" "upstream app { server 127.0.0.1:$UP; keepalive 128; }
+nginx_upstream "$UP"
+nginx_conf px "$WORKERS" "upstream app { server 127.0.0.1:$UP; keepalive 128; }
   server { listen 127.0.0.1:$NGX; location / { proxy_pass http://app; proxy_http_version 1.1;
     proxy_set_header Connection \"\"; proxy_set_header Host \$host;
     proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
@@ -88,9 +50,7 @@ TOKIO_WORKER_THREADS=$WORKERS REDLINE_LOG=warn "$REDLINE" run --config "$WORK/re
 PIDS+=($!); RL_PID=$!
 
 FULL=""
-# pip installs rotel-agent inside the package directory, not always on PATH.
-ROTEL=$(command -v rotel-agent || python3 -c \
-  "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))" 2>/dev/null || true)
+ROTEL=$(rotel_path)
 if [ -n "$ROTEL" ] && [ -x "$ROTEL" ]; then
   # Its default pid file is global (/tmp/rotel-agent.pid): keep ours private so runs cannot collide.
   "$ROTEL" start --exporter blackhole --otlp-grpc-endpoint 127.0.0.1:$((OTLP + 10)) \

@@ -33,25 +33,12 @@ CEILING_RATES=${CEILING_RATES:-5000 10000 20000 40000 80000}
 DURATION=${DURATION:-30}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+cd "$(dirname "$0")/../.."
+. benches/lib.sh
+bench_need nginx curl python3
+bench_workdir
 UP=18480; RL=18481; ADMIN=18482
-cat > "$WORK/up.conf" <<CONF
-worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.err warn; daemon on;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
-  fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } } }
-CONF
-"$NGINX" -c "$WORK/up.conf" -p "$WORK"
+nginx_upstream "$UP"
 "$REDLINE" run --upstream "http://127.0.0.1:$UP" --listen "127.0.0.1:$RL" --admin "127.0.0.1:$ADMIN" \
   --access-log off >/dev/null 2>&1 &
 PIDS+=($!)
