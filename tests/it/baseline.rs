@@ -22,6 +22,24 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// `redline baseline run` of `source` (`["--workload", path]` or `["--config", path]`) against
+/// `target` at `rates`, reports in `out`, with the `extra` flags.
+async fn run_at(
+    source: [&str; 2],
+    target: &str,
+    rates: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let out = out.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "run", source[0], source[1], "--target", target, "--rates", rates,
+    ];
+    args.extend_from_slice(&["--out", out]);
+    args.extend_from_slice(extra);
+    baseline(&args).await
+}
+
 fn report(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("baseline.json")).expect("baseline.json");
     serde_json::from_str(&text).expect("report json")
@@ -54,21 +72,13 @@ async fn knee_of_a_known_capacity_app_and_the_flow_that_broke() {
         .to_string(),
     );
     let out = dir.path().join("out");
-    let (code, stdout, stderr) = baseline(&[
-        "run",
-        "--workload",
-        &workload,
-        "--target",
+    let (code, stdout, stderr) = run_at(
+        ["--workload", &workload],
         &format!("http://{app}"),
-        "--rates",
         "200,300,400,450,500,550,600,700,800",
-        "--step",
-        "2s",
-        "--refine",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "2s", "--refine", "1"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -141,21 +151,13 @@ async fn a_stall_shows_in_p99_because_latency_counts_from_the_intended_start() {
         r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
     );
     let out = dir.path().join("out");
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--workload",
-        &workload,
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--workload", &workload],
         &format!("http://{app}"),
-        "--rates",
         "100",
-        "--step",
-        "3s",
-        "--warmup",
-        "0s",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "3s", "--warmup", "0s"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let step = &report(&out)["steps"][0]["flows"][0];
@@ -181,17 +183,13 @@ async fn a_remote_target_needs_allow_remote() {
         "workload.json",
         r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/"}]}]}"#,
     );
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--workload",
-        &workload,
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--workload", &workload],
         "http://192.0.2.1:80",
-        "--rates",
         "10",
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-    ])
+        &dir.path().join("out"),
+        &[],
+    )
     .await;
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -216,19 +214,13 @@ async fn the_abort_limit_stops_the_run_at_once() {
         r#"{"version":1,"flows":[{"name":"api","requests":[{"path":"/status/500"}]}]}"#,
     );
     let out = dir.path().join("out");
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--workload",
-        &workload,
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--workload", &workload],
         &format!("http://{app}"),
-        "--rates",
         "50,100",
-        "--step",
-        "2s",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "2s"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("ABORTED"), "{stderr}");
@@ -257,21 +249,13 @@ async fn slow_requests_are_timeouts() {
             "requests":[{"path":"/?sleep_ms=2000"}]}]}"#,
     );
     let out = dir.path().join("out");
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--workload",
-        &workload,
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--workload", &workload],
         &format!("http://{app}"),
-        "--rates",
         "10,20",
-        "--step",
-        "1s",
-        "--warmup",
-        "0s",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "1s", "--warmup", "0s"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let r = report(&out);
@@ -381,19 +365,13 @@ async fn html_report_renders_charts_in_headless_chromium() {
         "flows:\n  - name: checkout\n    match: \"POST /checkout\"\n    alerts:\n      - when: \"p95 > 250ms\"\n      - when: \"error_rate > 2%\"\n    baseline:\n      requests:\n        - { method: POST, path: /checkout, headers: { content-type: application/json }, body_file: order.json }\n  - name: browse\n    match: /items/{id}\n    baseline:\n      weight: 3\n      requests: [{ path: /items/1 }, { path: /items/2 }]\n",
     );
     let out = dir.path().join("out");
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--config",
-        &config,
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--config", &config],
         &format!("http://{app}"),
-        "--rates",
         "20,40,60",
-        "--step",
-        "1s",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "1s"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let r = report(&out);
@@ -544,19 +522,13 @@ async fn record_then_run_then_compare_through_redline_without_secrets() {
     let mut reports = Vec::new();
     for name in ["a", "b"] {
         let out = dir.path().join(name);
-        let (code, _, stderr) = baseline(&[
-            "run",
-            "--workload",
-            workload.to_str().unwrap(),
-            "--target",
+        let (code, _, stderr) = run_at(
+            ["--workload", workload.to_str().unwrap()],
             target,
-            "--rates",
             "20,40",
-            "--step",
-            "1s",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+            &out,
+            &["--step", "1s"],
+        )
         .await;
         assert_eq!(code, 0, "{stderr}");
         let r = report(&out);
@@ -680,21 +652,13 @@ async fn recorded_bodies_of_idempotent_requests_are_replayed() {
 
     seen.lock().unwrap().clear();
     let out = dir.path().join("out");
-    let (code, _, stderr) = baseline(&[
-        "run",
-        "--workload",
-        workload.to_str().unwrap(),
-        "--target",
+    let (code, _, stderr) = run_at(
+        ["--workload", workload.to_str().unwrap()],
         rl.url("").trim_end_matches('/'),
-        "--rates",
         "30",
-        "--step",
-        "1s",
-        "--warmup",
-        "0s",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &out,
+        &["--step", "1s", "--warmup", "0s"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let seen = seen.lock().unwrap().clone();
