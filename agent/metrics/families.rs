@@ -127,6 +127,14 @@ const CONNECTIONS_SHED: Family = describe(
     "Client connections closed at accept: file descriptors near the limit.",
 );
 
+const STATS_DROPPED: Family = describe(
+    "redline_stats_dropped_total",
+    "redline.stats.dropped",
+    "{request}",
+    Kind::Counter,
+    "Requests left out of a flow's alerting windows (a slot reset not finished in time, or a stale clock reading).",
+);
+
 impl Registry {
     /// Every `redline_*` family the registry holds, in `/metrics` order.
     pub fn families(&self) -> Vec<Family> {
@@ -150,6 +158,7 @@ impl Registry {
         }];
         out.push(build);
         out.push(CONNECTIONS_SHED.single(crate::fdlimit::shed_total() as f64));
+        out.push(STATS_DROPPED.single(crate::stats::dropped_total() as f64));
         out
     }
 }

@@ -65,6 +65,7 @@ impl CoarseCounter {
         };
         if s.epoch.load(Ordering::Acquire) != slot && !claim(s, slot) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            super::count_drop();
             return;
         }
         s.total.fetch_add(1, Ordering::Relaxed);

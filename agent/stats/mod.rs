@@ -18,5 +18,23 @@ pub mod slo;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests any window or counter left out since start: see [`dropped_total`].
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Requests left out of some flow's windows or SLO counters since start
+/// (`redline_stats_dropped_total`): a slot reset whose thread was preempted past the writer's
+/// bounded wait, or a clock reading a whole ring turn old. Rare by design, but an alert that
+/// did not fire should be explainable, so each one is counted where the operator looks.
+pub fn dropped_total() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Counts one left-out sample; called only on the (cold) drop path.
+fn count_drop() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
 pub use coarse::{COARSE_SLOT, CoarseCounter};
 pub use window::{FlowWindow, MIN_SPAN, SLOT, Sample, SlotSummary, WindowSummary};

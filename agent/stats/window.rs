@@ -105,6 +105,7 @@ impl FlowWindow {
         };
         if meta.epoch.load(Ordering::Acquire) != slot && !self.claim(idx, slot) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            super::count_drop();
             return;
         }
         let bucket = histogram::bucket_index(histogram::nanos(sample.latency));
@@ -889,8 +890,11 @@ mod tests {
             w.record(now - k * SLOT_MS, ok(1));
         }
         // Ten minutes old: its ring index is a slot of the current window.
+        let process_wide = crate::stats::dropped_total();
         w.record(now - 600_000, failed(1));
         assert_eq!(w.dropped(), 1);
+        // Also in `redline_stats_dropped_total` (other tests may add to it meanwhile).
+        assert!(crate::stats::dropped_total() > process_wide);
         let s = w.summary(now, FIVE_MIN);
         assert_eq!((s.requests, s.errors), (61, 0));
         // A small backwards step is counted in the older slot.

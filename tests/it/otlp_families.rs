@@ -152,6 +152,7 @@ async fn every_redline_family_goes_out_over_otlp_as_on_metrics() {
         "redline_access_log_dropped_total",
         "redline_build_info",
         "redline_connections_shed_total",
+        "redline_stats_dropped_total",
         "redline_upstream_connections",
         "redline_upstream_queue_requests",
         "redline_concurrency_limit",
