@@ -284,6 +284,7 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
 /// and retire the flows a reload removed once their windows are empty.
 async fn tick_windows(shared: Arc<Shared>, stop: Watch) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut dropped = DroppedSamples::default();
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -294,6 +295,42 @@ async fn tick_windows(shared: Arc<Shared>, stop: Watch) {
             flow.window.advance(now);
         }
         shared.retire_flows(now);
+        dropped.warn_of_new();
+    }
+}
+
+/// Says in the log, at most every 10 s, that `redline_stats_dropped_total` went up: an alert
+/// that did not fire may have missed those requests.
+struct DroppedSamples {
+    seen: u64,
+    log: crate::fdlimit::Throttle,
+}
+
+impl Default for DroppedSamples {
+    fn default() -> Self {
+        DroppedSamples {
+            seen: crate::stats::dropped_total(),
+            log: crate::fdlimit::Throttle::new(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl DroppedSamples {
+    fn warn_of_new(&mut self) {
+        let total = crate::stats::dropped_total();
+        let new = total.saturating_sub(self.seen);
+        self.seen = total;
+        if new == 0 {
+            return;
+        }
+        if let Some(n) = self.log.note_many(std::time::Instant::now(), new) {
+            tracing::warn!(
+                dropped = n,
+                total,
+                "Requests left out of the flows' alerting windows: a thread stalled while \
+                 resetting a window slot (the machine is overloaded) or the clock went back."
+            );
+        }
     }
 }
 

@@ -89,7 +89,12 @@ impl Throttle {
 
     /// Note one event at `now`: `Some(n)` when a line is due, `n` events since the last one.
     pub fn note(&mut self, now: Instant) -> Option<u64> {
-        self.pending += 1;
+        self.note_many(now, 1)
+    }
+
+    /// [`note`](Self::note) for `events` events at once.
+    pub fn note_many(&mut self, now: Instant, events: u64) -> Option<u64> {
+        self.pending += events;
         if self
             .last
             .is_some_and(|last| now.duration_since(last) < self.every)
@@ -185,6 +190,8 @@ mod tests {
         assert_eq!(t.note(start + Duration::from_secs(1)), None);
         assert_eq!(t.note(start + Duration::from_secs(2)), None);
         assert_eq!(t.note(start + Duration::from_secs(11)), Some(3));
+        assert_eq!(t.note_many(start + Duration::from_secs(12), 40), None);
+        assert_eq!(t.note_many(start + Duration::from_secs(22), 2), Some(42));
     }
 
     #[test]
