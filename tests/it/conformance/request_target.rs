@@ -296,6 +296,8 @@ fn pipelined() -> Vec<Case> {
     const CHUNKED: &[u8] = b"POST $P HTTP/1.1\r\nhost: a\r\n$ITransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const UP_CHUNKED: &[u8] = b"POST $P HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const GET1: &[u8] = b"GET $P HTTP/1.1\r\nhost: a\r\n$I\r\n";
+    const H2_PREFACE: &[u8] =
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
     const CL_TE_2: &[u8] = b"POST $P-2 HTTP/1.1\r\nhost: a\r\n$IContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX";
     const UP_CL_TE_2: &[u8] =
         b"POST $P-2 HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -333,6 +335,13 @@ fn pipelined() -> Vec<Case> {
         then_bad("pipe-then-cl-te", GET1, UP_GET, CL_TE_2, 400).on_hyper(
             pass("pipe-then-cl-te", &cat(&[GET1, CL_TE_2]), &cat(&[UP_GET, UP_CL_TE_2]))
                 .answers(&[(200, "up:$P"), (200, "up:$P-2")])
+                .closing(),
+        ),
+        // The HTTP/2 preface only starts a connection (RFC 9113 §3.3); after a request
+        // it is a malformed request line, not a switch to HTTP/2.
+        then_bad("pipe-then-h2-preface", GET1, UP_GET, H2_PREFACE, 400).on_hyper(
+            pass("pipe-then-h2-preface", &cat(&[GET1, H2_PREFACE]), UP_GET)
+                .answers(&[(200, "up:$P")])
                 .closing(),
         ),
         then_bad("pipe-then-http09", GET1, UP_GET, b"GET $P-2\r\n", 400).on_hyper(
