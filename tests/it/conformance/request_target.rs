@@ -279,10 +279,17 @@ pub fn cases() -> Vec<Case> {
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IUpgrade: websocket\r\n\r\n",
         UP_GET,
     ));
+    // h2c is never offered upstream: an app that switched would take the tunnel's
+    // requests past every flow and access rule (RFC 9113 §3.1 retired the upgrade).
     c.push(pass(
         "upgrade-h2c",
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
-        b"GET $P HTTP/1.1\r\nhost: a\r\n$I$Fconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+        UP_GET,
+    ));
+    c.push(pass(
+        "upgrade-h2c-listed",
+        b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n\r\n",
+        UP_GET,
     ));
     c.extend(pipelined());
     c
