@@ -166,6 +166,9 @@ pub fn cases() -> Vec<RCase> {
             CL3,
             true,
         ),
+        // The app had the request: it is not sent again (an idempotent one could be, had
+        // no byte come back). Earlier cases leave the idle connection this one reuses.
+        closing(bad("interim-then-close", b"HTTP/1.1 103 Early Hints\r\n\r\n")),
         ok(
             "interim-two-103",
             b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
