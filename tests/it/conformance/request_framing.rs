@@ -387,6 +387,11 @@ fn chunked_bodies() -> Vec<Case> {
             b"POST $P HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
         ),
         pass(
+            "chunk-last-with-extension",
+            &with(b"5\r\nhello\r\n0;x=1\r\n\r\n"),
+            UP_CHUNKED,
+        ),
+        pass(
             "chunk-then-pipelined-get",
             &with(b"5\r\nhello\r\n0\r\n\r\nGET $P-2 HTTP/1.1\r\nhost: a\r\n$I\r\n"),
             &[UP_CHUNKED, b"GET $P-2 HTTP/1.1\r\nhost: a\r\n$I$F\r\n"].concat(),

@@ -256,6 +256,14 @@ pub fn cases() -> Vec<Case> {
         b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
         b"POST $P HTTP/1.1\r\nhost: a\r\n$Iexpect: 100-continue\r\ncontent-length: 5\r\n$F\r\nhello",
     ));
+    c.push(
+        pass(
+            "expect-continue-then-pipelined-get",
+            b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhelloGET $P-2 HTTP/1.1\r\nhost: a\r\n$I\r\n",
+            b"POST $P HTTP/1.1\r\nhost: a\r\n$Iexpect: 100-continue\r\ncontent-length: 5\r\n$F\r\nhelloGET $P-2 HTTP/1.1\r\nhost: a\r\n$I$F\r\n",
+        )
+        .answers(&[(200, "up:$P"), (200, "up:$P-2")]),
+    );
     c.push(pass(
         "expect-continue-chunked",
         b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
