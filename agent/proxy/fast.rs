@@ -69,9 +69,10 @@ pub async fn serve(
     drain: &Watch,
 ) -> Served {
     let mut buf = BytesMut::new();
-    let limits = Limits {
+    let mut limits = Limits {
         max_head,
         hyper_only: proxy.hyper_only,
+        first: true,
     };
     loop {
         let (parts, plain) = match next_request(&stream, &mut buf, limits, drain).await {
@@ -88,6 +89,7 @@ pub async fn serve(
                 return Served::Closed;
             }
         };
+        limits.first = false;
         let busy = key.map(|k| k.busy(false));
         let request = Arrived { parts, plain, peer };
         let keep = forward(proxy, request, &mut stream, &mut buf, max_head, drain).await;

@@ -105,6 +105,10 @@ fn remove_connection_named(headers: &mut HeaderMap) {
 const NEVER_NAMED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 
 /// The protocol a request wants to switch to (`Connection: upgrade` + `Upgrade: x`), if any.
+///
+/// Never `h2c`: an upstream that switched would take every request in the tunnel, to any
+/// path, past the flows and access rules (h2c smuggling); RFC 9113 §3.1 retired that
+/// upgrade anyway. Such a request goes up as a plain one, and a 101 to it is a 502.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(header::CONNECTION)
@@ -113,7 +117,10 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     if wants {
-        headers.get(header::UPGRADE).cloned()
+        headers
+            .get(header::UPGRADE)
+            .filter(|p| !super::wire::has_token(p.as_bytes(), b"h2c"))
+            .cloned()
     } else {
         None
     }

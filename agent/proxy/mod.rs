@@ -212,6 +212,7 @@ impl Proxy {
         upgrade: Option<HeaderValue>,
         framing: phases::BodyLen,
     ) -> Request<CountingBody> {
+        let h1 = req.version() < Version::HTTP_2;
         let (mut parts, body) = req.into_parts();
         phases::rewrite(&mut parts, ctx, client, upgrade, framing);
         // A body-less request (most GETs) needs no shared counter: saves an allocation.
@@ -220,7 +221,9 @@ impl Proxy {
         let tee = progress.as_ref().and_then(|_| ctx.body_tee());
         Request::from_parts(
             parts,
-            CountingBody::new(body, progress, pause).with_tee(tee),
+            CountingBody::new(body, progress, pause)
+                .with_tee(tee)
+                .h1(h1),
         )
     }
 

@@ -96,6 +96,9 @@ pub enum BodyError {
     /// The client paused longer than the body read timeout.
     #[error("no request body bytes for {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
+    /// An HTTP/1 chunked body ended with a trailer section (see [`CountingBody::h1`]).
+    #[error("trailer fields after a chunked HTTP/1 request body")]
+    Trailers,
 }
 
 /// The client's request body on its way upstream, counting bytes as they pass, and
@@ -112,6 +115,8 @@ pub struct CountingBody {
     rearm: bool,
     /// A copy of the body for a recorded request shape (`baseline.record.body_limit`).
     tee: Option<Box<Tee>>,
+    /// Refuse trailers: the body is an HTTP/1 request's.
+    h1: bool,
 }
 
 /// What a [`Tee`] does with the whole body.
@@ -151,7 +156,18 @@ impl CountingBody {
             pause: None,
             rearm: false,
             tee: None,
+            h1: false,
         }
+    }
+
+    /// The body is an HTTP/1 request's: a chunked trailer section fails it as malformed.
+    /// hyper takes a bare LF inside a trailer line as part of it and keeps only what comes
+    /// before the first empty line, so bytes a front end reads as the next request can
+    /// vanish unseen in a trailer section (request hiding). Trailers are never forwarded
+    /// anyway; refusing them closes the connection instead of hiding anything.
+    pub fn h1(mut self, h1: bool) -> Self {
+        self.h1 = h1;
+        self
     }
 
     /// Also copy the body into `tee` as it passes.
@@ -169,6 +185,7 @@ impl CountingBody {
             pause: None,
             rearm: false,
             tee: None,
+            h1: false,
         }
     }
 
@@ -225,6 +242,13 @@ impl Body for CountingBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if this.h1 && matches!(&polled, Poll::Ready(Some(Ok(f))) if f.is_trailers()) {
+            if let Some(progress) = &this.progress {
+                progress.fault.store(2, Relaxed);
+            }
+            this.inner = None;
+            return Poll::Ready(Some(Err(BodyError::Trailers)));
+        }
         if let Some(progress) = &this.progress {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -114,7 +115,7 @@ impl Lease {
 /// A kept-alive connection the upstream closed just before the request is replaced when
 /// `phases::may_retry` allows: always if the request was not written, and for an
 /// `idempotent` body-less request that got no byte of answer (sent again from a copy
-/// of its head).
+/// of its head). An interim (1xx) answer is a byte of answer: the app had the request.
 pub async fn send(
     authority: &Authority,
     mut req: Request<CountingBody>,
@@ -122,6 +123,16 @@ pub async fn send(
     gate: &Arc<Gate>,
     limits: &UpstreamConnections,
 ) -> Result<(Response<Incoming>, Lease), Error> {
+    // hyper reports a close after a 1xx as an incomplete message, like one before any byte.
+    let interim = idempotent.then(|| Arc::new(AtomicBool::new(false)));
+    let failed = |e: hyper::Error| {
+        let e = exchange_failed(e);
+        match &interim {
+            Some(heard) if heard.load(Relaxed) => e.retry(Retry::Never),
+            _ => e,
+        }
+    };
+    hear_interim(&mut req, interim.as_ref());
     let mut waiting = None;
     let permit = loop {
         while let Some(mut sender) = checkout(authority).await {
@@ -133,9 +144,12 @@ pub async fn send(
                     // Never written: the idle connection had just been closed. Try another.
                     Some(returned) => req = returned,
                     None => {
-                        let e = exchange_failed(e.into_error());
+                        let e = failed(e.into_error());
                         match replay.filter(|_| may_retry(&e, idempotent, true)) {
-                            Some(head) => req = head,
+                            Some(head) => {
+                                req = head;
+                                hear_interim(&mut req, interim.as_ref());
+                            }
                             None => return Err(e),
                         }
                     }
@@ -153,7 +167,15 @@ pub async fn send(
     // Being opened until answered (the app accepted it), failed, or `gate::PROVING`.
     match super::gate::proving(opening, sender.send_request(req)).await {
         Ok(resp) => Ok((resp, lease(authority, sender, gate))),
-        Err(e) => Err(exchange_failed(e)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// Note in `heard` when `req` gets an interim (1xx) answer.
+fn hear_interim(req: &mut Request<CountingBody>, heard: Option<&Arc<AtomicBool>>) {
+    if let Some(heard) = heard {
+        let heard = heard.clone();
+        hyper::ext::on_informational(req, move |_| heard.store(true, Relaxed));
     }
 }
 

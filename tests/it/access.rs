@@ -870,3 +870,77 @@ policy_tests:
         "{out}"
     );
 }
+
+/// An upstream that switches to HTTP/2 when offered `Upgrade: h2c` would take whatever
+/// the tunnel carries as requests to any path, past every access rule (h2c smuggling).
+/// Redline never offers h2c (RFC 9113 §3.1 retired it), so the upgrade request is plain,
+/// and the next request on the connection is judged as usual.
+#[tokio::test]
+async fn an_h2c_upgrade_is_never_offered_so_no_tunnel_skips_the_access_rules() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = l.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    let all = seen.lock().unwrap().to_ascii_lowercase();
+                    let answer: &[u8] = if all.windows(12).any(|w| w == b"upgrade: h2c") {
+                        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    let hash = sha256_hex("k-live-123");
+    std::fs::write(
+        &keys,
+        format!("- {{ name: shop, sha256: {hash}, roles: [] }}\n"),
+    )
+    .unwrap();
+    let yaml = config_for(
+        app,
+        &format!(
+            "auth:\n  api_keys: {{ file: {} }}\nflows:\n  - name: admin\n    match: /admin\n    access: [admin]\n",
+            keys.display()
+        ),
+    );
+    let rl = Redline::start(&yaml);
+    let mut c = tokio::net::TcpStream::connect(rl.proxy).await.unwrap();
+    let read = async |c: &mut tokio::net::TcpStream| {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    c.write_all(
+        b"GET /public HTTP/1.1\r\nhost: a\r\nconnection: Upgrade, HTTP2-Settings\r\n\
+          upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let first = read(&mut c).await;
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    c.write_all(b"GET /admin HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read(&mut c).await;
+    assert!(second.starts_with("HTTP/1.1 401 "), "{second}");
+    let upstream = String::from_utf8_lossy(&got.lock().unwrap()).to_ascii_lowercase();
+    assert!(!upstream.contains("upgrade"), "{upstream}");
+    assert!(!upstream.contains("/admin"), "{upstream}");
+}

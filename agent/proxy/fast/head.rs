@@ -28,6 +28,10 @@ pub(super) struct Limits {
     pub(super) max_head: usize,
     /// Hand every admitted request to hyper (`REDLINE_HTTP1_ENGINE=hyper`).
     pub(super) hyper_only: bool,
+    /// No request came on the connection yet: only its first bytes can be the HTTP/2
+    /// preface (RFC 9113 §3.3). Later, `PRI * HTTP/2.0` is a malformed HTTP/1.1 request,
+    /// not a switch of protocol under a front end that reuses the connection.
+    pub(super) first: bool,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -56,7 +60,7 @@ pub(super) fn parse_request(buf: &mut BytesMut, limits: Limits) -> Parsed {
             return refused(phases::TOO_LARGE, &req);
         }
         // HTTP/2 with prior knowledge: hyper speaks it.
-        Err(_) if buf.starts_with(H2_PREFACE) => return Parsed::Other,
+        Err(_) if limits.first && buf.starts_with(H2_PREFACE) => return Parsed::Other,
         Err(_) => return refused(phases::MALFORMED, &req),
     };
     let (Some(version), Some(method), Some(path)) = (req.version, req.method, req.path) else {

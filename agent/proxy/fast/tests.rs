@@ -7,6 +7,7 @@ use crate::proxy::phases::{Admitted, BodyLen, Target};
 const LIMITS: Limits = Limits {
     max_head: 8192,
     hyper_only: false,
+    first: true,
 };
 
 fn admitted(body: BodyLen, close: bool, expect: bool, upgrade: bool, target: Target) -> Admitted {
@@ -86,7 +87,11 @@ fn bad_heads_are_refused_here_not_handed_on() {
         max_head: 30,
         ..LIMITS
     };
-    let cases: [(&[u8], Limits, u16); 8] = [
+    let later = Limits {
+        first: false,
+        ..LIMITS
+    };
+    let cases: [(&[u8], Limits, u16); 9] = [
         (b"GET /a HTTP/1.1\r\nbad header\r\n\r\n", LIMITS, 400),
         (b"GET /a HTTP/1.1\r\nhost : a\r\n\r\n", LIMITS, 400),
         (
@@ -107,6 +112,7 @@ fn bad_heads_are_refused_here_not_handed_on() {
             501,
         ),
         (b"GET /\r\n\r\n", LIMITS, 400),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", later, 400),
     ];
     for (head, limits, status) in cases {
         let mut buf = BytesMut::from(head);

@@ -386,16 +386,9 @@ fn chunked_bodies() -> Vec<Case> {
             &with(b"A\r\n0123456789\r\n0\r\n\r\n"),
             b"POST $P HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
         ),
-        // Trailer fields are not passed on (Redline drops the `Trailer` header announcing
-        // them), so a trailer cannot reframe anything upstream.
         pass(
-            "chunk-trailer",
-            &with(b"5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"),
-            UP_CHUNKED,
-        ),
-        pass(
-            "chunk-trailer-content-length",
-            &with(b"5\r\nhello\r\n0\r\ncontent-length: 50\r\n\r\n"),
+            "chunk-last-with-extension",
+            &with(b"5\r\nhello\r\n0;x=1\r\n\r\n"),
             UP_CHUNKED,
         ),
         pass(
@@ -423,6 +416,25 @@ fn chunked_bodies() -> Vec<Case> {
         ("chunk-data-bare-lf", b"5\r\nhello\n0\r\n\r\n"),
         ("chunk-data-longer", b"3\r\nhello\r\n0\r\n\r\n"),
         ("chunk-trailer-blank-line", b"5\r\nhello\r\n0\r\n \r\n\r\n"),
+        // Any trailer section: hyper reads a trailer line up to CRLF (a bare LF is part of
+        // it) and keeps only what comes before the first empty line, so a second request
+        // that a front end sees after a bare LF vanishes inside it (request hiding).
+        // Trailers are never passed on, so refusing them all is the one safe answer.
+        // nginx: 200, trailers dropped; with the bare LF it answers /q/hidden as a second
+        // request, where hyper alone saw one (the disagreement a front end exploits)
+        ("chunk-trailer", b"5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"),
+        (
+            "chunk-trailer-content-length",
+            b"5\r\nhello\r\n0\r\ncontent-length: 50\r\n\r\n",
+        ),
+        (
+            "chunk-trailer-bare-lf",
+            b"5\r\nhello\r\n0\r\nx-t: 1\n\r\nGET /q/hidden HTTP/1.1\r\nhost: a\r\n\r\n",
+        ),
+        (
+            "chunk-trailer-only-bare-lf",
+            b"5\r\nhello\r\n0\r\n\nGET /q/hidden HTTP/1.1\r\nhost: a\r\n\r\n",
+        ),
     ] {
         c.push(broken(name, &with(body)));
     }

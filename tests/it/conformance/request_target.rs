@@ -256,6 +256,14 @@ pub fn cases() -> Vec<Case> {
         b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
         b"POST $P HTTP/1.1\r\nhost: a\r\n$Iexpect: 100-continue\r\ncontent-length: 5\r\n$F\r\nhello",
     ));
+    c.push(
+        pass(
+            "expect-continue-then-pipelined-get",
+            b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhelloGET $P-2 HTTP/1.1\r\nhost: a\r\n$I\r\n",
+            b"POST $P HTTP/1.1\r\nhost: a\r\n$Iexpect: 100-continue\r\ncontent-length: 5\r\n$F\r\nhelloGET $P-2 HTTP/1.1\r\nhost: a\r\n$I$F\r\n",
+        )
+        .answers(&[(200, "up:$P"), (200, "up:$P-2")]),
+    );
     c.push(pass(
         "expect-continue-chunked",
         b"POST $P HTTP/1.1\r\nhost: a\r\n$IExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -279,10 +287,17 @@ pub fn cases() -> Vec<Case> {
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IUpgrade: websocket\r\n\r\n",
         UP_GET,
     ));
+    // h2c is never offered upstream: an app that switched would take the tunnel's
+    // requests past every flow and access rule (RFC 9113 §3.1 retired the upgrade).
     c.push(pass(
         "upgrade-h2c",
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
-        b"GET $P HTTP/1.1\r\nhost: a\r\n$I$Fconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+        UP_GET,
+    ));
+    c.push(pass(
+        "upgrade-h2c-listed",
+        b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n\r\n",
+        UP_GET,
     ));
     c.extend(pipelined());
     c
@@ -296,6 +311,8 @@ fn pipelined() -> Vec<Case> {
     const CHUNKED: &[u8] = b"POST $P HTTP/1.1\r\nhost: a\r\n$ITransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const UP_CHUNKED: &[u8] = b"POST $P HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const GET1: &[u8] = b"GET $P HTTP/1.1\r\nhost: a\r\n$I\r\n";
+    const H2_PREFACE: &[u8] =
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
     const CL_TE_2: &[u8] = b"POST $P-2 HTTP/1.1\r\nhost: a\r\n$IContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX";
     const UP_CL_TE_2: &[u8] =
         b"POST $P-2 HTTP/1.1\r\nhost: a\r\n$I$Ftransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -333,6 +350,13 @@ fn pipelined() -> Vec<Case> {
         then_bad("pipe-then-cl-te", GET1, UP_GET, CL_TE_2, 400).on_hyper(
             pass("pipe-then-cl-te", &cat(&[GET1, CL_TE_2]), &cat(&[UP_GET, UP_CL_TE_2]))
                 .answers(&[(200, "up:$P"), (200, "up:$P-2")])
+                .closing(),
+        ),
+        // The HTTP/2 preface only starts a connection (RFC 9113 §3.3); after a request
+        // it is a malformed request line, not a switch to HTTP/2.
+        then_bad("pipe-then-h2-preface", GET1, UP_GET, H2_PREFACE, 400).on_hyper(
+            pass("pipe-then-h2-preface", &cat(&[GET1, H2_PREFACE]), UP_GET)
+                .answers(&[(200, "up:$P")])
                 .closing(),
         ),
         then_bad("pipe-then-http09", GET1, UP_GET, b"GET $P-2\r\n", 400).on_hyper(

@@ -166,6 +166,17 @@ pub fn cases() -> Vec<RCase> {
             CL3,
             true,
         ),
+        // A 1xx has no body whatever it says: its length must not swallow the answer.
+        ok(
+            "interim-100-with-length",
+            b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            ABC,
+            CL3,
+            true,
+        ),
+        // The app had the request: it is not sent again (an idempotent one could be, had
+        // no byte come back). Earlier cases leave the idle connection this one reuses.
+        closing(bad("interim-then-close", b"HTTP/1.1 103 Early Hints\r\n\r\n")),
         ok(
             "interim-two-103",
             b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
@@ -258,6 +269,23 @@ pub fn cases() -> Vec<RCase> {
             name,
             &[b"HTTP/1.1 200 OK\r\n", head, b"\r\n\r\nabc"].concat(),
         ));
+    }
+    // Status lines and names that are not HTTP.
+    for (name, head) in [
+        (
+            "status-zero",
+            &b"HTTP/1.1 000 Zero\r\nContent-Length: 3"[..],
+        ),
+        (
+            "status-reason-control",
+            b"HTTP/1.1 200 O\x01K\r\nContent-Length: 3",
+        ),
+        (
+            "header-name-not-token",
+            b"HTTP/1.1 200 OK\r\nX@Y: 1\r\nContent-Length: 3",
+        ),
+    ] {
+        c.push(bad(name, &[head, b"\r\n\r\nabc"].concat()));
     }
     // nginx: 200, de-chunked and re-chunked; the connection is not reused
     c.push(bad(
