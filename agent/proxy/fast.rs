@@ -451,6 +451,14 @@ async fn respond(
             }
             true
         }
+        Err(Broke::UpstreamUnsent) => {
+            // The head waits in `out` with the first chunks: nothing reached the client yet.
+            out.clear();
+            let failure = super::upstream::broken("malformed chunked body from the upstream");
+            let resp = super::upstream_failed(ctx, &failure);
+            write_local(client, resp, out, true).await;
+            false
+        }
         Err(Broke::Upstream) => {
             ctx.finish(Some(ErrorType::UpstreamError));
             false

@@ -12,6 +12,9 @@ use super::super::{ProxyBody, RequestCtx};
 
 /// How passing a body on failed.
 pub(super) enum Broke {
+    /// The upstream's body broke before any of the response reached the client, so the
+    /// client can still be told with a 502.
+    UpstreamUnsent,
     Upstream,
     Client,
 }
@@ -128,14 +131,21 @@ pub(super) async fn pass_chunked(
     ctx: &mut RequestCtx,
 ) -> Result<bool, Broke> {
     let mut scan = ChunkScan::default();
+    // `out` holds the head until the first write.
+    let mut sent = false;
     loop {
-        let seen = scan.scan(&conn.buf).map_err(|_| Broke::Upstream)?;
+        let seen = match scan.scan(&conn.buf) {
+            Ok(seen) => seen,
+            Err(_) if !sent => return Err(Broke::UpstreamUnsent),
+            Err(_) => return Err(Broke::Upstream),
+        };
         out.extend_from_slice(&conn.buf[..seen.used]);
         conn.buf.advance(seen.used);
         ctx.add_bytes_out(usize::try_from(seen.data).unwrap_or(usize::MAX));
         if !out.is_empty() {
             write(client, out).await?;
             out.clear();
+            sent = true;
         }
         if scan == ChunkScan::Done {
             return Ok(true);

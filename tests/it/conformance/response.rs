@@ -24,6 +24,8 @@ pub enum RWant {
     BadGateway,
     /// The head with this status arrives, then the connection closes before the body ends.
     Cut(u16),
+    /// The connection closes with no byte of a response (recorded as `upstream_error`).
+    Closed,
 }
 
 pub struct RCase {
@@ -323,6 +325,31 @@ pub fn cases() -> Vec<RCase> {
         );
         c.push(if lenient { hyper_decodes(case) } else { case });
     }
+    // Chunked that breaks in the head's own segment: nothing went out yet, so the fast path
+    // can still answer 502. hyper has queued the head by then: it closes without a byte
+    // (as nginx, which buffers, does), or after the chunks it decoded before the break.
+    for (name, body, on_hyper) in [
+        (
+            "first-chunk-ext-bare-lf",
+            &b"3;a=b\nabc\r\n0\r\n\r\n"[..],
+            RWant::Closed,
+        ),
+        (
+            "first-chunk-size-0x",
+            b"0x3\r\nabc\r\n0\r\n\r\n",
+            RWant::Closed,
+        ),
+        (
+            "first-chunk-data-no-crlf",
+            b"3\r\nabcX\r\n0\r\n\r\n",
+            RWant::Cut(200),
+        ),
+    ] {
+        c.push(RCase {
+            on_hyper: Some((on_hyper, Some(false))),
+            ..bad(name, &chunked(body))
+        });
+    }
     c
 }
 
@@ -422,6 +449,10 @@ pub async fn run(
                     }
                 }
                 Err(e) => problems.push(format!("want a {status} head then a close: {e}")),
+            },
+            RWant::Closed => match client.closes().await {
+                Ok(()) => problems.extend(check_error_type(log, name, 200, "upstream_error").await),
+                Err(e) => problems.push(format!("want a close without a response: {e}")),
             },
         }
     }
