@@ -106,9 +106,11 @@ const NEVER_NAMED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 
 /// The protocol a request wants to switch to (`Connection: upgrade` + `Upgrade: x`), if any.
 ///
-/// Never `h2c`: an upstream that switched would take every request in the tunnel, to any
-/// path, past the flows and access rules (h2c smuggling); RFC 9113 §3.1 retired that
-/// upgrade anyway. Such a request goes up as a plain one, and a 101 to it is a 502.
+/// Only `websocket` (Envoy, too, tunnels only the upgrade types it is configured for):
+/// after a 101 every byte is tunnelled unjudged, and a protocol whose tunnel carries HTTP
+/// again (`h2c` above all, which RFC 9113 §3.1 retired) would take every later request, to
+/// any path, past the flows and access rules. Any other upgrade request goes up as a plain
+/// one, and a 101 to it is a 502.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(header::CONNECTION)
@@ -119,11 +121,18 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     if wants {
         headers
             .get(header::UPGRADE)
-            .filter(|p| !super::wire::has_token(p.as_bytes(), b"h2c"))
+            .filter(|p| only_websocket(p.as_bytes()))
             .cloned()
     } else {
         None
     }
+}
+
+/// `Upgrade` names WebSocket and nothing else (RFC 6455 §4.1: `Upgrade: websocket`).
+fn only_websocket(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// Restore the two headers an upgrade needs after hop-by-hop stripping.

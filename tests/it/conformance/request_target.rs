@@ -294,6 +294,12 @@ pub fn cases() -> Vec<Case> {
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
         UP_GET,
     ));
+    // Nor any other protocol but WebSocket: its tunnel would be unjudged.
+    c.push(pass(
+        "upgrade-other",
+        b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade\r\nUpgrade: foo/2\r\n\r\n",
+        UP_GET,
+    ));
     c.push(pass(
         "upgrade-h2c-listed",
         b"GET $P HTTP/1.1\r\nhost: a\r\n$IConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n\r\n",
