@@ -80,7 +80,14 @@ impl Admin {
         let admin = &runtime.config.admin;
         let listener = self.reload.admin_listener().unwrap_or(admin.listen);
         let path = req.uri().path();
-        match auth::check_request(admin, listener, req.method(), path, req.headers()) {
+        let host = match req.uri().authority() {
+            Some(authority) => Some(authority.as_str()),
+            None => req
+                .headers()
+                .get(http::header::HOST)
+                .map(|h| h.to_str().unwrap_or("")),
+        };
+        match auth::check_request(admin, listener, req.method(), path, host, req.headers()) {
             Access::Granted => None,
             refused => Some(auth::refusal(refused)),
         }

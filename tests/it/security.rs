@@ -349,3 +349,100 @@ async fn secrets_never_appear_in_logs_admin_responses_or_errors() {
     let metrics = get(&rl.admin_url("/metrics")).await.2;
     assert!(metrics.contains(r#"http_route="/cart/items""#), "{metrics}");
 }
+
+/// POST `body` to the admin API with extra headers (Origin, Host, …) and no token.
+async fn post_from(
+    rl: &Redline,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = Request::post(rl.admin_url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, _, text) = send(req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await;
+    (status, text)
+}
+
+/// Without a token a loopback admin listener trusts whoever reaches it, and a web page the
+/// operator has open reaches it too: a `text/plain` POST is a "simple" request that needs
+/// no CORS preflight, and DNS rebinding makes the page same-origin with the admin port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_web_pages_cannot_mutate_the_loopback_admin_api() {
+    let up = app().await;
+    let rl = Redline::start(&config_for(
+        up,
+        "flows:\n  - name: checkout\n    match: GET /x\n",
+    ));
+    let silence = r#"{"flow":"checkout","duration":"1h","comment":"csrf"}"#;
+    let own = format!("http://127.0.0.1:{}", rl.admin.port());
+    let refused: [&[(&str, &str)]; 6] = [
+        // fetch(…, {mode: 'no-cors', method: 'POST', body}) from another site.
+        &[
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "text/plain;charset=UTF-8"),
+        ],
+        // A browser without Fetch Metadata still sends Origin on a cross-site POST.
+        &[("origin", "http://evil.example")],
+        // A sandboxed iframe or a data: page.
+        &[("origin", "null")],
+        &[("sec-fetch-site", "same-site")],
+        // DNS rebinding: evil.example now resolves to 127.0.0.1, so the page is same-origin.
+        &[
+            ("host", "evil.example:9901"),
+            ("origin", "http://evil.example:9901"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        &[("host", "evil.example")],
+    ];
+    for headers in refused {
+        let (status, body) = post_from(&rl, "/api/silences", headers, silence).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+        assert!(body.contains("REDLINE_ADMIN_TOKEN"), "{body}");
+        let (status, body) = post_from(&rl, "/api/reload", headers, "").await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+    }
+    let fault = r#"{"flow":"checkout","abort":503,"expires_in":"1m"}"#;
+    let (status, body) = post_from(&rl, "/api/faults", refused[0], fault).await;
+    assert_eq!(status, 403, "{body}");
+
+    let allowed: [&[(&str, &str)]; 4] = [
+        // curl, scripts: no Origin.
+        &[],
+        // The dashboard page itself.
+        &[
+            ("origin", &own),
+            ("sec-fetch-site", "same-origin"),
+            ("content-type", "application/json"),
+        ],
+        // The dashboard through `ssh -L 8000:127.0.0.1:9901` or `kubectl port-forward`.
+        &[
+            ("host", "localhost:8000"),
+            ("origin", "http://localhost:8000"),
+        ],
+        // Typed into the address bar (a bookmarklet, say).
+        &[("sec-fetch-site", "none"), ("host", "[::1]:9901")],
+    ];
+    for headers in allowed {
+        let (status, body) = post_from(&rl, "/api/silences", headers, silence).await;
+        assert_eq!(status, 201, "{headers:?}: {body}");
+    }
+    let silences = rl.json("/api/silences").await;
+    assert_eq!(
+        silences["silences"].as_array().unwrap().len(),
+        4,
+        "{silences}"
+    );
+    // Refused attempts are audited like any denied mutation.
+    let want = 2 * refused.len() + 1;
+    eventually(Duration::from_secs(5), "denied audit lines", || async {
+        let denied = audit_lines(&rl.stderr, "admin")
+            .into_iter()
+            .filter(|l| l["result"] == "denied")
+            .count();
+        (denied == want).then_some(())
+    })
+    .await;
+}
