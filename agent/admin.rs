@@ -113,7 +113,7 @@ impl Admin {
     }
 
     /// One match arm per endpoint; each concern's logic lives in its own module.
-    async fn dispatch(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn dispatch(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(&req),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -134,7 +134,7 @@ impl Admin {
                 crate::proxy::faults::handle(&self.shared, req).await
             }
             (_, path) if crate::alerting::api::owns(path) => {
-                crate::alerting::api::handle(&self.shared, &self.alerts, req).await
+                crate::alerting::api::handle(&self.shared, &self.alerts, req, peer).await
             }
             (_, "/") => error(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -446,3 +446,97 @@ async fn without_a_token_web_pages_cannot_mutate_the_loopback_admin_api() {
     })
     .await;
 }
+
+/// `redline run` with text logs of the audit trail alone (`REDLINE_LOG=redline::audit=info`),
+/// killed on drop. Its start-up line is filtered out, so it listens on a port chosen here.
+struct TextAudit {
+    child: std::process::Child,
+    admin: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TextAudit {
+    async fn start(config: &str) -> TextAudit {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redline"))
+            .args(["run", "--config", config, "--listen", "127.0.0.1:0"])
+            .args(["--admin", &admin])
+            .env("REDLINE_LOG_FORMAT", "text")
+            .env("REDLINE_LOG", "redline::audit=info")
+            .env("NO_COLOR", "1")
+            .env_remove("REDLINE_ADMIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn redline");
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
+        wait_ready(&format!("http://{admin}/healthz"), "redline", &mut child).await;
+        TextAudit {
+            child,
+            admin,
+            stderr,
+        }
+    }
+}
+
+impl Drop for TextAudit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creating and deleting a silence are admin changes: they belong to the audit trail (its
+/// target, so `REDLINE_LOG=redline::audit=info` and the OTLP export include them), say
+/// who did it, and stay one line each whatever the client wrote in the comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_changes_are_audited_in_the_trail_and_a_comment_cannot_forge_a_line() {
+    let up = app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_for(up, "flows:\n  - name: checkout\n    match: GET /x\n");
+    let config = write_config(&dir, &yaml);
+    let forged = "2026-01-01T00:00:00.000000Z  INFO redline::audit: Configuration reloaded. \
+                  audit=true event=\"reload\" trigger=\"api\" result=\"success\"";
+    let comment = format!("maintenance\r\n{forged}\u{1b}[2K");
+    let body = serde_json::json!({ "flow": "checkout", "duration": "1h", "comment": comment });
+
+    let rl = TextAudit::start(&config).await;
+    let (status, _, created) = post(
+        &format!("http://{}/api/silences", rl.admin),
+        None,
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = serde_json::from_str::<Value>(&created).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req = Request::delete(format!("http://{}/api/silences/{id}", rl.admin))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(req).await.0, 204);
+    let lines = eventually(Duration::from_secs(5), "silence audit lines", || async {
+        let lines = rl.stderr.lock().unwrap().clone();
+        let done = lines.iter().any(|l| l.contains("silence_deleted"));
+        done.then_some(lines)
+    })
+    .await;
+    let created = lines
+        .iter()
+        .find(|l| l.contains("silence_created"))
+        .expect("a silence_created line");
+    assert!(created.contains("client=127.0.0.1:"), "{created}");
+    assert!(created.contains(&id), "{created}");
+    let deleted = lines
+        .iter()
+        .find(|l| l.contains("silence_deleted"))
+        .unwrap();
+    assert!(deleted.contains("client=127.0.0.1:"), "{deleted}");
+    for line in &lines {
+        assert!(
+            !line.starts_with("2026-01-01") && !line.contains('\u{1b}'),
+            "a client forged or garbled an audit line: {lines:#?}"
+        );
+    }
+}
