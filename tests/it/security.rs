@@ -540,3 +540,36 @@ async fn silence_changes_are_audited_in_the_trail_and_a_comment_cannot_forge_a_l
         );
     }
 }
+
+/// Credentials and query secrets in the config's own URLs (the OTLP endpoint,
+/// `alerting.external_url`) stay out of the start-up log and `GET /api/config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_configured_urls_stay_out_of_the_startup_log_and_api_config() {
+    let up = app().await;
+    let secrets = ["extsecret-1", "extsecret-2", "otsecret-3", "otsecret-4"];
+    let yaml = config_for(
+        up,
+        "alerting:\n  external_url: http://ext:extsecret-1@redline.example/?token=extsecret-2\n\
+         telemetry:\n  otlp: { endpoint: \"http://ot:otsecret-3@127.0.0.1:9/?key=otsecret-4\" }\n",
+    );
+    let rl = Redline::start(&yaml);
+    let config = rl.json("/api/config").await;
+    assert_eq!(
+        config["config"]["alerting"]["external_url"],
+        "http://REDACTED@redline.example/?token=REDACTED",
+        "{config}"
+    );
+    let stderr = eventually(Duration::from_secs(5), "the OTLP start line", || async {
+        let all = rl.stderr.lock().unwrap().join("\n");
+        all.contains("OTLP export on.").then_some(all)
+    })
+    .await;
+    assert!(stderr.contains("redline.example"), "{stderr}");
+    for secret in secrets {
+        assert!(
+            !stderr.contains(secret),
+            "{secret} leaked in the log: {stderr}"
+        );
+        assert!(!config.to_string().contains(secret), "{secret}: {config}");
+    }
+}
