@@ -35,16 +35,22 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, Response<Full<Bytes>>> {
+    use http_body::Body as _;
     use http_body_util::BodyExt;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body larger than {MAX_BODY} bytes"),
+        )
+    };
+    // Refuse from Content-Length before waiting for a body that will be refused anyway.
+    if req.body().size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     let bytes = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body larger than {MAX_BODY} bytes"),
-            ));
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(_) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,

@@ -573,3 +573,37 @@ async fn secrets_in_configured_urls_stay_out_of_the_startup_log_and_api_config()
         assert!(!config.to_string().contains(secret), "{secret}: {config}");
     }
 }
+
+/// A body announced larger than the admin API takes is refused from its `Content-Length`,
+/// at once: not after the client has sent it all, nor after the body timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_admin_body_is_refused_from_its_content_length() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, ""));
+    for path in ["/api/silences", "/api/reload", "/api/faults"] {
+        let mut s = tokio::net::TcpStream::connect(rl.admin).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: 10000000000\r\n\r\n{{\"flow\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&answer).contains("larger than") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok(),
+            "{path}: no answer while the body is pending: {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+}
