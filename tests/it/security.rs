@@ -607,3 +607,54 @@ async fn an_oversized_admin_body_is_refused_from_its_content_length() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
     }
 }
+
+/// A config error at start-up lands in the service's log (and `check`'s in CI logs): it
+/// names the key and position, but does not quote the credentials it complains about,
+/// just as a rejected reload does not.
+#[test]
+fn config_errors_at_startup_do_not_quote_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "upstream: http://user:upsecret-1@127.0.0.1:3000\n",
+            "upsecret-1",
+        ),
+        (
+            "upstream: http://127.0.0.1:3000\nalerting:\n  receivers:\n    - { name: ops, type: webhook, url: \"ftp://u:hooksecret-2@hooks/?token=hooksecret-3\" }\n",
+            "hooksecret",
+        ),
+        (
+            "upstream: http://127.0.0.1:3000\ntelemetry:\n  otlp: { endpoint: \"tcp://u:otsecret-4@col:4318/?key=otsecret-5\" }\n",
+            "otsecret",
+        ),
+    ];
+    for (yaml, secret) in cases {
+        let config = write_config(&dir, yaml);
+        let run = [
+            "run",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ];
+        for args in [&run[..], &["check", "--config", &config]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_redline"))
+                .args(args)
+                .env_remove("REDLINE_ADMIN_TOKEN")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("redline.yaml:") && stderr.contains("REDACTED"),
+                "{stderr}"
+            );
+            assert!(
+                !stderr.contains(secret),
+                "{args:?} leaked {secret}: {stderr}"
+            );
+        }
+    }
+}
