@@ -38,7 +38,10 @@ pub async fn handle(
         (&Method::GET, "/api/silences") => {
             json_response(StatusCode::OK, &engine.silences_json(now))
         }
-        (&Method::POST, "/api/silences") => create(engine, req, client, now).await,
+        (&Method::POST, "/api/silences") => {
+            let pause = shared.runtime.load().config.limits.body_read_timeout;
+            create(engine, req, pause, client, now).await
+        }
         (&Method::DELETE, p) if p.starts_with(SILENCE_PREFIX) => {
             let id = p.strip_prefix(SILENCE_PREFIX).unwrap_or("");
             delete(engine, id, client, now).await
@@ -58,10 +61,11 @@ pub fn flow_alerts(shared: &Shared, engine: &Engine, flow: &str) -> Value {
 async fn create(
     engine: &Arc<Engine>,
     req: Request<Incoming>,
+    pause: std::time::Duration,
     client: SocketAddr,
     now: u64,
 ) -> Response<Full<Bytes>> {
-    let new: NewSilence = match read_json(req).await {
+    let new: NewSilence = match read_json(req, pause).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };

@@ -658,3 +658,38 @@ fn config_errors_at_startup_do_not_quote_secrets() {
         }
     }
 }
+
+/// A client that sends an admin request's headers and then stalls its body gets 408 after
+/// `limits.body_read_timeout`, as on the proxy: it does not hold a connection (and a file
+/// descriptor the proxy shares) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_admin_body_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, "limits:\n  body_read_timeout: 300ms\n"));
+    for path in ["/api/silences", "/api/reload", "/api/faults"] {
+        let mut s = tokio::net::TcpStream::connect(rl.admin).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{{\"f"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&answer).contains('}') {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok(),
+            "{path}: still waiting for the body: {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("body_read_timeout"), "{path}: {answer}");
+    }
+}
