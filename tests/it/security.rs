@@ -693,3 +693,39 @@ async fn a_stalled_admin_body_times_out() {
         assert!(answer.contains("body_read_timeout"), "{path}: {answer}");
     }
 }
+
+/// The admin listener keeps the header read timeout from the moment a client connects, as
+/// the proxy does: a connection that never sends a byte (or idles after a response) is
+/// closed, so idle sockets cannot pile up and use the file descriptors the proxy needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_admin_connection_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = app().await;
+    let rl = Redline::start(&config_for(up, "limits:\n  header_read_timeout: 300ms\n"));
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    };
+    let silent = tokio::net::TcpStream::connect(rl.admin).await.unwrap();
+    assert!(
+        closed(silent).await,
+        "a connection that sends nothing stays open"
+    );
+    let mut kept = tokio::net::TcpStream::connect(rl.admin).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed(kept).await,
+        "an idle keep-alive connection stays open"
+    );
+}
