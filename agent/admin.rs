@@ -80,7 +80,14 @@ impl Admin {
         let admin = &runtime.config.admin;
         let listener = self.reload.admin_listener().unwrap_or(admin.listen);
         let path = req.uri().path();
-        match auth::check_request(admin, listener, req.method(), path, req.headers()) {
+        let host = match req.uri().authority() {
+            Some(authority) => Some(authority.as_str()),
+            None => req
+                .headers()
+                .get(http::header::HOST)
+                .map(|h| h.to_str().unwrap_or("")),
+        };
+        match auth::check_request(admin, listener, req.method(), path, host, req.headers()) {
             Access::Granted => None,
             refused => Some(auth::refusal(refused)),
         }
@@ -106,7 +113,7 @@ impl Admin {
     }
 
     /// One match arm per endpoint; each concern's logic lives in its own module.
-    async fn dispatch(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn dispatch(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(&req),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -127,7 +134,7 @@ impl Admin {
                 crate::proxy::faults::handle(&self.shared, req).await
             }
             (_, path) if crate::alerting::api::owns(path) => {
-                crate::alerting::api::handle(&self.shared, &self.alerts, req).await
+                crate::alerting::api::handle(&self.shared, &self.alerts, req, peer).await
             }
             (_, "/") => error(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -244,6 +244,8 @@ fn announce(bound: (SocketAddr, SocketAddr), config: &Config) {
         .as_ref()
         .map_or_else(|| "no upstream".to_string(), ToString::to_string);
     let dashboard = dashboard_url(bound.1, config.alerting.external_url.as_deref());
+    // `external_url` may carry credentials for a proxy in front of the dashboard.
+    let dashboard = crate::config::redact_url(&dashboard, false);
     // Loopback is the default since a dev server bound to localhost must not be exposed by
     // the proxy in front of it; say so, since "it works here but not from my phone" follows.
     let scope = if bound.0.ip().is_loopback() {

@@ -101,6 +101,45 @@ pub fn admin_action(client: SocketAddr, method: &http::Method, resource: &str, s
     );
 }
 
+/// A silence created through the admin API.
+///
+/// `comment` is free text from the client: it goes in as a `&str` field, which the text
+/// format quotes and escapes (`\n`, `\u{1b}`), so no comment can end the line and start a
+/// forged one; JSON escapes it anyway.
+pub fn silence_created(
+    client: SocketAddr,
+    id: &str,
+    flow: Option<&str>,
+    alertname: Option<&str>,
+    ends_at: &str,
+    comment: &str,
+) {
+    tracing::info!(
+        target: TARGET,
+        audit = true,
+        event = "silence_created",
+        client = %client,
+        id,
+        flow = flow.unwrap_or("*"),
+        alertname = alertname.unwrap_or("*"),
+        ends_at,
+        comment,
+        "Silence created."
+    );
+}
+
+/// A silence deleted through the admin API.
+pub fn silence_deleted(client: SocketAddr, id: &str) {
+    tracing::info!(
+        target: TARGET,
+        audit = true,
+        event = "silence_deleted",
+        client = %client,
+        id,
+        "Silence deleted."
+    );
+}
+
 /// `ok`, `denied` (401/403), `rejected` (other 4xx) or `error` (5xx).
 fn admin_result(status: u16) -> &'static str {
     match status {

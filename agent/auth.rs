@@ -29,6 +29,9 @@ pub enum Access {
     NoTokenConfigured,
     /// `admin.token_file` is set but holds no readable token: 403 (fail closed).
     TokenUnavailable,
+    /// No token configured and the request comes from a web page on another origin, or
+    /// names a `Host` that is not this machine (DNS rebinding): 403.
+    CrossOrigin,
 }
 
 /// Where the admin token comes from, read per checked request so a rotated secret
@@ -67,12 +70,15 @@ pub fn admin_token(admin: &AdminConfig) -> Token {
 /// GET/HEAD are open unless `protect_reads` is set; `/metrics`, `/healthz` and
 /// `/readyz` are always open. Everything else needs `Authorization: Bearer
 /// <token>` when a token is configured, and otherwise is allowed only while the
-/// admin listener (`admin_listener`, the address actually bound) is loopback.
+/// admin listener (`admin_listener`, the address actually bound) is loopback, and then
+/// only from this machine's own clients (see [`same_machine_client`]). `host` is the
+/// request's authority (HTTP/2 `:authority` or the `Host` header).
 pub fn check_request(
     admin: &AdminConfig,
     admin_listener: SocketAddr,
     method: &http::Method,
     path: &str,
+    host: Option<&str>,
     headers: &http::HeaderMap,
 ) -> Access {
     let read = matches!(*method, http::Method::GET | http::Method::HEAD);
@@ -81,9 +87,54 @@ pub fn check_request(
     }
     match admin_token(admin) {
         Token::Some(t) => check_mutation(Some(&t), admin_listener, headers),
-        Token::None => check_mutation(None, admin_listener, headers),
+        Token::None => match check_mutation(None, admin_listener, headers) {
+            Access::Granted if !same_machine_client(host, headers) => Access::CrossOrigin,
+            other => other,
+        },
         Token::Unavailable(_) => Access::TokenUnavailable,
     }
+}
+
+/// Whether a request that carries no credentials comes from a client on this machine
+/// rather than from a web page the operator happens to have open.
+///
+/// Loopback alone does not say so: a page on any site can send a "simple" cross-origin
+/// POST (`text/plain`, no preflight) to `127.0.0.1`, and through DNS rebinding it can
+/// even become same-origin with the admin port under its own host name. A bearer token
+/// stops both (a page can neither know it nor attach it); without one, the browser's
+/// own headers have to: Fetch Metadata and `Origin` as in Go's `CrossOriginProtection`,
+/// and a `Host` that names this machine, as dev servers (Vite, webpack) check against
+/// rebinding. Clients that send none of these (curl, scripts) are let through.
+pub fn same_machine_client(host: Option<&str>, headers: &http::HeaderMap) -> bool {
+    let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    if host.is_some_and(|h| !is_loopback_host(h)) {
+        return false;
+    }
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (header(header::ORIGIN.as_str()), host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
+}
+
+/// `localhost`, a `*.localhost` name (RFC 6761: always loopback), or a loopback address,
+/// with or without a port.
+fn is_loopback_host(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Decide whether a request needing the token may proceed.
@@ -130,6 +181,12 @@ pub fn refusal(access: Access) -> http::Response<Full<Bytes>> {
             StatusCode::FORBIDDEN,
             "admin.token_file is configured but holds no readable token; \
              requests needing the token are refused until it does",
+        ),
+        Access::CrossOrigin => (
+            StatusCode::FORBIDDEN,
+            "no admin token configured: only clients on this machine and the dashboard \
+             itself may do this, and this request came from another web origin or named \
+             a Host that is not loopback; set REDLINE_ADMIN_TOKEN or admin.token_file",
         ),
     };
     let mut resp = crate::http_json::error(status, message);
@@ -222,6 +279,33 @@ mod tests {
     }
 
     #[test]
+    fn only_names_of_this_machine_are_loopback_hosts() {
+        for local in [
+            "localhost",
+            "LOCALHOST:9901",
+            "localhost.",
+            "app.localhost:8000",
+            "127.0.0.1:9901",
+            "127.8.9.10",
+            "[::1]:9901",
+            "[::ffff:127.0.0.1]:9901",
+        ] {
+            assert!(is_loopback_host(local), "{local}");
+        }
+        for remote in [
+            "evil.example:9901",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9901",
+            "10.0.0.1:9901",
+            "[::]:9901",
+            "0.0.0.0:9901",
+            "",
+        ] {
+            assert!(!is_loopback_host(remote), "{remote}");
+        }
+    }
+
+    #[test]
     fn constant_time_eq_is_exact() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abd", b"abc"));
@@ -241,18 +325,21 @@ mod tests {
         let get = http::Method::GET;
         let none = headers(None);
         assert_eq!(
-            check_request(&admin, any, &get, "/api/flows", &none),
+            check_request(&admin, any, &get, "/api/flows", None, &none),
             Access::Granted
         );
         admin.protect_reads = true;
         assert_eq!(
-            check_request(&admin, any, &get, "/api/flows", &none),
+            check_request(&admin, any, &get, "/api/flows", None, &none),
             Access::NoTokenConfigured
         );
-        assert_eq!(check_request(&admin, lo, &get, "/", &none), Access::Granted);
+        assert_eq!(
+            check_request(&admin, lo, &get, "/", None, &none),
+            Access::Granted
+        );
         for open in ALWAYS_OPEN {
             assert_eq!(
-                check_request(&admin, any, &get, open, &none),
+                check_request(&admin, any, &get, open, None, &none),
                 Access::Granted
             );
         }
@@ -272,7 +359,7 @@ mod tests {
         assert!(matches!(admin_token(&admin), Token::Unavailable(_)));
         let post = http::Method::POST;
         assert_eq!(
-            check_request(&admin, lo, &post, "/api/reload", &headers(None)),
+            check_request(&admin, lo, &post, "/api/reload", None, &headers(None)),
             Access::TokenUnavailable
         );
         std::fs::write(dir.path().join("missing"), "s3cret\nignored\n").unwrap();
@@ -283,6 +370,7 @@ mod tests {
                 lo,
                 &post,
                 "/api/reload",
+                None,
                 &headers(Some("Bearer s3cret"))
             ),
             Access::Granted

@@ -89,10 +89,22 @@ fn rules(path: &std::path::Path) -> ExitCode {
             }
         },
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", scrubbed(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// A configuration error as printed. It may quote the URL it refuses, credentials and
+/// all, and stderr is the service's log (or a CI log): scrub it as reload errors are, with
+/// the default secret names, since the file's own list is unknown when it does not parse.
+fn scrubbed(error: &dyn std::fmt::Display) -> String {
+    use redline::config::{DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY_PARAMS};
+    let redactor = redline::redact::Redactor::new(
+        &DEFAULT_REDACT_QUERY_PARAMS.map(String::from),
+        &DEFAULT_REDACT_HEADERS.map(String::from),
+    );
+    redactor.text(&error.to_string()).into_owned()
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -114,7 +126,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", scrubbed(&error));
             ExitCode::from(2)
         }
     }
@@ -188,7 +200,7 @@ fn run(args: RunArgs) -> ExitCode {
     let config = match args.settings() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", scrubbed(&error));
             return ExitCode::from(2);
         }
     };

@@ -123,7 +123,17 @@ pub async fn serve<F, Fut, B>(
                         Served::Fallback(io) => io,
                     }
                 }
-                None => Prefixed::plain(stream),
+                None => {
+                    // hyper's header timer starts with a request head, but the auto builder
+                    // first waits, unbounded, for the bytes that tell HTTP/1 from h2. Off
+                    // the watchdog's threads, bound that wait by the same limit.
+                    if key.is_none()
+                        && !first_byte_within(&stream, limits.header_read_timeout).await
+                    {
+                        return;
+                    }
+                    Prefixed::plain(stream)
+                }
             };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -143,6 +153,12 @@ pub async fn serve<F, Fut, B>(
     if tokio::time::timeout(grace, drain.drain()).await.is_err() {
         tracing::warn!(grace = %humantime::format_duration(grace), "Grace period over; closing remaining connections.");
     }
+}
+
+/// Whether the client sends something within `limit` of connecting.
+async fn first_byte_within(stream: &TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(limit, stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
 }
 
 fn builder(limits: ConnLimits, watchdog: bool) -> auto::Builder<TokioExecutor> {

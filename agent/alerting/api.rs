@@ -2,6 +2,7 @@
 //!
 //! `admin.rs` has already checked the token for POST/DELETE when these run.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,11 +23,12 @@ pub fn owns(path: &str) -> bool {
     matches!(path, "/api/alerts" | "/api/silences") || path.starts_with(SILENCE_PREFIX)
 }
 
-/// Serve one request for a path [`owns`] accepts.
+/// Serve one request for a path [`owns`] accepts, from `client`.
 pub async fn handle(
     shared: &Shared,
     engine: &Arc<Engine>,
     req: Request<Incoming>,
+    client: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let now = shared.clock.now_ms();
     let path = req.uri().path().to_string();
@@ -36,9 +38,13 @@ pub async fn handle(
         (&Method::GET, "/api/silences") => {
             json_response(StatusCode::OK, &engine.silences_json(now))
         }
-        (&Method::POST, "/api/silences") => create(engine, req, now).await,
+        (&Method::POST, "/api/silences") => {
+            let pause = shared.runtime.load().config.limits.body_read_timeout;
+            create(engine, req, pause, client, now).await
+        }
         (&Method::DELETE, p) if p.starts_with(SILENCE_PREFIX) => {
-            delete(engine, p.strip_prefix(SILENCE_PREFIX).unwrap_or(""), now).await
+            let id = p.strip_prefix(SILENCE_PREFIX).unwrap_or("");
+            delete(engine, id, client, now).await
         }
         _ => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -52,8 +58,14 @@ pub fn flow_alerts(shared: &Shared, engine: &Engine, flow: &str) -> Value {
     engine.flow_alerts_json(flow, shared.clock.now_ms())
 }
 
-async fn create(engine: &Arc<Engine>, req: Request<Incoming>, now: u64) -> Response<Full<Bytes>> {
-    let new: NewSilence = match read_json(req).await {
+async fn create(
+    engine: &Arc<Engine>,
+    req: Request<Incoming>,
+    pause: std::time::Duration,
+    client: SocketAddr,
+    now: u64,
+) -> Response<Full<Bytes>> {
+    let new: NewSilence = match read_json(req, pause).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };
@@ -61,31 +73,29 @@ async fn create(engine: &Arc<Engine>, req: Request<Incoming>, now: u64) -> Respo
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    tracing::info!(
-        audit = true,
-        event = "silence_created",
-        id = %silence.id,
-        flow = silence.flow.as_deref().unwrap_or("*"),
-        alertname = silence.alertname.as_deref().unwrap_or("*"),
-        ends_at = %super::rfc3339(silence.ends_ms),
-        comment = %silence.comment,
-        "Silence created."
+    crate::audit::silence_created(
+        client,
+        &silence.id,
+        silence.flow.as_deref(),
+        silence.alertname.as_deref(),
+        &super::rfc3339(silence.ends_ms),
+        &silence.comment,
     );
     engine.persist().await;
     engine.wake();
     json_response(StatusCode::CREATED, &silence.to_json())
 }
 
-async fn delete(engine: &Arc<Engine>, id: &str, now: u64) -> Response<Full<Bytes>> {
+async fn delete(
+    engine: &Arc<Engine>,
+    id: &str,
+    client: SocketAddr,
+    now: u64,
+) -> Response<Full<Bytes>> {
     if !engine.remove_silence(id, now) {
         return error(StatusCode::NOT_FOUND, "no active silence with this id");
     }
-    tracing::info!(
-        audit = true,
-        event = "silence_deleted",
-        id,
-        "Silence deleted."
-    );
+    crate::audit::silence_deleted(client, id);
     engine.persist().await;
     // Alerts it muted and still firing are notified at once.
     engine.wake();

@@ -105,6 +105,27 @@ fn editing_deleting_or_swapping_a_record_is_caught_at_its_line() {
     }
 }
 
+/// A byte that is not UTF-8 is an alteration like any other: `verify` names its line and
+/// says BROKEN (exit 1), rather than calling the whole file unreadable (exit 2).
+#[test]
+fn a_non_utf8_byte_in_a_record_is_caught_at_its_line() {
+    let (_dir, files) = written(40, 0);
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let third = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    let status = third + bytes[third..].windows(3).position(|w| w == b"200").unwrap();
+    bytes[status] = 0xff;
+    std::fs::write(&files[0], bytes).unwrap();
+    let b = broken(&files);
+    assert!(b.contains(&format!("{}:3", files[0].display())), "{b}");
+    assert!(b.contains("altered"), "{b}");
+}
+
 #[test]
 fn a_removed_file_or_first_line_breaks_the_chain() {
     let (_dir, files) = written(40, 0);

@@ -50,19 +50,24 @@ pub fn verify_files(files: &[PathBuf]) -> std::io::Result<Report> {
     let mut report = Report::default();
     let mut tip: Option<Tip> = None;
     for (i, path) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(path)?;
+        // Bytes, not text: a byte that is not UTF-8 is an alteration of its line, to be
+        // reported there, not a reason to call the whole file unreadable.
+        let bytes = std::fs::read(path)?;
         let last_file = i + 1 == files.len();
         let name = path.display().to_string();
-        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
         for (n, raw) in lines.iter().enumerate() {
             let at = format!("{name}:{}", n + 1);
-            if !raw.ends_with('\n') && last_file && n + 1 == lines.len() {
+            if !raw.ends_with(b"\n") && last_file && n + 1 == lines.len() {
                 report.notes.push(format!(
                     "{at}: unfinished last line (interrupted write), not counted"
                 ));
                 break;
             }
-            if let Err(why) = check(raw.trim_end_matches('\n'), &mut tip, &mut report, &at) {
+            let checked = std::str::from_utf8(raw)
+                .map_err(|_| "not a UTF-8 JSON record (altered or damaged)".to_string())
+                .and_then(|line| check(line.trim_end_matches('\n'), &mut tip, &mut report, &at));
+            if let Err(why) = checked {
                 report.broken = Some(format!("{at}: {why}"));
                 return Ok(report);
             }

@@ -157,6 +157,60 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before parsing; the
+/// parser itself gives up at 128 levels of any kind.
+pub(super) const MAX_FLOW_DEPTH: usize = 128;
+
+/// 1-based (line, column) of the first `[` or `{` nested deeper than [`MAX_FLOW_DEPTH`].
+///
+/// The parser refuses such a document as well, but only after scanning all of it, and its
+/// scanner spends time proportional to the open depth on every token: 100 KB of `[` took
+/// tens of seconds, twice (a config is parsed twice). This pass is linear. It skips quoted
+/// scalars and comments; a bracket inside a plain scalar still counts, which can only fail
+/// early a document with over a hundred brackets left open.
+pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+        } else if let Some(q) = quote {
+            // `\"` in double quotes and `''` in single quotes do not close the scalar.
+            let escaped = match q {
+                '"' => c == '\\' && chars.peek().is_some_and(|&n| n != '\n'),
+                _ => c == '\'' && chars.peek() == Some(&'\''),
+            };
+            if escaped {
+                chars.next();
+                column += 1;
+            } else if c == q {
+                quote = None;
+            }
+        } else if !comment {
+            match c {
+                '#' if prev.is_whitespace() => comment = true,
+                '"' | '\'' if prev.is_whitespace() || matches!(prev, '[' | '{' | ',') => {
+                    quote = Some(c);
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((line, column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    None
+}
+
 /// Fail at the first mapping key that repeats an earlier key of the same mapping.
 ///
 /// Serde's own "duplicate field" error points at the mapping, and maps such as OTLP
@@ -192,6 +246,15 @@ impl<'de> Visitor<'de> for Walk {
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    // Out-of-range integers are the typed pass's to report, as out of range for the key.
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
         Ok(())
     }
 

@@ -419,13 +419,32 @@ impl ConfigError {
     }
 }
 
+/// Where a file stops being UTF-8, so an editor can jump to the stray byte.
+fn not_utf8(origin: &str, e: &std::string::FromUtf8Error) -> ConfigError {
+    let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+    let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    // Valid up to here, so this slice is UTF-8: count characters, not bytes.
+    let column = 1 + String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count();
+    let byte = e.as_bytes()[valid.len()];
+    ConfigError::at(
+        origin,
+        line,
+        column,
+        format!("byte 0x{byte:02x} is not UTF-8; expected a UTF-8 text file"),
+    )
+}
+
 impl Config {
     /// Read and parse a config file; errors name the file as given.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigError::whole_file(&origin, format!("cannot read config file: {e}"))
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| not_utf8(&origin, &e))?;
         let mut config = fallback::with_base(path.parent(), || Config::parse(&text, &origin))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
@@ -434,6 +453,15 @@ impl Config {
     /// Parse config text; `origin` names it in error messages. An empty document (or one
     /// with only comments) is the default config.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        if let Some((line, column)) = locate::too_deep(text) {
+            let max = locate::MAX_FLOW_DEPTH;
+            return Err(ConfigError::at(
+                origin,
+                line,
+                column,
+                format!("`[`/`{{` nested more than {max} levels deep; expected a configuration"),
+            ));
+        }
         locate::check_duplicate_keys(text).map_err(|e| ConfigError::from_yaml(origin, &e))?;
         let parsed: Option<Config> =
             yaml_serde::from_str(text).map_err(|e| ConfigError::from_yaml(origin, &e))?;

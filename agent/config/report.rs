@@ -105,7 +105,7 @@ impl Config {
                 "eval_interval": dur(self.alerting.eval_interval),
                 "repeat_interval": dur(self.alerting.repeat_interval),
                 "receivers": self.alerting.receivers.iter().map(receiver_json).collect::<Vec<_>>(),
-                "external_url": self.alerting.external_url,
+                "external_url": self.alerting.external_url.as_deref().map(|u| redact_url(u, false)),
                 "default_alerts": self.alerting.default_alerts.iter().map(rule_json).collect::<Vec<_>>(),
             },
             "telemetry": self.telemetry_json(),

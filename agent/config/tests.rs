@@ -1260,3 +1260,90 @@ fn adaptive_concurrency_refuses_inconsistent_bounds() {
         assert!(e.message.contains(needle), "{needle:?} not in: {e}");
     }
 }
+
+// ---------------------------------------------------------------- hostile input
+
+/// A hostile or broken file gets an error naming its position, quickly: never a panic,
+/// a hang or memory blown up by aliases.
+#[test]
+fn hostile_yaml_gets_a_positioned_error_quickly() {
+    let started = std::time::Instant::now();
+    // Billion laughs: nine aliases of nine aliases, eight levels down.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h"]
+        .into_iter()
+        .zip("abcdefg".chars())
+    {
+        let refs = vec![format!("*{prev}"); 9].join(", ");
+        bomb += &format!("{name}: &{name} [{refs}]\n");
+    }
+    let e = err(&bomb);
+    assert!(e.line > 0 && e.message.contains("repetition limit"), "{e}");
+    // Flow collections nested 50 000 deep: refused at the first level too many (the
+    // parser's scanner is quadratic in the depth, so it must not see the rest).
+    let deep = format!("flows: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    assert_err(&deep, 1, 8 + MAX_DEPTH, "nested more than 128 levels");
+    let deep = format!(
+        "service: x\nflows: {}1{}\n",
+        "{a: ".repeat(50_000),
+        "}".repeat(50_000)
+    );
+    assert_err(&deep, 2, 8 + 4 * MAX_DEPTH, "nested more than 128 levels");
+    // Brackets in quoted scalars and comments are text.
+    let text = ok(&format!(
+        "flows:\n  - name: a\n    match: GET /a\n    owner: \"{}\\\"\" # {}\n",
+        "[".repeat(200),
+        "{".repeat(200)
+    ));
+    assert_eq!(text.flows[0].owner.as_deref().unwrap().len(), 201);
+    ok(&format!(
+        "flows:\n  - name: a\n    match: GET /a\n    owner: 'it''s {}'\n",
+        "[".repeat(200)
+    ));
+    // Deep block nesting stops at the parser's own limit.
+    let block: String = (0..200).map(|i| format!("{}-\n", " ".repeat(i))).collect();
+    let e = err(&format!("flows:\n{block}"));
+    assert!(e.line > 1 && e.message.contains("recursion limit"), "{e}");
+    // A number too large for its key says so, not that "any YAML value" was expected.
+    let e = assert_err(
+        "routes:\n  max_templates: 99999999999999999999999999\n",
+        2,
+        18,
+        "max_templates",
+    );
+    assert!(!e.message.contains("any YAML value"), "{e}");
+    assert_err(
+        "admin:\n\tlisten: 127.0.0.1:9901\n",
+        2,
+        1,
+        "cannot start any token",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+const MAX_DEPTH: usize = 128;
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_stray_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(
+        &path,
+        b"upstream: http://127.0.0.1:3000\nservice: caf\xe9-shop\n",
+    )
+    .unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 13), "{e}");
+    assert!(
+        e.message.contains("0xe9") && e.message.contains("UTF-8"),
+        "{e}"
+    );
+    // A UTF-8 byte-order mark is fine.
+    let path = dir.path().join("bom.yaml");
+    std::fs::write(&path, b"\xef\xbb\xbfupstream: http://127.0.0.1:3000\n").unwrap();
+    assert!(Config::load(&path).is_ok());
+}

@@ -58,7 +58,8 @@ pub fn client() -> Result<HttpClient, rustls::Error> {
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
-/// POST a JSON `body` with extra `headers`; the whole exchange is bounded by `timeout`.
+/// POST a JSON `body` with extra `headers`; the whole exchange is bounded by `timeout`,
+/// and once a status is in, running out of time reading the body does not undo it.
 pub async fn post_json(
     client: &HttpClient,
     url: &str,
@@ -78,19 +79,11 @@ pub async fn post_json(
     let request = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| unbuildable(&e))?;
-    tokio::time::timeout(timeout, exchange(client, request))
+    let deadline = tokio::time::Instant::now() + timeout;
+    // hyper's chain names the failure kind, not the URL.
+    let response = tokio::time::timeout_at(deadline, client.request(request))
         .await
         .map_err(|_| timed_out(timeout))?
-}
-
-async fn exchange(
-    client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
-) -> Result<Reply, Error> {
-    // hyper's chain names the failure kind, not the URL.
-    let response = client
-        .request(request)
-        .await
         .map_err(|e| Error::request_failed("network error", e))?;
     let status = response.status().as_u16();
     let retry_after = response
@@ -98,10 +91,11 @@ async fn exchange(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Drain so the connection can be reused; the content itself does not matter.
-    let _ = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
-        .collect()
-        .await;
+    // Drain so the connection can be reused; the content itself does not matter, and a
+    // receiver that trickles or never ends its body has answered all the same: a timeout
+    // here would turn its 2xx into a retry, and a retry into a second page.
+    let drain = Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect();
+    let _ = tokio::time::timeout_at(deadline, drain).await;
     Ok(Reply {
         status,
         retry_after,
@@ -177,5 +171,97 @@ mod tests {
         assert_eq!(err.kind(), ErrorType::BadRequest, "{err}");
         assert_eq!(err.retry_verdict(), Retry::Never);
         assert!(!err.chain().to_string().contains("secret"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_receivers {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A receiver that reads a request and answers `head`, then runs `body` on the socket.
+    async fn receiver<F, Fut>(head: String, body: F) -> std::net::SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (head, body) = (head.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    if s.write_all(head.as_bytes()).await.is_ok() {
+                        body(s).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_the_answer_and_is_not_followed() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let elsewhere_addr = elsewhere.local_addr().unwrap();
+        let seen = calls.clone();
+        tokio::spawn(async move {
+            while elsewhere.accept().await.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let head = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere_addr}/steal\r\ncontent-length: 0\r\n\r\n"
+        );
+        let addr = receiver(head, |_| async {}).await;
+        let reply = post_json(
+            &client().unwrap(),
+            &format!("http://{addr}/hook"),
+            &[],
+            b"{}".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 307);
+        // A client that followed it would have done so before answering.
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// A 2xx is a delivery, whatever the body does next: endless or trickling, it is read
+    /// up to a bound and a deadline, never into a retry (which would page again).
+    #[tokio::test]
+    async fn an_endless_or_trickling_body_after_a_2xx_is_still_a_delivery() {
+        let chunked = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_string();
+        let endless = receiver(chunked.clone(), |mut s| async move {
+            let chunk = format!("2000\r\n{}\r\n", "x".repeat(0x2000));
+            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+        })
+        .await;
+        let trickle = receiver(chunked, |mut s| async move {
+            while s.write_all(b"1\r\nx\r\n").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let client = client().unwrap();
+        for addr in [endless, trickle] {
+            let started = Instant::now();
+            let timeout = Duration::from_millis(500);
+            let url = format!("http://{addr}/hook");
+            let reply = post_json(&client, &url, &[], b"{}".to_vec(), timeout).await;
+            assert_eq!(reply.map(|r| r.status).ok(), Some(200), "{addr}");
+            assert!(started.elapsed() < timeout + Duration::from_secs(2));
+        }
     }
 }

@@ -101,7 +101,12 @@ impl EventQueue {
     ) -> &'static str {
         let delay = ctx.delay(pending.attempts, after);
         let horizon = pending.queued_at + ctx.timing.give_up_after;
-        if SystemTime::now() + delay > horizon {
+        // `Retry-After` is the receiver's to choose: one past what a clock can hold is
+        // past the horizon too, not an overflow that would end this worker.
+        let past_horizon = SystemTime::now()
+            .checked_add(delay)
+            .is_none_or(|at| at > horizon);
+        if past_horizon {
             tracing::error!(receiver = %self.name, attempts = pending.attempts + 1, "Giving up on an alert notification.");
             return self.finish(pending, "failed");
         }

@@ -101,7 +101,8 @@ fn list(shared: &Shared, now: u64) -> Value {
 }
 
 async fn create(shared: &Shared, req: Request<Incoming>, now: u64) -> Response<Full<Bytes>> {
-    let new: NewFault = match read_json(req).await {
+    let pause = shared.runtime.load().config.limits.body_read_timeout;
+    let new: NewFault = match read_json(req, pause).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };

@@ -23,7 +23,8 @@ pub async fn handle_api(
 ) -> Response<Full<Bytes>> {
     use http_body::Body as _;
     if !req.body().is_end_stream() {
-        if let Err(refused) = crate::http_json::read_json::<ReloadRequest>(req).await {
+        let pause = shared.runtime.load().config.limits.body_read_timeout;
+        if let Err(refused) = crate::http_json::read_json::<ReloadRequest>(req, pause).await {
             return refused;
         }
     }

@@ -410,7 +410,14 @@ fn log_start(s: &Settings) {
     let describe = |t: &Option<Target>| {
         t.as_ref().map_or_else(
             || "off".to_string(),
-            |t| format!("{} ({})", t.url, t.protocol.as_str()),
+            // The endpoint may come with credentials or a key in its query.
+            |t| {
+                format!(
+                    "{} ({})",
+                    crate::config::redact_url(&t.url.to_string(), false),
+                    t.protocol.as_str()
+                )
+            },
         )
     };
     if s.traces.is_none() && s.metrics.is_none() && s.logs.is_none() {

@@ -76,7 +76,11 @@ fn next_wait(error: &Error, attempt: u32, deadline: Instant, stop: &Watch) -> Op
     let wait = error
         .retry_after()
         .unwrap_or_else(|| backoff(attempt, BASE, CAP));
-    (Instant::now() + wait < deadline).then_some(wait)
+    // The delay is the collector's to choose; one past what a clock can hold is past it too.
+    let fits = Instant::now()
+        .checked_add(wait)
+        .is_some_and(|end| end < deadline);
+    fits.then_some(wait)
 }
 
 #[cfg(test)]
@@ -112,6 +116,16 @@ mod tests {
             let wait = next_wait(&failure(Retry::Always, None), attempt, soon, &watch);
             assert!(wait.is_none_or(|w| w <= CAP), "{attempt}: {wait:?}");
         }
+    }
+
+    /// A collector may ask for any delay; one past what a clock can hold drops the batch
+    /// like any other wait past the deadline, instead of panicking the exporter.
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_delay_from_the_collector_is_past_the_deadline() {
+        let (_signal, watch) = shutdown::channel();
+        let soon = Instant::now() + Duration::from_secs(5);
+        let absurd = failure(Retry::Always, Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(next_wait(&absurd, 0, soon, &watch), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -536,6 +536,23 @@ async fn notifications_are_given_up_after_the_horizon() {
     assert_eq!(n.count("ops", "delivered"), 0);
 }
 
+/// A receiver may answer any `Retry-After`; one past what a clock can hold means "give up",
+/// not a panic that would end the receiver's delivery worker for good.
+#[tokio::test]
+async fn an_absurd_retry_after_gives_up_and_the_receiver_keeps_working() {
+    let hook = Recorder::start(vec![(503, Some("18446744073709551615"))]).await;
+    let list = receivers(&format!(
+        "    - {{ name: ops, type: webhook, url: '{}' }}\n",
+        hook.url("/hook")
+    ));
+    let n = Running::start(list, None, fast());
+    n.send(event("checkout", AlertStatus::Firing, 1)).await;
+    n.wait_count("ops", "failed", 1).await;
+    n.send(event("search", AlertStatus::Firing, 1)).await;
+    n.wait_count("ops", "delivered", 1).await;
+    assert_eq!(hook.hits().len(), 2);
+}
+
 #[tokio::test]
 async fn alertmanager_push_repeats_retries_per_url_and_forgets_old_resolves() {
     let (good, flaky) = (
