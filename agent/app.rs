@@ -81,6 +81,7 @@ impl std::fmt::Debug for Hooks {
 
 /// Run Redline until SIGTERM/SIGINT (or `hooks.shutdown`), then drain and return.
 pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
+    let signals = Signals::install();
     raise_fd_limit();
     let access_log = match config.telemetry.access_log {
         AccessLogFormat::Json => AccessLog::start(Format::Json, Box::new(std::io::stdout())),
@@ -174,6 +175,7 @@ pub async fn run(config: Config, hooks: Hooks) -> Result<(), RunError> {
         stop_rx.clone(),
     );
     let signaled = tokio::spawn(watch_signals(
+        signals,
         shared.clone(),
         reload.clone(),
         hooks.shutdown,
@@ -336,28 +338,59 @@ impl DroppedSamples {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the start of [`run`]: a supervisor that signals
+/// as soon as the "listening" line appears must never meet the default action (exit)
+/// because the handlers were not installed yet.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Signals { term, int, hup }),
+            _ => {
+                tracing::error!(
+                    "Cannot install signal handlers: SIGTERM and SIGHUP keep their default action."
+                );
+                None
+            }
+        }
+    }
+}
+
 /// SIGHUP reloads the config file; returns at SIGTERM/SIGINT (or when `external` is
 /// signaled), once `/readyz` answers 503: the caller drains then.
-async fn watch_signals(shared: Arc<Shared>, reload: Arc<ReloadState>, external: Option<Watch>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("Cannot install signal handlers.");
-        return;
-    };
+async fn watch_signals(
+    signals: Option<Signals>,
+    shared: Arc<Shared>,
+    reload: Arc<ReloadState>,
+    external: Option<Watch>,
+) {
     // Without an external trigger, keep its sender alive so the branch never fires.
     let (_keep, fallback) = shutdown::channel();
     let external = external.unwrap_or(fallback);
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            () = external.signaled() => break,
-            _ = hup.recv() => crate::reload::request(&reload, crate::audit::Trigger::Signal),
-        }
+    match signals {
+        Some(Signals {
+            mut term,
+            mut int,
+            mut hup,
+        }) => loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                () = external.signaled() => break,
+                _ = hup.recv() => crate::reload::request(&reload, crate::audit::Trigger::Signal),
+            }
+        },
+        None => external.signaled().await,
     }
     tracing::info!("Shutting down: draining in-flight requests.");
     shared.ready.store(false, Ordering::SeqCst);
