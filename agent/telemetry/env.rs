@@ -380,11 +380,7 @@ fn endpoint(
             origin(&with_scheme(env, signal, &value)).map(|o| format!("{o}{}", signal.grpc_path()))
         }
         Protocol::HttpProtobuf | Protocol::HttpJson if verbatim => Some(value.clone()),
-        Protocol::HttpProtobuf | Protocol::HttpJson => Some(format!(
-            "{}{}",
-            value.trim_end_matches('/'),
-            signal.http_path()
-        )),
+        Protocol::HttpProtobuf | Protocol::HttpJson => Some(signal_url(&value, signal.http_path())),
     };
     match url.and_then(|u| checked_url(&u, protocol)) {
         Some(uri) => Some(uri),
@@ -396,6 +392,12 @@ fn endpoint(
             None
         }
     }
+}
+
+/// `base` with the signal's `path` joined to its path, its query kept after it.
+fn signal_url(base: &str, path: &str) -> String {
+    let (base, query) = base.split_at(base.find('?').unwrap_or(base.len()));
+    format!("{}{path}{query}", base.trim_end_matches('/'))
 }
 
 /// A gRPC endpoint without a scheme (`collector:4317`) gets `https`, or `http` when

@@ -54,6 +54,11 @@ fn endpoint_is_a_base_url_for_http() {
     let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw/otlp")]);
     assert_eq!(url(&s.traces), "http://gw/otlp/v1/traces");
     assert_eq!(s.traces.unwrap().protocol, Protocol::HttpProtobuf);
+    // The signal's path joins the path; a query (an API key, say) stays after it.
+    let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw/otlp/?key=k1")]);
+    assert_eq!(url(&s.traces), "http://gw/otlp/v1/traces?key=k1");
+    let s = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw:4318?key=k1")]);
+    assert_eq!(url(&s.metrics), "http://gw:4318/v1/metrics?key=k1");
 }
 
 #[test]
