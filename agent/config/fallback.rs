@@ -123,7 +123,7 @@ fn read_body(path: &str) -> Result<Bytes, String> {
         Some(dir) => dir.join(path),
         None => std::path::PathBuf::from(path),
     });
-    std::fs::read(&full)
+    super::read_capped(&full)
         .map(Bytes::from)
         .map_err(|e| format!("cannot read body_file {}: {e}", full.display()))
 }

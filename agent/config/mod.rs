@@ -437,11 +437,31 @@ fn not_utf8(origin: &str, e: &std::string::FromUtf8Error) -> ConfigError {
     )
 }
 
+/// The most a config file (or a fallback's `body_file`) may hold. Real ones are kilobytes;
+/// the cap keeps a path pointing at `/dev/zero` or a runaway file from exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The whole file at `path`, or an error once it holds more than [`MAX_FILE_BYTES`].
+pub(crate) fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 impl Config {
     /// Read and parse a config file; errors name the file as given.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
+        let bytes = read_capped(path).map_err(|e| {
             ConfigError::whole_file(&origin, format!("cannot read config file: {e}"))
         })?;
         let text = String::from_utf8(bytes).map_err(|e| not_utf8(&origin, &e))?;

@@ -1347,3 +1347,17 @@ fn a_file_that_is_not_utf8_is_refused_at_its_first_stray_byte() {
     std::fs::write(&path, b"\xef\xbb\xbfupstream: http://127.0.0.1:3000\n").unwrap();
     assert!(Config::load(&path).is_ok());
 }
+
+#[test]
+fn an_endless_or_huge_file_is_refused_without_reading_it_all() {
+    // `/dev/zero` never ends: read whole it would exhaust memory.
+    let e = Config::load(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.message.contains("larger than 4 MiB"), "{e}");
+    assert_eq!(e.file, "/dev/zero", "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "upstream: http://127.0.0.1:3000\nflows:\n  - name: a\n    match: GET /\n    fallback: { static: { body_file: /dev/zero } }\n";
+    let path = dir.path().join("redline.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(e.message.contains("larger than 4 MiB"), "{e}");
+}

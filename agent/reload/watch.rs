@@ -17,7 +17,7 @@ use crate::shutdown::Watch;
 use crate::state::Shared;
 
 pub(super) fn file_hash(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::config::read_capped(path).ok()?;
     let mut h = std::hash::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())
