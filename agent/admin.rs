@@ -131,7 +131,7 @@ impl Admin {
                 dashboard::series(&self.shared, path)
             }
             (_, path) if crate::proxy::faults::owns(path) => {
-                crate::proxy::faults::handle(&self.shared, req).await
+                crate::proxy::faults::handle(&self.shared, req, peer).await
             }
             (_, path) if crate::alerting::api::owns(path) => {
                 crate::alerting::api::handle(&self.shared, &self.alerts, req, peer).await

@@ -128,6 +128,44 @@ pub fn silence_created(
     );
 }
 
+/// A fault injected through the admin API (`delay` empty and `abort` 0 when not set).
+pub fn fault_injected(
+    client: SocketAddr,
+    id: &str,
+    flow: &str,
+    delay: &str,
+    abort: u16,
+    percent: &str,
+    expires_in: &str,
+) {
+    tracing::info!(
+        target: TARGET,
+        audit = true,
+        event = "fault_injected",
+        client = %client,
+        id,
+        flow,
+        delay,
+        abort,
+        percent,
+        expires_in,
+        "Fault injected."
+    );
+}
+
+/// A fault removed through the admin API before its expiry.
+pub fn fault_removed(client: SocketAddr, id: &str, flow: &str) {
+    tracing::info!(
+        target: TARGET,
+        audit = true,
+        event = "fault_removed",
+        client = %client,
+        id,
+        flow,
+        "Fault removed."
+    );
+}
+
 /// A silence deleted through the admin API.
 pub fn silence_deleted(client: SocketAddr, id: &str) {
     tracing::info!(

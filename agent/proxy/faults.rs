@@ -6,6 +6,7 @@
 //! An injected fault travels the real path: its requests are measured, alerted on,
 //! counted by the circuit breaker and answered by fallbacks like real failures.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,13 +30,17 @@ pub fn owns(path: &str) -> bool {
 }
 
 /// Serve one `/api/faults` request (the admin listener has already checked the token).
-pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Full<Bytes>> {
     let now = shared.clock.now_ms();
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.strip_prefix("/api/faults")) {
         (Method::GET, Some("")) => json_response(StatusCode::OK, &list(shared, now)),
-        (Method::POST, Some("")) => create(shared, req, now).await,
-        (Method::DELETE, Some(rest)) if rest.len() > 1 => remove(shared, &rest[1..]),
+        (Method::POST, Some("")) => create(shared, req, now, client).await,
+        (Method::DELETE, Some(rest)) if rest.len() > 1 => remove(shared, &rest[1..], client),
         _ => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this endpoint",
@@ -100,7 +105,12 @@ fn list(shared: &Shared, now: u64) -> Value {
     json!({ "faults": out })
 }
 
-async fn create(shared: &Shared, req: Request<Incoming>, now: u64) -> Response<Full<Bytes>> {
+async fn create(
+    shared: &Shared,
+    req: Request<Incoming>,
+    now: u64,
+    client: SocketAddr,
+) -> Response<Full<Bytes>> {
     let pause = shared.runtime.load().config.limits.body_read_timeout;
     let new: NewFault = match read_json(req, pause).await {
         Ok(n) => n,
@@ -114,17 +124,14 @@ async fn create(shared: &Shared, req: Request<Incoming>, now: u64) -> Response<F
         return error(StatusCode::NOT_FOUND, "no such flow");
     };
     let rule = state.0.resilience.faults.add(rule);
-    tracing::info!(
-        target: crate::audit::TARGET,
-        audit = true,
-        event = "fault_injected",
-        id = %rule.id,
-        flow = %name,
-        delay = rule.delay.map(format_duration).unwrap_or_default(),
-        abort = rule.abort.unwrap_or(0),
-        percent = %format_percent(rule.ratio),
-        expires_in = %new.expires_in,
-        "Fault injected."
+    crate::audit::fault_injected(
+        client,
+        &rule.id,
+        &name,
+        &rule.delay.map(format_duration).unwrap_or_default(),
+        rule.abort.unwrap_or(0),
+        &format_percent(rule.ratio),
+        &new.expires_in,
     );
     json_response(StatusCode::CREATED, &rule_json(&name, "api", &rule, now))
 }
@@ -163,17 +170,10 @@ fn validate(new: &NewFault, now: u64) -> Result<FaultRule, String> {
     })
 }
 
-fn remove(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
+fn remove(shared: &Shared, id: &str, client: SocketAddr) -> Response<Full<Bytes>> {
     for (name, _, state) in flows(shared) {
         if state.0.resilience.faults.remove(id) {
-            tracing::info!(
-                target: crate::audit::TARGET,
-                audit = true,
-                event = "fault_removed",
-                id,
-                flow = %name,
-                "Fault removed."
-            );
+            crate::audit::fault_removed(client, id, &name);
             return json_response(StatusCode::OK, &json!({ "removed": id }));
         }
     }

@@ -32,19 +32,6 @@ fn spawn_text(args: &[&str]) -> (Child, Lines) {
     (child, stderr)
 }
 
-/// The first captured line containing `needle`, within `deadline`.
-async fn line_with(lines: &Lines, needle: &str, deadline: Duration) -> String {
-    eventually(deadline, needle, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    })
-    .await
-}
-
 /// Wait for a child to exit (bounded), for commands expected to fail at once.
 fn exit_of(mut child: Child) -> (Option<i32>, String) {
     let until = Instant::now() + Duration::from_secs(20);

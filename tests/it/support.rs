@@ -207,6 +207,19 @@ impl Drop for Redline {
     }
 }
 
+/// The first captured line containing `needle`, within `deadline`.
+pub async fn line_with(lines: &Mutex<Vec<String>>, needle: &str, deadline: Duration) -> String {
+    eventually(deadline, needle, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    })
+    .await
+}
+
 /// Collect a child's output lines on a thread, for polling from tests.
 pub fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -105,12 +105,16 @@ async fn an_injected_abort_is_measured_opens_the_breaker_gets_the_fallback_and_e
                 .0,
             404
         );
-        let audited = rl
-            .stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("fault_injected"));
-        assert!(audited, "{case}: the audit trail names the fault");
+        // Both changes are in the audit trail, each with the client that made it.
+        for event in ["fault_injected", "fault_removed"] {
+            let fields = [format!(r#""event":"{event}""#), format!(r#""id":"{id}""#)];
+            let line = eventually(Duration::from_secs(5), event, || async {
+                let lines = rl.stderr.lock().unwrap();
+                let found = lines.iter().find(|l| fields.iter().all(|f| l.contains(f)));
+                found.cloned()
+            })
+            .await;
+            assert!(line.contains(r#""client":"127.0.0.1:"#), "{case}: {line}");
+        }
     }
 }
