@@ -91,10 +91,14 @@ impl Target {
             (Some(s), Some(a))
                 if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") =>
             {
-                if valid_host(a.as_str().as_bytes()) {
-                    Target::Absolute
-                } else {
+                if !valid_host(a.as_str().as_bytes()) {
                     Target::BadAuthority
+                } else if uri.path() == "*" {
+                    // An HTTP/2 `:path: *` comes with `:scheme` and `:authority`: still the
+                    // asterisk form, for OPTIONS only (RFC 9113 §8.3.1), not `GET *` upstream.
+                    Target::Asterisk
+                } else {
+                    Target::Absolute
                 }
             }
             (Some(_), _) => Target::OtherScheme,

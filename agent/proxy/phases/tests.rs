@@ -190,6 +190,19 @@ fn targets_and_methods() {
     let uri: Uri = "http://shop/a".parse().unwrap();
     let none: [(&[u8], &[u8]); 0] = [];
     assert!(admit(&h2, Target::of_uri(&uri), Version::HTTP_2, none).is_ok());
+    // h2's `:path: *` comes with a scheme and an authority: still OPTIONS only.
+    let star = Uri::from_parts({
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(http::uri::Scheme::HTTP);
+        p.authority = Some("shop".parse().unwrap());
+        p.path_and_query = Some(http::uri::PathAndQuery::from_static("*"));
+        p
+    })
+    .unwrap();
+    assert_eq!(Target::of_uri(&star), Target::Asterisk);
+    let judge_h2 = |m: &Method| admit(m, Target::of_uri(&star), Version::HTTP_2, none);
+    assert!(judge_h2(&Method::GET).is_err());
+    assert!(judge_h2(&Method::OPTIONS).is_ok());
 }
 
 #[test]

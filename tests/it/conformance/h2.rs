@@ -306,6 +306,20 @@ fn cases() -> Vec<Case> {
             Reset,
             Nothing,
         ),
+        // `:path: *` comes with a scheme and an authority: OPTIONS only, as in HTTP/1.1
+        // (it went up as `GET * HTTP/1.1`).
+        case(
+            "path-asterisk-get",
+            vec![
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"a"),
+                (b":path", b"*"),
+            ],
+            &[],
+            Status(400),
+            Nothing,
+        ),
         case(
             "options-asterisk",
             vec![
