@@ -200,9 +200,15 @@ fn targets_and_methods() {
     })
     .unwrap();
     assert_eq!(Target::of_uri(&star), Target::Asterisk);
-    let judge_h2 = |m: &Method| admit(m, Target::of_uri(&star), Version::HTTP_2, none);
-    assert!(judge_h2(&Method::GET).is_err());
-    assert!(judge_h2(&Method::OPTIONS).is_ok());
+    assert!(admit_h2(&Method::GET, &star, none).is_err());
+    assert!(admit_h2(&Method::OPTIONS, &star, none).is_ok());
+    // Without `:authority`, one valid `host` is needed, as in HTTP/1.1.
+    let bare: Uri = "/a".parse().unwrap();
+    assert!(admit_h2(&h2, &bare, none).is_err());
+    let host: [(&[u8], &[u8]); 1] = [(b"host", b"shop")];
+    assert!(admit_h2(&h2, &bare, host).is_ok());
+    let bad: [(&[u8], &[u8]); 1] = [(b"host", b"a b")];
+    assert!(admit_h2(&h2, &bare, bad).is_err());
 }
 
 #[test]

@@ -333,6 +333,40 @@ fn cases() -> Vec<Case> {
             Exact(b"OPTIONS * HTTP/1.1\r\nx-request-id: $N\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\nhost: a\r\n\r\n"),
         ),
         // Without `:authority`, `host` names the target and is judged as in HTTP/1.1.
+        // These went up with the Host as sent (`a b` in Host and X-Forwarded-Host too), the
+        // first of two, or one Redline made up from the upstream's address.
+        case(
+            "no-authority-no-host",
+            vec![(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"$P")],
+            &[],
+            Status(400),
+            Nothing,
+        ),
+        case(
+            "no-authority-bad-host",
+            vec![
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":path", b"$P"),
+                (b"host", b"a b"),
+            ],
+            &[],
+            Status(400),
+            Nothing,
+        ),
+        case(
+            "no-authority-two-hosts",
+            vec![
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":path", b"$P"),
+                (b"host", b"a"),
+                (b"host", b"b"),
+            ],
+            &[],
+            Status(400),
+            Nothing,
+        ),
         case(
             "no-authority-host",
             vec![
