@@ -418,6 +418,23 @@ fn cases() -> Vec<Case> {
         malformed("crlf-in-value", get(&[(b"x-a", b"1\r\nx-injected: 1")])),
         malformed("lf-in-value", get(&[(b"x-a", b"1\nx-injected: 1")])),
         malformed("nul-in-value", get(&[(b"x-a", b"1\0")])),
+        malformed("upper-name", get(&[(b"X-Upper", b"1")])),
+        malformed(
+            "two-content-lengths",
+            post(&[(b"content-length", b"5"), (b"content-length", b"6")]),
+        ),
+        case(
+            "authority-userinfo",
+            vec![
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"u@a"),
+                (b":path", b"$P"),
+            ],
+            &[],
+            Status(400),
+            Nothing,
+        ),
         malformed("space-in-name", get(&[(b"x a", b"1")])),
         malformed("colon-in-name", get(&[(b"x:a", b"1")])),
         malformed(
