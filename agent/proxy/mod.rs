@@ -114,12 +114,17 @@ impl Proxy {
             &parts,
             client,
         );
-        let target = phases::Target::of_uri(&parts.uri);
         let pairs = parts
             .headers
             .iter()
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-        let admitted = match phases::admit(&parts.method, target, parts.version, pairs) {
+        let judged = if parts.version >= Version::HTTP_2 {
+            phases::admit_h2(&parts.method, &parts.uri, pairs)
+        } else {
+            let target = phases::Target::of_uri(&parts.uri);
+            phases::admit(&parts.method, target, parts.version, pairs)
+        };
+        let admitted = match judged {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 let mut resp = refused(ctx, refusal);

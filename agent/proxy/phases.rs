@@ -91,10 +91,14 @@ impl Target {
             (Some(s), Some(a))
                 if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") =>
             {
-                if valid_host(a.as_str().as_bytes()) {
-                    Target::Absolute
-                } else {
+                if !valid_host(a.as_str().as_bytes()) {
                     Target::BadAuthority
+                } else if uri.path() == "*" {
+                    // An HTTP/2 `:path: *` comes with `:scheme` and `:authority`: still the
+                    // asterisk form, for OPTIONS only (RFC 9113 §8.3.1), not `GET *` upstream.
+                    Target::Asterisk
+                } else {
+                    Target::Absolute
                 }
             }
             (Some(_), _) => Target::OtherScheme,
@@ -156,9 +160,28 @@ pub const TOO_LARGE: Refusal = refuse(
     "request head too large",
 );
 
+/// Phase 1 for an HTTP/2 request (from hyper): [`admit`] with the target its pseudo-headers
+/// make. One without `:authority` (the h2 layer then drops `:scheme` too) names its host
+/// in `host` alone, so it is judged as an HTTP/1.1 origin-form request: exactly one valid
+/// `Host` (RFC 9113 §8.3.1 requires `:authority` or `Host`), never an empty, repeated or
+/// invalid one that the upstream and `X-Forwarded-Host` would get as sent, or a host made
+/// up. Its framing is the h2 layer's either way: it refuses `Transfer-Encoding`.
+pub fn admit_h2<'h>(
+    method: &Method,
+    uri: &Uri,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+) -> Result<Admitted, Refusal> {
+    let version = if uri.authority().is_some() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    admit(method, Target::of_uri(uri), version, headers)
+}
+
 /// Phase 1: judge a request head. `headers` are (name, value) pairs in any order and
-/// any case. HTTP/2 requests (from hyper) are judged on method and target form only:
-/// their framing and authority are the HTTP/2 layer's.
+/// any case. HTTP/2 requests with `:authority` (see [`admit_h2`]) are judged on method and
+/// target form only: their framing and authority are the HTTP/2 layer's.
 pub fn admit<'h>(
     method: &Method,
     target: Target,

@@ -190,6 +190,25 @@ fn targets_and_methods() {
     let uri: Uri = "http://shop/a".parse().unwrap();
     let none: [(&[u8], &[u8]); 0] = [];
     assert!(admit(&h2, Target::of_uri(&uri), Version::HTTP_2, none).is_ok());
+    // h2's `:path: *` comes with a scheme and an authority: still OPTIONS only.
+    let star = Uri::from_parts({
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(http::uri::Scheme::HTTP);
+        p.authority = Some("shop".parse().unwrap());
+        p.path_and_query = Some(http::uri::PathAndQuery::from_static("*"));
+        p
+    })
+    .unwrap();
+    assert_eq!(Target::of_uri(&star), Target::Asterisk);
+    assert!(admit_h2(&Method::GET, &star, none).is_err());
+    assert!(admit_h2(&Method::OPTIONS, &star, none).is_ok());
+    // Without `:authority`, one valid `host` is needed, as in HTTP/1.1.
+    let bare: Uri = "/a".parse().unwrap();
+    assert!(admit_h2(&h2, &bare, none).is_err());
+    let host: [(&[u8], &[u8]); 1] = [(b"host", b"shop")];
+    assert!(admit_h2(&h2, &bare, host).is_ok());
+    let bad: [(&[u8], &[u8]); 1] = [(b"host", b"a b")];
+    assert!(admit_h2(&h2, &bare, bad).is_err());
 }
 
 #[test]

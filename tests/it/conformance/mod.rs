@@ -14,6 +14,7 @@
 //! one after another and every failure is collected, then reported as one table.
 //! `CONFORMANCE_CASE=<name>` runs one case.
 
+mod h2;
 mod harness;
 mod request_framing;
 mod request_target;
