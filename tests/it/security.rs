@@ -578,7 +578,7 @@ async fn secrets_in_configured_urls_stay_out_of_the_startup_log_and_api_config()
 /// at once: not after the client has sent it all, nor after the body timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_admin_body_is_refused_from_its_content_length() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let up = app().await;
     let rl = Redline::start(&config_for(up, ""));
     for path in ["/api/silences", "/api/reload", "/api/faults"] {
@@ -588,20 +588,9 @@ async fn an_oversized_admin_body_is_refused_from_its_content_length() {
              content-length: 10000000000\r\n\r\n{{\"flow\":"
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut buf = [0u8; 1024];
-            while !String::from_utf8_lossy(&answer).contains("larger than") {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => answer.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await;
-        let answer = String::from_utf8_lossy(&answer);
+        let (read, answer) = read_until(&mut s, "larger than").await;
         assert!(
-            read.is_ok(),
+            read,
             "{path}: no answer while the body is pending: {answer:?}"
         );
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
@@ -664,7 +653,7 @@ fn config_errors_at_startup_do_not_quote_secrets() {
 /// descriptor the proxy shares) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_admin_body_times_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let up = app().await;
     let rl = Redline::start(&config_for(up, "limits:\n  body_read_timeout: 300ms\n"));
     for path in ["/api/silences", "/api/reload", "/api/faults"] {
@@ -673,22 +662,8 @@ async fn a_stalled_admin_body_times_out() {
             "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{{\"f"
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut buf = [0u8; 1024];
-            while !String::from_utf8_lossy(&answer).contains('}') {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => answer.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await;
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(
-            read.is_ok(),
-            "{path}: still waiting for the body: {answer:?}"
-        );
+        let (read, answer) = read_until(&mut s, "}").await;
+        assert!(read, "{path}: still waiting for the body: {answer:?}");
         assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
         assert!(answer.contains("body_read_timeout"), "{path}: {answer}");
     }
@@ -728,4 +703,22 @@ async fn an_idle_admin_connection_is_closed_after_the_header_read_timeout() {
         closed(kept).await,
         "an idle keep-alive connection stays open"
     );
+}
+
+/// What `s` sends until `marker` shows (or it closes), and whether that happened within 5 s
+/// rather than the client being left waiting.
+async fn read_until(s: &mut tokio::net::TcpStream, marker: &str) -> (bool, String) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&answer).contains(marker) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (read.is_ok(), String::from_utf8_lossy(&answer).into_owned())
 }
