@@ -113,17 +113,20 @@ fn mint() -> Minted {
     }
 }
 
+/// `keys.yaml` in `dir` holding one API key, `k-live-123` (only its hash is in the file),
+/// named `name` with `roles` (a YAML list).
+fn key_file(dir: &std::path::Path, name: &str, roles: &str) -> std::path::PathBuf {
+    let path = dir.join("keys.yaml");
+    let hash = sha256_hex("k-live-123");
+    let line = format!("- {{ name: {name}, sha256: {hash}, roles: {roles} }}\n");
+    std::fs::write(&path, line).unwrap();
+    path
+}
+
 fn config(app: SocketAddr, dir: &std::path::Path, jwks: &serde_json::Value) -> String {
     let jwks_file = dir.join("jwks.json");
     std::fs::write(&jwks_file, jwks.to_string()).unwrap();
-    let keys_file = dir.join("keys.yaml");
-    // Only the key's hash is in the file.
-    let hash = sha256_hex("k-live-123");
-    std::fs::write(
-        &keys_file,
-        format!("- {{ name: ci-deploy, sha256: {hash}, roles: [deployer] }}\n"),
-    )
-    .unwrap();
+    let keys_file = key_file(dir, "ci-deploy", "[deployer]");
     config_for(
         app,
         &format!(
@@ -549,13 +552,7 @@ async fn a_spike_of_denials_fires_denied_rate_at_a_webhook_and_resolves() {
     let app = app().await;
     let (hook, got) = webhook().await;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.yaml");
-    let hash = sha256_hex("k-live-123");
-    std::fs::write(
-        &keys,
-        format!("- {{ name: shop, sha256: {hash}, roles: [] }}\n"),
-    )
-    .unwrap();
+    let keys = key_file(dir.path(), "shop", "[]");
     let rule = "over: 10s, for: 0s, min_requests: 10, keep_firing_for: 1s";
     let yaml = config_for(
         app,
@@ -623,13 +620,7 @@ async fn a_spike_of_denials_fires_denied_rate_at_a_webhook_and_resolves() {
 async fn audit_records_survive_kill_9_and_tampering_is_caught() {
     let app = app().await;
     let data = tempfile::tempdir().unwrap();
-    let keys = data.path().join("keys.yaml");
-    let hash = sha256_hex("k-live-123");
-    std::fs::write(
-        &keys,
-        format!("- {{ name: ci-deploy, sha256: {hash}, roles: [deployer] }}\n"),
-    )
-    .unwrap();
+    let keys = key_file(data.path(), "ci-deploy", "[deployer]");
     let yaml = config_for(
         app,
         &format!(
@@ -903,13 +894,7 @@ async fn an_h2c_upgrade_is_never_offered_so_no_tunnel_skips_the_access_rules() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.yaml");
-    let hash = sha256_hex("k-live-123");
-    std::fs::write(
-        &keys,
-        format!("- {{ name: shop, sha256: {hash}, roles: [] }}\n"),
-    )
-    .unwrap();
+    let keys = key_file(dir.path(), "shop", "[]");
     let yaml = config_for(
         app,
         &format!(

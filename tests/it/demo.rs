@@ -15,15 +15,6 @@ fn position(lines: &Mutex<Vec<String>>, needle: &str) -> Option<usize> {
         .position(|l| l.contains(needle))
 }
 
-fn find(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|l| l.contains(needle))
-        .cloned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
     let started = Instant::now();
@@ -39,7 +30,7 @@ async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
     let guard = scopeguard(&mut child);
 
     let dashboard = eventually(Duration::from_secs(20), "dashboard URL", || async {
-        find(&stdout, "Dashboard  http://")
+        find_line(&stdout, "Dashboard  http://")
     })
     .await;
     let admin = dashboard
@@ -48,7 +39,7 @@ async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
         .unwrap()
         .trim_end_matches('/')
         .to_string();
-    let proxy_line = find(&stdout, "Proxy      http://").expect("proxy URL printed");
+    let proxy_line = find_line(&stdout, "Proxy      http://").expect("proxy URL printed");
     let proxy = proxy_line
         .split_whitespace()
         .nth(1)
@@ -175,7 +166,7 @@ async fn demo_rehearses_a_failure_fires_an_alert_and_exits_cleanly() {
     );
     assert!(started.elapsed() >= Duration::from_secs(75));
     assert!(
-        find(&stdout, "[demo] finished").is_some(),
+        find_line(&stdout, "[demo] finished").is_some(),
         "{:?}",
         stdout.lock().unwrap()
     );

@@ -207,17 +207,19 @@ impl Drop for Redline {
     }
 }
 
+/// The first captured line containing `needle`, if any yet.
+pub fn find_line(lines: &Mutex<Vec<String>>, needle: &str) -> Option<String> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(needle))
+        .cloned()
+}
+
 /// The first captured line containing `needle`, within `deadline`.
 pub async fn line_with(lines: &Mutex<Vec<String>>, needle: &str, deadline: Duration) -> String {
-    eventually(deadline, needle, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    })
-    .await
+    eventually(deadline, needle, || async { find_line(lines, needle) }).await
 }
 
 /// Collect a child's output lines on a thread, for polling from tests.
